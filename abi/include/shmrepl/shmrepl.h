@@ -1,0 +1,204 @@
+/*
+ * shmrepl — run Python code in an engine process and read everything it writes,
+ * in order and as it is produced, from a ring in shared memory.
+ *
+ * The one public header of libshmrepl. C99; every call is extern "C" and no C++
+ * type or exception crosses it. Structs that a caller passes in start with
+ * `struct_size` and only ever grow at the end.
+ *
+ * Threads: a handle (reader, client) is used by one thread at a time; distinct
+ * handles may be used from distinct threads concurrently. shmrepl_last_error()
+ * is per thread.
+ */
+#ifndef SHMREPL_SHMREPL_H
+#define SHMREPL_SHMREPL_H
+
+#include <stddef.h> /* size_t */
+#include <stdint.h> /* uint32_t, uint64_t, int64_t */
+
+/* ---- version ---------------------------------------------------------- */
+#define SHMREPL_VERSION_MAJOR 0
+#define SHMREPL_VERSION_MINOR 1
+#define SHMREPL_VERSION_PATCH 0
+/* Bumped only on an incompatible change of this header or the ring layout. */
+#define SHMREPL_ABI_VERSION 1
+
+/* ---- visibility ------------------------------------------------------- */
+#if defined(SHMREPL_BUILDING_LIBRARY)
+#define SHMREPL_API __attribute__((visibility("default")))
+#else
+#define SHMREPL_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ----------------------------------------------------- */
+/* 0 is success; errors are negative and their values are never reused.
+ * Retryable: SHMREPL_E_AGAIN, SHMREPL_E_TIMEOUT. End of data: SHMREPL_E_EOF. */
+typedef int32_t shmrepl_status_t;
+#define SHMREPL_OK 0
+#define SHMREPL_E_INVALID (-1)        /* a bad argument (NULL, bad size, bad name) */
+#define SHMREPL_E_NOT_FOUND (-2)      /* no such ring, session or execution */
+#define SHMREPL_E_AGAIN (-3)          /* nothing now; try again (timeout 0) */
+#define SHMREPL_E_TIMEOUT (-4)        /* nothing arrived before the timeout */
+#define SHMREPL_E_EOF (-5)            /* the ring is finished and fully read */
+#define SHMREPL_E_CORRUPT (-6)        /* the shared memory does not hold a valid ring/record */
+#define SHMREPL_E_VERSION (-7)        /* the peer speaks another layout or ABI version */
+#define SHMREPL_E_PRODUCER_DIED (-8)  /* the ring's writer died before finishing it */
+#define SHMREPL_E_NO_SLOT (-9)        /* every reader slot of the ring is taken */
+#define SHMREPL_E_NOMEM (-10)         /* out of memory */
+#define SHMREPL_E_PERMISSION (-11)    /* not allowed (mode, uid) */
+#define SHMREPL_E_SYSTEM (-12)        /* an operating-system call failed; see last_error */
+#define SHMREPL_E_ENGINE_DIED (-13)   /* the engine process went away */
+#define SHMREPL_E_PROTOCOL (-14)      /* a malformed or unexpected control message */
+#define SHMREPL_E_STATE (-15)         /* the call does not fit the handle's state */
+#define SHMREPL_E_CONNECT (-16)       /* no engine could be reached or started */
+#define SHMREPL_E_TOO_LARGE (-17)     /* a request exceeds a documented limit */
+#define SHMREPL_E_INTERNAL (-99)      /* a bug in shmrepl: please report it */
+
+/* ---- records ---------------------------------------------------------- */
+typedef enum shmrepl_record_kind {
+  SHMREPL_RECORD_UNKNOWN = 0, /* a kind newer than this library: skip it (raw is valid) */
+  SHMREPL_RECORD_STARTED = 1,
+  SHMREPL_RECORD_OUTPUT = 2,
+  SHMREPL_RECORD_RESULT = 3,
+  SHMREPL_RECORD_ERROR = 4,
+  SHMREPL_RECORD_INPUT_REQUEST = 5,
+  SHMREPL_RECORD_FINISHED = 6
+} shmrepl_record_kind_t;
+
+typedef enum shmrepl_stream {
+  SHMREPL_STREAM_NONE = 0,
+  SHMREPL_STREAM_STDOUT = 1,
+  SHMREPL_STREAM_STDERR = 2
+} shmrepl_stream_t;
+
+typedef enum shmrepl_finish_status {
+  SHMREPL_FINISH_OK = 0,
+  SHMREPL_FINISH_ERROR = 1,
+  SHMREPL_FINISH_CANCELLED = 2,
+  SHMREPL_FINISH_EXITED = 3,
+  SHMREPL_FINISH_ABORTED = 4
+} shmrepl_finish_status_t;
+
+/* Record flags: one write larger than the ring's largest record arrives as several
+ * Output records; the first has MORE, the middle ones MORE|CONTINUED, the last
+ * CONTINUED. Split points fall on UTF-8 character boundaries of text writes. */
+#define SHMREPL_FLAG_MORE 0x1u
+#define SHMREPL_FLAG_CONTINUED 0x2u
+
+/* A view of one record. Filled by the library; every pointer points into the
+ * shared mapping (nothing is copied) and stays valid until the record is released
+ * with shmrepl_reader_release() or the reader is closed.
+ *  - OUTPUT: data = the bytes written, stream = stdout/stderr.
+ *  - RESULT: data = the repr text (not NUL-terminated).
+ *  - ERROR: data = the exception's message (evalue); see shmrepl_record_error().
+ *  - INPUT_REQUEST: data = the prompt.
+ *  - FINISHED: finish_status, exit_code, duration_ns.
+ *  - STARTED: data = the client's execution id string, if it gave one.
+ * The layout is fixed for ABI version 1 (reserved fields keep room to grow). */
+typedef struct shmrepl_record {
+  uint32_t kind;          /* shmrepl_record_kind_t */
+  uint32_t stream;        /* shmrepl_stream_t */
+  uint32_t flags;         /* SHMREPL_FLAG_* */
+  uint32_t finish_status; /* shmrepl_finish_status_t, FINISHED only */
+  uint64_t execution_id;
+  uint64_t seq;           /* gap-free per execution, from 0 */
+  uint64_t timestamp_ns;  /* CLOCK_REALTIME when the record was written */
+  const uint8_t* data;
+  size_t data_len;
+  const uint8_t* raw;     /* the whole FlatBuffers Record (abi/shmrepl.fbs), verified */
+  size_t raw_len;
+  int64_t exit_code;      /* FINISHED only */
+  uint64_t duration_ns;   /* FINISHED only */
+  uint64_t reserved[2];
+} shmrepl_record_t;
+
+/* ---- diagnostics (usable before anything else) ------------------------ */
+/* "MAJOR.MINOR.PATCH"; static storage. */
+SHMREPL_API const char* shmrepl_version(void);
+/* SHMREPL_ABI_VERSION of the loaded library. */
+SHMREPL_API uint32_t shmrepl_abi_version(void);
+/* A short constant English text for a status; never NULL. */
+SHMREPL_API const char* shmrepl_status_str(shmrepl_status_t status);
+/* Detail of the last error on this thread ("" if none). Valid until the next
+ * shmrepl call on this thread. */
+SHMREPL_API const char* shmrepl_last_error(void);
+
+/* ---- reader side ------------------------------------------------------ */
+typedef struct shmrepl_reader shmrepl_reader_t;
+
+/* Where a newly attached reader starts. */
+typedef enum shmrepl_reader_start {
+  /* The oldest record still held by the ring. The producer never discards a
+   * record that an attached reader has not released, and keeps every record while
+   * no reader is attached; so a reader that attaches before anyone released gets
+   * every record from seq 0. A reader that attaches after other readers released
+   * records starts at the oldest one they all still hold (its first record's seq
+   * says where). */
+  SHMREPL_START_OLDEST = 0,
+  /* Only records written after the reader attached. */
+  SHMREPL_START_NEWEST = 1
+} shmrepl_reader_start_t;
+
+typedef struct shmrepl_reader_options {
+  uint32_t struct_size; /* sizeof(shmrepl_reader_options_t) */
+  uint32_t start;       /* shmrepl_reader_start_t */
+} shmrepl_reader_options_t;
+
+/* Attach a reader to the ring `ring_name` (as an engine reply gives it, e.g.
+ * "shmrepl.1000.4242.7"). `options` may be NULL for the defaults.
+ * Returns OK and *out, or E_INVALID (bad name), E_NOT_FOUND, E_PERMISSION,
+ * E_CORRUPT (not a ring, truncated), E_VERSION (other layout), E_NO_SLOT. */
+SHMREPL_API shmrepl_status_t shmrepl_reader_open(const char* ring_name,
+                                                 const shmrepl_reader_options_t* options,
+                                                 shmrepl_reader_t** out);
+
+/* Detach and unmap. Every record view of this reader ends here. Accepts NULL. */
+SHMREPL_API void shmrepl_reader_close(shmrepl_reader_t* reader);
+
+/* The next record, in order. timeout_ns: 0 = do not wait, < 0 = wait forever,
+ * else wait at most that long. Returns OK and *out; E_AGAIN (timeout 0, nothing
+ * yet); E_TIMEOUT; E_EOF (finished and everything read); E_PRODUCER_DIED (the
+ * writer died; every record it published was delivered first); E_CORRUPT.
+ * The record stays valid until released; records must be released in order. */
+SHMREPL_API shmrepl_status_t shmrepl_reader_next(shmrepl_reader_t* reader, int64_t timeout_ns,
+                                                 shmrepl_record_t* out);
+
+/* Up to `max` records into out[0..*n). Waits (as _next) only when none is ready;
+ * then returns as many as are ready without waiting again. *n is 0 whenever the
+ * status is not OK. */
+SHMREPL_API shmrepl_status_t shmrepl_reader_next_batch(shmrepl_reader_t* reader,
+                                                       shmrepl_record_t* out, size_t max,
+                                                       size_t* n, int64_t timeout_ns);
+
+/* Give back the oldest `n` records handed out and not yet released: their views
+ * end and the producer may reuse the space. E_INVALID if n exceeds what is held. */
+SHMREPL_API shmrepl_status_t shmrepl_reader_release(shmrepl_reader_t* reader, size_t n);
+
+/* Records handed out and not yet released. */
+SHMREPL_API size_t shmrepl_reader_held(const shmrepl_reader_t* reader);
+
+/* The execution id that the ring's header carries. */
+SHMREPL_API uint64_t shmrepl_reader_execution_id(const shmrepl_reader_t* reader);
+
+/* The structured part of an ERROR record: type name, message, and traceback line
+ * `index` (0-based; *n_lines gets the count). Each pointer points into the mapping,
+ * valid as long as the record. Any out pointer may be NULL. */
+typedef struct shmrepl_bytes {
+  const uint8_t* ptr;
+  size_t len;
+} shmrepl_bytes_t;
+SHMREPL_API shmrepl_status_t shmrepl_record_error(const shmrepl_record_t* record,
+                                                  shmrepl_bytes_t* ename,
+                                                  shmrepl_bytes_t* evalue, size_t* n_lines);
+SHMREPL_API shmrepl_status_t shmrepl_record_traceback_line(const shmrepl_record_t* record,
+                                                           size_t index, shmrepl_bytes_t* line);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SHMREPL_SHMREPL_H */

@@ -1,0 +1,149 @@
+// The reader side of the C ABI: a thin, exception-free layer over shm::Reader and
+// the record verifier.
+#include <flatbuffers/flatbuffers.h>
+
+#include <memory>
+
+#include "records.hpp"
+#include "shmrepl/shm/reader.hpp"
+#include "shmrepl/shmrepl.h"
+#include "shmrepl/shmrepl_generated.h"
+#include "status.hpp"
+
+struct shmrepl_reader {
+  std::unique_ptr<shmrepl::shm::Reader> ring;
+  std::string error;
+};
+
+namespace {
+
+using shmrepl::abi::fail;
+using shmrepl::abi::guarded;
+
+shmrepl_status_t next_one(shmrepl_reader* r, int64_t timeout_ns, shmrepl_record_t* out) {
+  shmrepl::shm::Frame frame{};
+  shmrepl_status_t st = r->ring->next(timeout_ns, &frame, &r->error);
+  if (st != SHMREPL_OK) {
+    if (st != SHMREPL_E_AGAIN && st != SHMREPL_E_TIMEOUT && st != SHMREPL_E_EOF)
+      shmrepl::abi::set_error(r->error);
+    return st;
+  }
+  st = shmrepl::records::decode(frame.payload, frame.flags, out);
+  if (st != SHMREPL_OK) {
+    // The frame is handed out (and must be released) but has no valid record.
+    return fail(st, "record failed verification");
+  }
+  return SHMREPL_OK;
+}
+
+const shmrepl::fb::Error* error_body(const shmrepl_record_t* record) {
+  if (record == nullptr || record->kind != SHMREPL_RECORD_ERROR || record->raw == nullptr) return nullptr;
+  flatbuffers::Verifier verifier(record->raw, record->raw_len);
+  if (!shmrepl::fb::VerifyRecordBuffer(verifier)) return nullptr;
+  return shmrepl::fb::GetRecord(record->raw)->body_as_Error();
+}
+
+void set_bytes(shmrepl_bytes_t* out, const flatbuffers::String* s) {
+  if (out == nullptr) return;
+  out->ptr = s != nullptr ? reinterpret_cast<const uint8_t*>(s->data()) : nullptr;
+  out->len = s != nullptr ? s->size() : 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+SHMREPL_API shmrepl_status_t shmrepl_reader_open(const char* ring_name,
+                                                 const shmrepl_reader_options_t* options,
+                                                 shmrepl_reader_t** out) {
+  return guarded([&] {
+    if (out == nullptr) return fail(SHMREPL_E_INVALID, "out is NULL");
+    *out = nullptr;
+    if (ring_name == nullptr) return fail(SHMREPL_E_INVALID, "ring_name is NULL");
+    shmrepl_reader_start_t start = SHMREPL_START_OLDEST;
+    if (options != nullptr) {
+      if (options->struct_size < offsetof(shmrepl_reader_options_t, start) + sizeof(uint32_t))
+        return fail(SHMREPL_E_INVALID, "options->struct_size is too small");
+      if (options->start > SHMREPL_START_NEWEST) return fail(SHMREPL_E_INVALID, "unknown options->start");
+      start = static_cast<shmrepl_reader_start_t>(options->start);
+    }
+    auto r = std::make_unique<shmrepl_reader>();
+    shmrepl_status_t st = SHMREPL_OK;
+    r->ring = shmrepl::shm::Reader::open(ring_name, start, &st, &r->error);
+    if (st != SHMREPL_OK) return fail(st, r->error);
+    *out = r.release();
+    return SHMREPL_OK;
+  });
+}
+
+SHMREPL_API void shmrepl_reader_close(shmrepl_reader_t* reader) { delete reader; }
+
+SHMREPL_API shmrepl_status_t shmrepl_reader_next(shmrepl_reader_t* reader, int64_t timeout_ns,
+                                                 shmrepl_record_t* out) {
+  return guarded([&] {
+    if (reader == nullptr || out == nullptr) return fail(SHMREPL_E_INVALID, "reader or out is NULL");
+    return next_one(reader, timeout_ns, out);
+  });
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_reader_next_batch(shmrepl_reader_t* reader,
+                                                       shmrepl_record_t* out, size_t max,
+                                                       size_t* n, int64_t timeout_ns) {
+  return guarded([&] {
+    if (n != nullptr) *n = 0;
+    if (reader == nullptr || out == nullptr || n == nullptr || max == 0)
+      return fail(SHMREPL_E_INVALID, "reader, out or n is NULL, or max is 0");
+    shmrepl_status_t st = next_one(reader, timeout_ns, &out[0]);
+    if (st != SHMREPL_OK) return st;
+    size_t got = 1;
+    while (got < max && reader->ring->ready()) {
+      st = next_one(reader, 0, &out[got]);
+      if (st != SHMREPL_OK) break;  // reported by the next call
+      ++got;
+    }
+    *n = got;
+    return SHMREPL_OK;
+  });
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_reader_release(shmrepl_reader_t* reader, size_t n) {
+  if (reader == nullptr) return fail(SHMREPL_E_INVALID, "reader is NULL");
+  shmrepl_status_t st = reader->ring->release(n);
+  if (st != SHMREPL_OK) return fail(st, "release of more records than are held");
+  return SHMREPL_OK;
+}
+
+SHMREPL_API size_t shmrepl_reader_held(const shmrepl_reader_t* reader) {
+  return reader != nullptr ? reader->ring->held() : 0;
+}
+
+SHMREPL_API uint64_t shmrepl_reader_execution_id(const shmrepl_reader_t* reader) {
+  return reader != nullptr ? reader->ring->execution_id() : 0;
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_record_error(const shmrepl_record_t* record,
+                                                  shmrepl_bytes_t* ename,
+                                                  shmrepl_bytes_t* evalue, size_t* n_lines) {
+  return guarded([&] {
+    const shmrepl::fb::Error* e = error_body(record);
+    if (e == nullptr) return fail(SHMREPL_E_INVALID, "not a valid ERROR record");
+    set_bytes(ename, e->ename());
+    set_bytes(evalue, e->evalue());
+    if (n_lines != nullptr) *n_lines = e->traceback() != nullptr ? e->traceback()->size() : 0;
+    return SHMREPL_OK;
+  });
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_record_traceback_line(const shmrepl_record_t* record,
+                                                           size_t index, shmrepl_bytes_t* line) {
+  return guarded([&] {
+    const shmrepl::fb::Error* e = error_body(record);
+    if (e == nullptr || line == nullptr) return fail(SHMREPL_E_INVALID, "not a valid ERROR record");
+    if (e->traceback() == nullptr || index >= e->traceback()->size())
+      return fail(SHMREPL_E_INVALID, "traceback index out of range");
+    set_bytes(line, e->traceback()->Get(static_cast<flatbuffers::uoffset_t>(index)));
+    return SHMREPL_OK;
+  });
+}
+
+}  // extern "C"

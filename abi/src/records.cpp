@@ -1,0 +1,204 @@
+#include "records.hpp"
+
+#include <flatbuffers/flatbuffers.h>
+
+#include <cstring>
+
+#include "shmrepl/shmrepl_generated.h"
+
+namespace shmrepl::records {
+
+namespace fbs = shmrepl::fb;
+
+namespace {
+
+// Hand layout of an Output Record (all little-endian, offsets from the start):
+//   0  u32  root offset -> 24          4  "SHRP" file identifier
+//   8  Record vtable: size 14, object size 33, fields at 8 16 24 32 4
+//  24  Record table: i32 soffset 16 (to the vtable at 8)
+//  28  u32 body offset -> 68          32 u64 execution_id
+//  40  u64 seq                        48 u64 timestamp_ns      56 u8 body_type
+//  58  Output vtable: size 8, object size 9, stream at 8, data at 4
+//  68  Output table: i32 soffset 10   72 u32 data offset -> 80  76 u8 stream
+//  80  u32 length                     84 data bytes
+// tests/abi/records_test.cpp checks it against FlatBufferBuilder and the Verifier.
+static_assert(kOutputOverhead == 84);
+
+template <typename T>
+inline void put(std::byte* p, std::size_t at, T v) noexcept {
+  static_assert(std::endian::native == std::endian::little, "the ring is little-endian");
+  std::memcpy(p + at, &v, sizeof v);
+}
+
+constexpr uint16_t kRecordVtable[7] = {14, 33, 8, 16, 24, 32, 4};
+constexpr uint16_t kOutputVtable[4] = {8, 9, 8, 4};
+
+template <typename Builder>
+void finish_record(Builder& fbb, const Meta& meta, fbs::Body type, flatbuffers::Offset<void> body) {
+  fbs::RecordBuilder rb(fbb);
+  rb.add_timestamp_ns(meta.timestamp_ns);
+  rb.add_seq(meta.seq);
+  rb.add_execution_id(meta.execution_id);
+  rb.add_body(body);
+  rb.add_body_type(type);
+  fbb.Finish(rb.Finish(), fbs::RecordIdentifier());
+}
+
+void copy_out(flatbuffers::FlatBufferBuilder& fbb, std::vector<std::byte>& out) {
+  auto* p = reinterpret_cast<const std::byte*>(fbb.GetBufferPointer());
+  out.assign(p, p + fbb.GetSize());
+}
+
+flatbuffers::Offset<flatbuffers::String> str(flatbuffers::FlatBufferBuilder& fbb, std::string_view s) {
+  return fbb.CreateString(s.data(), s.size());
+}
+
+}  // namespace
+
+std::byte* encode_output_header(std::span<std::byte> dst, const Meta& meta,
+                                shmrepl_stream_t stream, std::size_t data_len) noexcept {
+  std::byte* p = dst.data();
+  std::memset(p, 0, kOutputOverhead);
+  put<uint32_t>(p, 0, 24);
+  std::memcpy(p + 4, fbs::RecordIdentifier(), 4);
+  std::memcpy(p + 8, kRecordVtable, sizeof kRecordVtable);
+  put<int32_t>(p, 24, 16);
+  put<uint32_t>(p, 28, 68 - 28);
+  put<uint64_t>(p, 32, meta.execution_id);
+  put<uint64_t>(p, 40, meta.seq);
+  put<uint64_t>(p, 48, meta.timestamp_ns);
+  put<uint8_t>(p, 56, static_cast<uint8_t>(fbs::Body::Output));
+  std::memcpy(p + 58, kOutputVtable, sizeof kOutputVtable);
+  put<int32_t>(p, 68, 68 - 58);
+  put<uint32_t>(p, 72, 80 - 72);
+  put<uint8_t>(p, 76, static_cast<uint8_t>(stream));
+  put<uint32_t>(p, 80, static_cast<uint32_t>(data_len));
+  return p + kOutputOverhead;
+}
+
+std::size_t encode_output(std::span<std::byte> dst, const Meta& meta, shmrepl_stream_t stream,
+                          std::span<const std::byte> data) noexcept {
+  std::byte* d = encode_output_header(dst, meta, stream, data.size());
+  if (!data.empty()) std::memcpy(d, data.data(), data.size());
+  return output_size(data.size());
+}
+
+void encode_started(std::vector<std::byte>& out, const Meta& meta, uint64_t session_id,
+                    std::string_view client_execution_id) {
+  flatbuffers::FlatBufferBuilder fbb(128);
+  auto id = str(fbb, client_execution_id);
+  auto body = fbs::CreateStarted(fbb, session_id, id);
+  finish_record(fbb, meta, fbs::Body::Started, body.Union());
+  copy_out(fbb, out);
+}
+
+void encode_result(std::vector<std::byte>& out, const Meta& meta, std::string_view repr) {
+  flatbuffers::FlatBufferBuilder fbb(128 + repr.size());
+  auto r = str(fbb, repr);
+  auto body = fbs::CreateResult(fbb, r);
+  finish_record(fbb, meta, fbs::Body::Result, body.Union());
+  copy_out(fbb, out);
+}
+
+void encode_error(std::vector<std::byte>& out, const Meta& meta, std::string_view ename,
+                  std::string_view evalue, std::span<const std::string_view> traceback) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  std::vector<flatbuffers::Offset<flatbuffers::String>> lines;
+  lines.reserve(traceback.size());
+  for (std::string_view l : traceback) lines.push_back(str(fbb, l));
+  auto tb = fbb.CreateVector(lines);
+  auto n = str(fbb, ename);
+  auto v = str(fbb, evalue);
+  auto body = fbs::CreateError(fbb, n, v, tb);
+  finish_record(fbb, meta, fbs::Body::Error, body.Union());
+  copy_out(fbb, out);
+}
+
+void encode_input_request(std::vector<std::byte>& out, const Meta& meta, std::string_view prompt,
+                          bool password) {
+  flatbuffers::FlatBufferBuilder fbb(128);
+  auto p = str(fbb, prompt);
+  auto body = fbs::CreateInputRequest(fbb, p, password);
+  finish_record(fbb, meta, fbs::Body::InputRequest, body.Union());
+  copy_out(fbb, out);
+}
+
+void encode_finished(std::vector<std::byte>& out, const Meta& meta,
+                     shmrepl_finish_status_t status, int32_t exit_code, uint64_t duration_ns) {
+  flatbuffers::FlatBufferBuilder fbb(128);
+  auto body = fbs::CreateFinished(fbb, static_cast<fbs::FinishStatus>(status), exit_code, duration_ns);
+  finish_record(fbb, meta, fbs::Body::Finished, body.Union());
+  copy_out(fbb, out);
+}
+
+namespace {
+template <typename V>
+void set_data(shmrepl_record_t* out, const V* v) {
+  if (v != nullptr) {
+    out->data = reinterpret_cast<const uint8_t*>(v->data());
+    out->data_len = v->size();
+  }
+}
+}  // namespace
+
+shmrepl_status_t decode(std::span<const std::byte> payload, uint32_t frame_flags,
+                        shmrepl_record_t* out) noexcept {
+  const auto* buf = reinterpret_cast<const uint8_t*>(payload.data());
+  flatbuffers::Verifier::Options opts;
+  opts.max_depth = 8;
+  opts.max_tables = 1u << 16;
+  flatbuffers::Verifier verifier(buf, payload.size(), opts);
+  if (payload.size() < 8 || !fbs::VerifyRecordBuffer(verifier)) return SHMREPL_E_CORRUPT;
+  const fbs::Record* rec = fbs::GetRecord(buf);
+  *out = shmrepl_record_t{};
+  out->execution_id = rec->execution_id();
+  out->seq = rec->seq();
+  out->timestamp_ns = rec->timestamp_ns();
+  out->flags = frame_flags & (SHMREPL_FLAG_MORE | SHMREPL_FLAG_CONTINUED);
+  out->raw = buf;
+  out->raw_len = payload.size();
+  switch (rec->body_type()) {
+    case fbs::Body::Output: {
+      const fbs::Output* o = rec->body_as_Output();
+      out->kind = SHMREPL_RECORD_OUTPUT;
+      auto s = o->stream();
+      if (s != fbs::Stream::Stdout && s != fbs::Stream::Stderr) return SHMREPL_E_CORRUPT;
+      out->stream = static_cast<uint32_t>(s);
+      set_data(out, o->data());
+      break;
+    }
+    case fbs::Body::Started:
+      out->kind = SHMREPL_RECORD_STARTED;
+      set_data(out, rec->body_as_Started()->client_execution_id());
+      break;
+    case fbs::Body::Result:
+      out->kind = SHMREPL_RECORD_RESULT;
+      set_data(out, rec->body_as_Result()->repr());
+      break;
+    case fbs::Body::Error:
+      out->kind = SHMREPL_RECORD_ERROR;
+      set_data(out, rec->body_as_Error()->evalue());
+      break;
+    case fbs::Body::InputRequest:
+      out->kind = SHMREPL_RECORD_INPUT_REQUEST;
+      set_data(out, rec->body_as_InputRequest()->prompt());
+      break;
+    case fbs::Body::Finished: {
+      const fbs::Finished* f = rec->body_as_Finished();
+      out->kind = SHMREPL_RECORD_FINISHED;
+      out->finish_status = static_cast<uint32_t>(f->status());
+      out->exit_code = f->exit_code();
+      out->duration_ns = f->duration_ns();
+      break;
+    }
+    case fbs::Body::NONE:
+      return SHMREPL_E_CORRUPT;
+    default:
+      out->kind = SHMREPL_RECORD_UNKNOWN;  // written by a newer producer
+      break;
+  }
+  if (out->data == nullptr) out->data = buf;  // a valid pointer even when empty
+  return SHMREPL_OK;
+}
+
+}  // namespace shmrepl::records

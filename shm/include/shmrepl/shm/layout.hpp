@@ -1,0 +1,88 @@
+// The ring's layout in shared memory. Every field here is read by other processes,
+// possibly of another build of shmrepl: change it only together with kLayoutVersion.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace shmrepl::shm {
+
+inline constexpr uint64_t kMagic = 0x004C5045524D4853ull;  // "SHMREPL\0" little-endian
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr std::size_t kPageSize = 4096;
+inline constexpr std::size_t kReaderSlots = 16;
+inline constexpr std::size_t kFrameHeaderSize = 8;
+inline constexpr std::size_t kFrameAlign = 8;
+inline constexpr uint64_t kMinCapacity = 4096;
+inline constexpr uint64_t kMaxCapacity = 1ull << 32;
+
+// Frame flags (FrameHeader::flags). Bits 0-1 are SHMREPL_FLAG_MORE / _CONTINUED.
+inline constexpr uint32_t kFlagMore = 0x1;
+inline constexpr uint32_t kFlagContinued = 0x2;
+inline constexpr uint32_t kFlagPad = 0x80000000u;  // filler up to the end of the data area
+inline constexpr uint32_t kKnownFlags = kFlagMore | kFlagContinued | kFlagPad;
+
+enum class RingState : uint32_t { kOpen = 0, kFinished = 1 };
+
+struct FrameHeader {
+  uint32_t length;  // payload bytes after this header (a pad: bytes it fills)
+  uint32_t flags;
+};
+
+// Page 0: written once by the producer before the object gets its final size,
+// read-only afterwards except `state`.
+struct RingHeader {
+  uint64_t magic;
+  uint32_t layout_version;
+  uint32_t header_size;         // offset of the data area
+  uint64_t capacity;            // data bytes, a power of two
+  uint64_t execution_id;
+  uint64_t created_ns;          // CLOCK_REALTIME
+  uint64_t producer_start_time; // the producer's start time (/proc/<pid>/stat field 22)
+  uint32_t producer_pid;
+  uint32_t reader_slots;
+  uint32_t max_payload;         // the largest record payload the producer writes
+  uint32_t reserved0;
+  std::atomic<uint32_t> state;  // RingState; release-stored after the last frame
+  uint32_t reserved1;
+};
+
+// Page 1: the producer's position and the futex words. Each group of atomics that
+// one side writes sits on its own cache line.
+struct ProducerBlock {
+  alignas(64) std::atomic<uint64_t> write_pos;  // free-running; release-stored per frame
+  alignas(64) std::atomic<uint32_t> data_seq;   // futex: bumped when data comes and readers sleep
+  std::atomic<uint32_t> readers_sleeping;
+  alignas(64) std::atomic<uint64_t> tail;       // oldest byte the producer still keeps
+  alignas(64) std::atomic<uint32_t> space_seq;  // futex: bumped on release when the producer sleeps
+  std::atomic<uint32_t> producer_sleeping;
+};
+
+// Page 2: one cache line per reader.
+struct alignas(64) ReaderSlot {
+  std::atomic<uint64_t> read_pos;     // everything before it is released
+  std::atomic<uint32_t> owner_pid;    // 0 = free; claimed by compare-exchange
+  std::atomic<uint32_t> active;       // 1 once read_pos is valid
+  std::atomic<uint64_t> owner_start_time;
+};
+
+inline constexpr std::size_t kProducerOffset = kPageSize;
+inline constexpr std::size_t kSlotsOffset = 2 * kPageSize;
+inline constexpr std::size_t kDataOffset = 3 * kPageSize;
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(sizeof(std::atomic<uint64_t>) == 8 && sizeof(std::atomic<uint32_t>) == 4);
+static_assert(sizeof(FrameHeader) == kFrameHeaderSize);
+static_assert(sizeof(RingHeader) == 72);
+static_assert(offsetof(RingHeader, state) == 64);
+static_assert(sizeof(ProducerBlock) == 256);
+static_assert(offsetof(ProducerBlock, tail) == 128);
+static_assert(sizeof(ReaderSlot) == 64);
+static_assert(kReaderSlots * sizeof(ReaderSlot) <= kPageSize);
+
+constexpr uint64_t align_frame(uint64_t n) { return (n + kFrameAlign - 1) & ~(kFrameAlign - 1); }
+constexpr uint64_t frame_size(uint64_t payload) { return align_frame(kFrameHeaderSize + payload); }
+
+}  // namespace shmrepl::shm

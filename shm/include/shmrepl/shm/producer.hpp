@@ -1,0 +1,88 @@
+// The writing side of a ring: one producer per ring, used by one thread at a time.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "shmrepl/shm/layout.hpp"
+
+namespace shmrepl::shm {
+
+struct ProducerOptions {
+  uint64_t capacity = 1 << 20;  // data bytes; rounded up to a power of two
+  uint64_t execution_id = 0;
+  // Largest record payload; 0 = capacity / 4. Larger writes are split by the caller.
+  uint32_t max_payload = 0;
+};
+
+enum class WaitResult { kReady, kTimeout };
+
+class Producer {
+ public:
+  // Creates the shared-memory object `name` (no leading slash, e.g.
+  // "shmrepl.1000.42.7"), mode 0600. Throws std::system_error / std::invalid_argument.
+  static std::unique_ptr<Producer> create(std::string name, const ProducerOptions& options);
+  ~Producer();  // unmaps; unlinks the object unless release_name() was called
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+  uint64_t capacity() const noexcept { return capacity_; }
+  uint32_t max_payload() const noexcept { return max_payload_; }
+  uint64_t execution_id() const noexcept;
+
+  // Space for a payload of `payload` bytes (<= max_payload), or an empty span if
+  // the slowest reader has not released enough yet. Never blocks, no system call.
+  std::span<std::byte> try_reserve(std::size_t payload) noexcept;
+  // Waits up to `timeout` until try_reserve(payload) can succeed; detaches readers
+  // whose process died while waiting. Safe to call with no lock held by the caller
+  // other than the producer's own exclusivity.
+  WaitResult wait_for_space(std::size_t payload, std::chrono::nanoseconds timeout) noexcept;
+  // Publishes the frame reserved last, with `length` <= reserved bytes of payload.
+  // The record is readable once this returns.
+  void commit(std::size_t length, uint32_t flags = 0) noexcept;
+  // try_reserve + wait_for_space until ready, then copy and commit.
+  void write(std::span<const std::byte> payload, uint32_t flags = 0);
+
+  // Marks the ring finished (after the last commit) and wakes readers.
+  void finish() noexcept;
+  // The object stays in /dev/shm after destruction; someone else unlinks it.
+  void release_name() noexcept { unlink_on_close_ = false; }
+  // Removes the name now (mapped readers keep working).
+  void unlink() noexcept;
+
+  uint64_t write_pos() const noexcept { return pos_; }
+  // Number of reader slots in use (for tests and diagnostics).
+  std::size_t attached_readers() const noexcept;
+
+ private:
+  Producer() = default;
+  uint64_t refresh_limit() noexcept;  // recomputes the slowest reader's position
+  void detach_dead_readers() noexcept;
+
+  struct Mapping;
+  std::unique_ptr<Mapping> map_;
+  std::string name_;
+  RingHeader* header_ = nullptr;
+  ProducerBlock* block_ = nullptr;
+  ReaderSlot* slots_ = nullptr;
+  std::byte* data_ = nullptr;
+  uint64_t capacity_ = 0;
+  uint64_t mask_ = 0;
+  uint32_t max_payload_ = 0;
+  uint64_t pos_ = 0;        // local copy of write_pos
+  uint64_t limit_ = 0;      // cached: nothing at or beyond limit_ + capacity_ may be written
+  uint64_t reserved_at_ = 0;  // frame start of the current reservation
+  bool unlink_on_close_ = true;
+};
+
+// Ring names: "shmrepl.<uid>.<pid>.<id>" style, [A-Za-z0-9._-], 1..200 chars,
+// no leading dot. Used for both sides.
+bool valid_ring_name(std::string_view name) noexcept;
+
+}  // namespace shmrepl::shm

@@ -1,0 +1,238 @@
+#include "shmrepl/shm/producer.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bit>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <climits>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <system_error>
+
+#include "shmrepl/shm/sys.hpp"
+
+namespace bip = boost::interprocess;
+
+namespace shmrepl::shm {
+
+struct Producer::Mapping {
+  bip::shared_memory_object object;
+  bip::mapped_region region;
+};
+
+bool valid_ring_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 200 || name.front() == '.') return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptions& options) {
+  if (!valid_ring_name(name)) throw std::invalid_argument("invalid ring name: " + name);
+  if (options.capacity > kMaxCapacity) throw std::invalid_argument("ring capacity too large");
+  uint64_t capacity = std::bit_ceil(std::max<uint64_t>(options.capacity, kMinCapacity));
+  uint64_t max_payload = capacity / 4 - kFrameHeaderSize;
+  if (options.max_payload != 0) max_payload = std::min<uint64_t>(max_payload, options.max_payload);
+
+  std::unique_ptr<Producer> p(new Producer());
+  p->map_ = std::make_unique<Mapping>();
+  try {
+    p->map_->object = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
+                                                bip::permissions(0600));
+  } catch (const bip::interprocess_exception& e) {
+    throw std::system_error(e.get_native_error(), std::system_category(),
+                            "creating ring " + name);
+  }
+  p->name_ = std::move(name);
+  // From here the destructor unlinks the name if anything below throws.
+  // shm_open applies the umask; the ring must be exactly owner-only.
+  ::fchmod(p->map_->object.get_mapping_handle().handle, 0600);
+  p->map_->object.truncate(static_cast<bip::offset_t>(kDataOffset + capacity));
+  p->map_->region = bip::mapped_region(p->map_->object, bip::read_write);
+
+  auto* base = static_cast<std::byte*>(p->map_->region.get_address());
+  // ftruncate zero-filled the object; the atomics start at zero.
+  p->header_ = new (base) RingHeader{};
+  p->block_ = new (base + kProducerOffset) ProducerBlock{};
+  p->slots_ = reinterpret_cast<ReaderSlot*>(base + kSlotsOffset);
+  for (std::size_t i = 0; i < kReaderSlots; ++i) new (p->slots_ + i) ReaderSlot{};
+  p->data_ = base + kDataOffset;
+  p->capacity_ = capacity;
+  p->mask_ = capacity - 1;
+  p->max_payload_ = static_cast<uint32_t>(max_payload);
+
+  RingHeader& h = *p->header_;
+  h.layout_version = kLayoutVersion;
+  h.header_size = static_cast<uint32_t>(kDataOffset);
+  h.capacity = capacity;
+  h.execution_id = options.execution_id;
+  h.created_ns = realtime_ns();
+  h.producer_pid = static_cast<uint32_t>(::getpid());
+  h.producer_start_time = process_start_time(::getpid());
+  h.reader_slots = kReaderSlots;
+  h.max_payload = p->max_payload_;
+  // The magic last: a reader that sees it sees every field above.
+  std::atomic_ref<uint64_t>(h.magic).store(kMagic, std::memory_order_release);
+  return p;
+}
+
+Producer::~Producer() {
+  if (unlink_on_close_ && !name_.empty()) unlink();
+}
+
+void Producer::unlink() noexcept {
+  if (!name_.empty()) bip::shared_memory_object::remove(name_.c_str());
+  unlink_on_close_ = false;
+}
+
+uint64_t Producer::execution_id() const noexcept { return header_->execution_id; }
+
+std::size_t Producer::attached_readers() const noexcept {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < kReaderSlots; ++i)
+    n += slots_[i].active.load(std::memory_order_acquire) != 0 ? 1 : 0;
+  return n;
+}
+
+// The position below which no attached reader reads any more. Also advances the
+// shared `tail` that attaching readers start from. A reader attaching concurrently
+// either is seen by the second scan or reads the new tail after it (both sides use
+// seq_cst: reader stores active then loads tail; we store tail then load active).
+uint64_t Producer::refresh_limit() noexcept {
+  uint64_t tail = block_->tail.load(std::memory_order_relaxed);  // only we store it
+  uint64_t slowest = pos_;
+  bool any = false;
+  for (std::size_t i = 0; i < kReaderSlots; ++i) {
+    if (slots_[i].active.load(std::memory_order_seq_cst) != 0) {
+      slowest = std::min(slowest, slots_[i].read_pos.load(std::memory_order_seq_cst));
+      any = true;
+    }
+  }
+  // With no reader attached everything is kept: a reader may still come for it.
+  if (any && slowest > tail) {
+    tail = slowest;
+    block_->tail.store(tail, std::memory_order_seq_cst);
+  }
+  uint64_t limit = tail;
+  for (std::size_t i = 0; i < kReaderSlots; ++i) {
+    if (slots_[i].active.load(std::memory_order_seq_cst) != 0)
+      limit = std::min(limit, slots_[i].read_pos.load(std::memory_order_seq_cst));
+  }
+  return limit;
+}
+
+namespace {
+// Bytes a frame of `payload` bytes takes at `pos`, with the pad in front of it
+// when it does not fit before the end of the data area.
+inline uint64_t footprint(uint64_t pos, uint64_t capacity, uint64_t mask, std::size_t payload) {
+  uint64_t need = frame_size(payload);
+  uint64_t contig = capacity - (pos & mask);
+  return need <= contig ? need : contig + need;
+}
+}  // namespace
+
+std::span<std::byte> Producer::try_reserve(std::size_t payload) noexcept {
+  if (payload > max_payload_) return {};
+  uint64_t total = footprint(pos_, capacity_, mask_, payload);
+  if (pos_ + total - limit_ > capacity_) {
+    limit_ = refresh_limit();
+    if (pos_ + total - limit_ > capacity_) return {};
+  }
+  uint64_t need = frame_size(payload);
+  uint64_t off = pos_ & mask_;
+  if (need > capacity_ - off) {
+    // Unpublished until commit() stores a write_pos past it.
+    FrameHeader pad{static_cast<uint32_t>(capacity_ - off - kFrameHeaderSize), kFlagPad};
+    std::memcpy(data_ + off, &pad, sizeof pad);
+    pos_ += capacity_ - off;
+    off = 0;
+  }
+  reserved_at_ = pos_;
+  return {data_ + off + kFrameHeaderSize, need - kFrameHeaderSize};
+}
+
+void Producer::commit(std::size_t length, uint32_t flags) noexcept {
+  FrameHeader h{static_cast<uint32_t>(length), flags & ~kFlagPad};
+  std::memcpy(data_ + (reserved_at_ & mask_), &h, sizeof h);
+  pos_ = reserved_at_ + frame_size(length);
+  // Pairs with the reader's acquire load of write_pos: the frame is visible first.
+  block_->write_pos.store(pos_, std::memory_order_release);
+  // Pairs with the fence in Reader::wait: either it sees the new write_pos, or we
+  // see readers_sleeping != 0 and wake it.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (block_->readers_sleeping.load(std::memory_order_relaxed) != 0) {
+    block_->data_seq.fetch_add(1, std::memory_order_release);
+    futex_wake(&block_->data_seq, INT_MAX);
+  }
+}
+
+void Producer::detach_dead_readers() noexcept {
+  for (std::size_t i = 0; i < kReaderSlots; ++i) {
+    ReaderSlot& s = slots_[i];
+    uint32_t pid = s.owner_pid.load(std::memory_order_acquire);
+    if (pid == 0) continue;
+    if (!process_alive(static_cast<pid_t>(pid), s.owner_start_time.load(std::memory_order_acquire))) {
+      s.active.store(0, std::memory_order_seq_cst);
+      // Free the slot only if it still belongs to the dead process.
+      s.owner_pid.compare_exchange_strong(pid, 0, std::memory_order_acq_rel);
+    }
+  }
+}
+
+WaitResult Producer::wait_for_space(std::size_t payload, std::chrono::nanoseconds timeout) noexcept {
+  if (payload > max_payload_) return WaitResult::kReady;  // try_reserve will refuse it anyway
+  auto fits = [&] {
+    limit_ = refresh_limit();
+    return pos_ + footprint(pos_, capacity_, mask_, payload) - limit_ <= capacity_;
+  };
+  for (int i = 0; i < 128; ++i) {
+    if (fits()) return WaitResult::kReady;
+    cpu_relax();
+  }
+  const uint64_t start = monotonic_ns();
+  const uint64_t budget = static_cast<uint64_t>(std::max<int64_t>(0, timeout.count()));
+  constexpr uint64_t kLivenessCheck = 100'000'000;  // look for dead readers this often
+  for (;;) {
+    block_->producer_sleeping.store(1, std::memory_order_seq_cst);
+    uint32_t seq = block_->space_seq.load(std::memory_order_seq_cst);
+    if (fits()) {
+      block_->producer_sleeping.store(0, std::memory_order_relaxed);
+      return WaitResult::kReady;
+    }
+    uint64_t elapsed = monotonic_ns() - start;
+    if (elapsed >= budget) {
+      block_->producer_sleeping.store(0, std::memory_order_relaxed);
+      return WaitResult::kTimeout;
+    }
+    futex_wait(&block_->space_seq, seq,
+               static_cast<int64_t>(std::min(budget - elapsed, kLivenessCheck)));
+    block_->producer_sleeping.store(0, std::memory_order_relaxed);
+    detach_dead_readers();
+  }
+}
+
+void Producer::write(std::span<const std::byte> payload, uint32_t flags) {
+  if (payload.size() > max_payload_) throw std::length_error("record larger than the ring's max payload");
+  std::span<std::byte> room = try_reserve(payload.size());
+  while (room.empty()) {
+    wait_for_space(payload.size(), std::chrono::milliseconds(100));
+    room = try_reserve(payload.size());
+  }
+  if (!payload.empty()) std::memcpy(room.data(), payload.data(), payload.size());
+  commit(payload.size(), flags);
+}
+
+void Producer::finish() noexcept {
+  header_->state.store(static_cast<uint32_t>(RingState::kFinished), std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  block_->data_seq.fetch_add(1, std::memory_order_release);
+  futex_wake(&block_->data_seq, INT_MAX);
+}
+
+}  // namespace shmrepl::shm

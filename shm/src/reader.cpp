@@ -1,0 +1,266 @@
+#include "shmrepl/shm/reader.hpp"
+
+#include <unistd.h>
+
+#include <bit>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "shmrepl/shm/producer.hpp"  // valid_ring_name
+#include "shmrepl/shm/sys.hpp"
+
+namespace bip = boost::interprocess;
+
+namespace shmrepl::shm {
+
+struct Reader::Mapping {
+  bip::shared_memory_object object;
+  bip::mapped_region region;
+};
+
+namespace {
+constexpr int64_t kLivenessCheckNs = 100'000'000;  // how often a waiting reader checks the producer
+constexpr int kSpins = 256;
+
+shmrepl_status_t fail(std::string* error, shmrepl_status_t status, std::string text) {
+  if (error != nullptr) *error = std::move(text);
+  return status;
+}
+}  // namespace
+
+std::unique_ptr<Reader> Reader::open(const std::string& name, shmrepl_reader_start_t start,
+                                     shmrepl_status_t* status, std::string* error) {
+  if (!valid_ring_name(name)) {
+    *status = fail(error, SHMREPL_E_INVALID, "invalid ring name '" + name + "'");
+    return nullptr;
+  }
+  std::unique_ptr<Reader> r(new Reader());
+  r->map_ = std::make_unique<Mapping>();
+  try {
+    r->map_->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+    bip::offset_t size = 0;
+    if (!r->map_->object.get_size(size) || size < static_cast<bip::offset_t>(kDataOffset)) {
+      *status = fail(error, SHMREPL_E_CORRUPT, "ring '" + name + "' is truncated");
+      return nullptr;
+    }
+    r->map_->region = bip::mapped_region(r->map_->object, bip::read_write);
+  } catch (const bip::interprocess_exception& e) {
+    int err = e.get_native_error();
+    shmrepl_status_t st = err == ENOENT                   ? SHMREPL_E_NOT_FOUND
+                          : (err == EACCES || err == EPERM) ? SHMREPL_E_PERMISSION
+                                                            : SHMREPL_E_SYSTEM;
+    *status = fail(error, st, "opening ring '" + name + "': " + e.what());
+    return nullptr;
+  }
+  r->base_ = static_cast<std::byte*>(r->map_->region.get_address());
+  r->size_ = r->map_->region.get_size();
+  *status = r->init(start, error);
+  if (*status != SHMREPL_OK) return nullptr;
+  return r;
+}
+
+std::unique_ptr<Reader> Reader::attach_image(std::byte* base, std::size_t size,
+                                             shmrepl_reader_start_t start,
+                                             shmrepl_status_t* status, std::string* error) {
+  std::unique_ptr<Reader> r(new Reader());
+  r->base_ = base;
+  r->size_ = size;
+  if (base == nullptr || size < kDataOffset) {
+    *status = fail(error, SHMREPL_E_CORRUPT, "ring image is truncated");
+    return nullptr;
+  }
+  *status = r->init(start, error);
+  if (*status != SHMREPL_OK) return nullptr;
+  return r;
+}
+
+shmrepl_status_t Reader::init(shmrepl_reader_start_t start, std::string* error) {
+  header_ = reinterpret_cast<const RingHeader*>(base_);
+  uint64_t magic = std::atomic_ref<uint64_t>(const_cast<uint64_t&>(header_->magic))
+                       .load(std::memory_order_acquire);  // pairs with Producer::create
+  if (magic != kMagic) return fail(error, SHMREPL_E_CORRUPT, "not a shmrepl ring (bad magic)");
+  if (header_->layout_version != kLayoutVersion)
+    return fail(error, SHMREPL_E_VERSION,
+                "ring layout version " + std::to_string(header_->layout_version) +
+                    ", this library reads version " + std::to_string(kLayoutVersion));
+  uint64_t cap = header_->capacity;
+  if (header_->header_size != kDataOffset || cap < kMinCapacity || cap > kMaxCapacity ||
+      !std::has_single_bit(cap) || size_ < kDataOffset || size_ - kDataOffset < cap ||
+      header_->reader_slots == 0 || header_->reader_slots > kReaderSlots ||
+      header_->max_payload == 0 || header_->max_payload > cap - kFrameHeaderSize)
+    return fail(error, SHMREPL_E_CORRUPT, "ring header is inconsistent or the object is truncated");
+  capacity_ = cap;
+  mask_ = cap - 1;
+  max_payload_ = header_->max_payload;
+  execution_id_ = header_->execution_id;
+  producer_pid_ = header_->producer_pid;
+  producer_start_time_ = header_->producer_start_time;
+  block_ = reinterpret_cast<ProducerBlock*>(base_ + kProducerOffset);
+  data_ = base_ + kDataOffset;
+
+  uint64_t write = block_->write_pos.load(std::memory_order_acquire);
+  uint64_t tail = block_->tail.load(std::memory_order_acquire);
+  if (tail > write || write - tail > cap || (tail % kFrameAlign) != 0 || (write % kFrameAlign) != 0)
+    return fail(error, SHMREPL_E_CORRUPT, "ring positions are out of range");
+
+  auto* slots = reinterpret_cast<ReaderSlot*>(base_ + kSlotsOffset);
+  uint32_t me = static_cast<uint32_t>(::getpid());
+  for (uint32_t i = 0; i < header_->reader_slots; ++i) {
+    uint32_t expected = 0;
+    if (slots[i].owner_pid.compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
+      slot_ = &slots[i];
+      break;
+    }
+  }
+  if (slot_ == nullptr) return fail(error, SHMREPL_E_NO_SLOT, "every reader slot of the ring is taken");
+  slot_->owner_start_time.store(process_start_time(::getpid()), std::memory_order_release);
+
+  // Attach protocol, see Producer::refresh_limit: publish a start, become active,
+  // then move up to the tail until it stops moving.
+  uint64_t pos = start == SHMREPL_START_NEWEST ? write : tail;
+  slot_->read_pos.store(pos, std::memory_order_seq_cst);
+  slot_->active.store(1, std::memory_order_seq_cst);
+  for (;;) {
+    uint64_t t = block_->tail.load(std::memory_order_seq_cst);
+    if (t <= pos) break;
+    pos = t;
+    slot_->read_pos.store(pos, std::memory_order_seq_cst);
+  }
+  read_pos_ = cursor_ = seen_write_ = pos;
+  ends_.resize(64);
+  return SHMREPL_OK;
+}
+
+Reader::~Reader() {
+  if (slot_ != nullptr) {
+    slot_->active.store(0, std::memory_order_seq_cst);
+    slot_->owner_pid.store(0, std::memory_order_release);
+    // The producer may be waiting on us alone.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (block_->producer_sleeping.load(std::memory_order_relaxed) != 0) {
+      block_->space_seq.fetch_add(1, std::memory_order_release);
+      futex_wake(&block_->space_seq, 1);
+    }
+  }
+}
+
+bool Reader::producer_alive() const noexcept {
+  return process_alive(static_cast<pid_t>(producer_pid_), producer_start_time_);
+}
+
+bool Reader::ready() noexcept {
+  if (cursor_ != seen_write_) return true;
+  seen_write_ = block_->write_pos.load(std::memory_order_acquire);
+  return cursor_ != seen_write_;
+}
+
+shmrepl_status_t Reader::wait(int64_t timeout_ns, std::string* error) {
+  auto is_finished = [&] {
+    return header_->state.load(std::memory_order_acquire) ==
+           static_cast<uint32_t>(RingState::kFinished);
+  };
+  // The producer publishes frames before it marks the ring finished, so after
+  // seeing `finished` one more look at write_pos tells whether anything is left.
+  auto end_of_stream = [&] {
+    if (!is_finished()) return false;
+    return !ready();
+  };
+  if (ready()) return SHMREPL_OK;
+  if (end_of_stream()) return SHMREPL_E_EOF;
+  if (timeout_ns == 0) return SHMREPL_E_AGAIN;
+  for (int i = 0; i < kSpins; ++i) {
+    cpu_relax();
+    if (ready()) return SHMREPL_OK;
+  }
+  const uint64_t start = monotonic_ns();
+  for (;;) {
+    block_->readers_sleeping.fetch_add(1, std::memory_order_seq_cst);
+    uint32_t seq = block_->data_seq.load(std::memory_order_seq_cst);
+    // Pairs with the fence in Producer::commit.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!ready() && !is_finished()) {
+      int64_t slice = kLivenessCheckNs;
+      if (timeout_ns > 0) {
+        int64_t left = timeout_ns - static_cast<int64_t>(monotonic_ns() - start);
+        slice = std::max<int64_t>(0, std::min(slice, left));
+      }
+      if (slice > 0) futex_wait(&block_->data_seq, seq, slice);
+    }
+    block_->readers_sleeping.fetch_sub(1, std::memory_order_relaxed);
+    if (ready()) return SHMREPL_OK;
+    if (end_of_stream()) return SHMREPL_E_EOF;
+    if (!producer_alive()) {
+      if (ready()) return SHMREPL_OK;  // it published this before it died
+      return fail(error, SHMREPL_E_PRODUCER_DIED,
+                  "the ring's producer (pid " + std::to_string(producer_pid_) + ") died");
+    }
+    if (timeout_ns > 0 && static_cast<int64_t>(monotonic_ns() - start) >= timeout_ns)
+      return SHMREPL_E_TIMEOUT;
+  }
+}
+
+void Reader::push_end(uint64_t end) {
+  if (held_count_ == ends_.size()) {
+    std::vector<uint64_t> bigger(ends_.size() * 2);
+    for (std::size_t i = 0; i < held_count_; ++i)
+      bigger[i] = ends_[(held_head_ + i) % ends_.size()];
+    ends_.swap(bigger);
+    held_head_ = 0;
+  }
+  ends_[(held_head_ + held_count_) % ends_.size()] = end;
+  ++held_count_;
+}
+
+shmrepl_status_t Reader::next(int64_t timeout_ns, Frame* out, std::string* error) {
+  for (;;) {
+    shmrepl_status_t st = wait(timeout_ns, error);
+    if (st != SHMREPL_OK) return st;
+    uint64_t write = seen_write_;
+    if (write < cursor_ || write - read_pos_ > capacity_ || (write % kFrameAlign) != 0)
+      return fail(error, SHMREPL_E_CORRUPT, "ring write position is out of range");
+    uint64_t off = cursor_ & mask_;
+    uint64_t contig = capacity_ - off;
+    FrameHeader h;
+    std::memcpy(&h, data_ + off, sizeof h);
+    if ((h.flags & ~kKnownFlags) != 0)
+      return fail(error, SHMREPL_E_CORRUPT, "frame with unknown flags");
+    if ((h.flags & kFlagPad) != 0) {
+      if (h.length + kFrameHeaderSize != contig || write - cursor_ < contig)
+        return fail(error, SHMREPL_E_CORRUPT, "bad padding frame");
+      cursor_ += contig;
+      if (held_count_ == 0) read_pos_ = cursor_;  // nothing of ours lies before it
+      continue;
+    }
+    uint64_t size = frame_size(h.length);
+    if (h.length > max_payload_ || size > contig || size > write - cursor_)
+      return fail(error, SHMREPL_E_CORRUPT, "frame length out of range");
+    out->payload = {data_ + off + kFrameHeaderSize, h.length};
+    out->flags = h.flags;
+    cursor_ += size;
+    push_end(cursor_);
+    return SHMREPL_OK;
+  }
+}
+
+shmrepl_status_t Reader::release(std::size_t n) noexcept {
+  if (n > held_count_) return SHMREPL_E_INVALID;
+  if (n == 0) return SHMREPL_OK;
+  // Releasing all also gives back any padding skipped after the last frame.
+  uint64_t to = n == held_count_ ? cursor_ : ends_[(held_head_ + n - 1) % ends_.size()];
+  held_head_ = (held_head_ + n) % ends_.size();
+  held_count_ -= n;
+  read_pos_ = to;
+  // Pairs with the producer's seq_cst loads in refresh_limit.
+  slot_->read_pos.store(to, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with Producer::wait_for_space
+  if (block_->producer_sleeping.load(std::memory_order_relaxed) != 0) {
+    block_->space_seq.fetch_add(1, std::memory_order_release);
+    futex_wake(&block_->space_seq, 1);
+  }
+  return SHMREPL_OK;
+}
+
+}  // namespace shmrepl::shm

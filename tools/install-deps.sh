@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages shmrepl needs to build and test. Idempotent: does
+# nothing (and needs no network) when everything is already there. Run as root.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libboost-dev libflatbuffers-dev flatbuffers-compiler
+  libpython3-dev python3
+  libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
+  clang libclang-rt-14-dev libfuzzer-14-dev abigail-tools
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
