@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace shmrepl::engine {
 
@@ -19,6 +20,11 @@ struct ExecuteRequest {
   uint64_t session_id = 0;
   std::string code;
   std::string client_execution_id;  // optional, echoed in the Started record
+  // Shown in tracebacks; when it names a file, linecache shows its lines (as python3 FILE).
+  std::string filename = "<shmrepl>";
+  std::vector<std::string> argv;    // sys.argv during the execution, if not empty
+  // true: run as a program (python3 FILE): no Result record for a trailing expression.
+  bool script = false;
   uint64_t ring_capacity = 0;       // 0 = EngineOptions::ring_capacity
 };
 
@@ -48,6 +54,10 @@ class Engine {
   virtual bool cancel(uint64_t execution_id) = 0;
   // Blocks until the execution's Finished record is written (for tests/tools).
   virtual void wait(uint64_t execution_id) = 0;
+  // The client is done with the execution's ring: its name is unlinked once the
+  // execution has finished (mapped readers keep working). close_session releases
+  // all of the session's executions.
+  virtual void release(uint64_t execution_id) = 0;
   // Cancels everything and stops the executor threads.
   virtual void shutdown() = 0;
 };
