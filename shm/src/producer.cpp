@@ -161,12 +161,11 @@ void Producer::commit(std::size_t length, uint32_t flags) noexcept {
   FrameHeader h{static_cast<uint32_t>(length), flags & ~kFlagPad};
   std::memcpy(data_ + (reserved_at_ & mask_), &h, sizeof h);
   pos_ = reserved_at_ + frame_size(length);
-  // Pairs with the reader's acquire load of write_pos: the frame is visible first.
-  block_->write_pos.store(pos_, std::memory_order_release);
-  // Pairs with the fence in Reader::wait: either it sees the new write_pos, or we
-  // see readers_sleeping != 0 and wake it.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (block_->readers_sleeping.load(std::memory_order_relaxed) != 0) {
+  // Release: a reader that loads this position sees the frame. Seq_cst with the load
+  // below (Dekker-style, pairs with Reader::wait's seq_cst increment and load):
+  // either the sleeping reader sees the new position or we see it sleeping.
+  block_->write_pos.store(pos_, std::memory_order_seq_cst);
+  if (block_->readers_sleeping.load(std::memory_order_seq_cst) != 0) {
     block_->data_seq.fetch_add(1, std::memory_order_release);
     futex_wake(&block_->data_seq, INT_MAX);
   }
@@ -229,8 +228,7 @@ void Producer::write(std::span<const std::byte> payload, uint32_t flags) {
 }
 
 void Producer::finish() noexcept {
-  header_->state.store(static_cast<uint32_t>(RingState::kFinished), std::memory_order_release);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  header_->state.store(static_cast<uint32_t>(RingState::kFinished), std::memory_order_seq_cst);
   block_->data_seq.fetch_add(1, std::memory_order_release);
   futex_wake(&block_->data_seq, INT_MAX);
 }

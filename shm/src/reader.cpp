@@ -137,10 +137,9 @@ shmrepl_status_t Reader::init(shmrepl_reader_start_t start, std::string* error) 
 Reader::~Reader() {
   if (slot_ != nullptr) {
     slot_->active.store(0, std::memory_order_seq_cst);
-    slot_->owner_pid.store(0, std::memory_order_release);
+    slot_->owner_pid.store(0, std::memory_order_seq_cst);
     // The producer may be waiting on us alone.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (block_->producer_sleeping.load(std::memory_order_relaxed) != 0) {
+    if (block_->producer_sleeping.load(std::memory_order_seq_cst) != 0) {
       block_->space_seq.fetch_add(1, std::memory_order_release);
       futex_wake(&block_->space_seq, 1);
     }
@@ -179,9 +178,10 @@ shmrepl_status_t Reader::wait(int64_t timeout_ns, std::string* error) {
   for (;;) {
     block_->readers_sleeping.fetch_add(1, std::memory_order_seq_cst);
     uint32_t seq = block_->data_seq.load(std::memory_order_seq_cst);
-    // Pairs with the fence in Producer::commit.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (!ready() && !is_finished()) {
+    // Pairs with the seq_cst store of write_pos and load of readers_sleeping in
+    // Producer::commit: either we see its new position here or it wakes us.
+    seen_write_ = block_->write_pos.load(std::memory_order_seq_cst);
+    if (cursor_ == seen_write_ && !is_finished()) {
       int64_t slice = kLivenessCheckNs;
       if (timeout_ns > 0) {
         int64_t left = timeout_ns - static_cast<int64_t>(monotonic_ns() - start);
@@ -253,10 +253,10 @@ shmrepl_status_t Reader::release(std::size_t n) noexcept {
   held_head_ = (held_head_ + n) % ends_.size();
   held_count_ -= n;
   read_pos_ = to;
-  // Pairs with the producer's seq_cst loads in refresh_limit.
-  slot_->read_pos.store(to, std::memory_order_release);
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with Producer::wait_for_space
-  if (block_->producer_sleeping.load(std::memory_order_relaxed) != 0) {
+  // Pairs with the producer's seq_cst loads in refresh_limit; and, Dekker-style,
+  // with Producer::wait_for_space (it stores producer_sleeping, then reads read_pos).
+  slot_->read_pos.store(to, std::memory_order_seq_cst);
+  if (block_->producer_sleeping.load(std::memory_order_seq_cst) != 0) {
     block_->space_seq.fetch_add(1, std::memory_order_release);
     futex_wake(&block_->space_seq, 1);
   }
