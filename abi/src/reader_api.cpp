@@ -2,6 +2,7 @@
 // the record verifier.
 #include <flatbuffers/flatbuffers.h>
 
+#include <cstddef>
 #include <memory>
 
 #include "records.hpp"
@@ -9,6 +10,10 @@
 #include "shmrepl/shmrepl.h"
 #include "shmrepl/shmrepl_generated.h"
 #include "status.hpp"
+
+// The record view's layout is ABI: bindings mirror it field by field.
+static_assert(sizeof(shmrepl_record_t) == 104);
+static_assert(offsetof(shmrepl_record_t, data) == 40 && offsetof(shmrepl_record_t, raw) == 56);
 
 struct shmrepl_reader {
   std::unique_ptr<shmrepl::shm::Reader> ring;
