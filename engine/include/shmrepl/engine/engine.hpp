@@ -60,6 +60,18 @@ class Engine {
   virtual void release(uint64_t execution_id) = 0;
   // Cancels everything and stops the executor threads.
   virtual void shutdown() = 0;
+
+  // The session's background ring: output that threads started by one of its
+  // executions write after that execution finished. It is created with the
+  // session and lives until close_session; its records carry the execution_id of
+  // the execution that started the writing thread, and seq counts per ring (from
+  // 0). The ring header's execution id is 0. close_session writes one Finished
+  // record (execution_id 0) and unlinks it. See docs/engine.md.
+  // Throws std::invalid_argument for an unknown session.
+  virtual std::string session_background_ring(uint64_t session_id) {
+    (void)session_id;
+    return {};
+  }
 };
 
 }  // namespace shmrepl::engine

@@ -1,0 +1,630 @@
+// The engine core: sessions, their executor threads, and the life of an
+// execution from Started to Finished.
+#include "shmrepl/engine/engine.hpp"
+
+#include <Python.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "execution.hpp"
+#include "fd_capture.hpp"
+#include "output.hpp"
+#include "records.hpp"
+#include "runtime.hpp"
+#include "shmrepl/shm/sys.hpp"
+
+namespace shmrepl::engine {
+
+namespace {
+
+// Process-wide, so that ring names stay unique across Engine instances.
+std::atomic<uint64_t> g_next_execution{1};
+std::atomic<uint64_t> g_next_session{1};
+
+std::unique_ptr<shm::Producer> create_ring(const std::string& name, uint64_t capacity,
+                                           uint64_t execution_id) {
+  shm::ProducerOptions o;
+  o.capacity = capacity;
+  o.execution_id = execution_id;
+  try {
+    return shm::Producer::create(name, o);
+  } catch (const std::system_error& e) {
+    if (e.code().value() != EEXIST) throw std::runtime_error(e.what());
+  }
+  // Our pid is in the name: the object is a leftover of a dead process.
+  ::shm_unlink(("/" + name).c_str());
+  try {
+    return shm::Producer::create(name, o);
+  } catch (const std::system_error& e) {
+    throw std::runtime_error(e.what());
+  }
+}
+
+void init_sink(Sink& s, std::unique_ptr<shm::Producer> p) {
+  s.max_data = p->max_payload() - records::kOutputOverhead;
+  s.producer = std::move(p);
+}
+
+// UTF-8 of a str; lone surrogates become backslash escapes.
+std::string utf8(PyObject* s) {
+  if (s == nullptr || !PyUnicode_Check(s)) return {};
+  PyObject* b = PyUnicode_AsEncodedString(s, "utf-8", "backslashreplace");
+  if (b == nullptr) {
+    PyErr_Clear();
+    return {};
+  }
+  std::string out(PyBytes_AS_STRING(b), static_cast<std::size_t>(PyBytes_GET_SIZE(b)));
+  Py_DECREF(b);
+  return out;
+}
+
+std::string str_of(PyObject* o) {
+  PyObject* s = o != nullptr ? PyObject_Str(o) : nullptr;
+  if (s == nullptr) {
+    PyErr_Clear();
+    return "<unprintable object>";
+  }
+  std::string out = utf8(s);
+  Py_DECREF(s);
+  return out;
+}
+
+void truncate_utf8(std::string& s, std::size_t max) {
+  if (s.size() <= max) return;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
+  s.resize(max);
+}
+
+uint32_t budget_of(const Sink& s) { return s.producer->max_payload() - 256; }
+
+// An Error record that fits one record: long values are cut, and of a long
+// traceback the first line and the last frames are kept.
+void encode_error_fitted(std::vector<std::byte>& out, const records::Meta& meta, std::string ename,
+                         std::string evalue, std::vector<std::string> lines, uint32_t budget) {
+  auto encode = [&] {
+    std::vector<std::string_view> views(lines.begin(), lines.end());
+    records::encode_error(out, meta, ename, evalue, views);
+  };
+  encode();
+  if (out.size() <= budget) return;
+  truncate_utf8(ename, budget / 8);
+  truncate_utf8(evalue, budget / 4);
+  for (auto& l : lines) truncate_utf8(l, budget / 8);
+  std::size_t total = ename.size() + evalue.size() + 16 * lines.size();
+  for (auto& l : lines) total += l.size();
+  std::size_t omitted = 0;
+  while (total > budget / 2 && lines.size() > 2) {
+    total -= lines[1].size() + 16;
+    lines.erase(lines.begin() + 1);
+    ++omitted;
+  }
+  if (omitted > 0)
+    lines.insert(lines.begin() + 1, "  [... " + std::to_string(omitted) + " entries omitted ...]\n");
+  encode();
+}
+
+struct Session {
+  uint64_t id = 0;
+  PyObject* ns = nullptr;  // [GIL] the namespace, kept between executions
+  std::shared_ptr<Sink> background;
+  std::string background_name;
+  std::deque<std::shared_ptr<Execution>> queue;  // [mu]
+  std::shared_ptr<Execution> running;            // [mu]
+  bool closing = false;                          // [mu]
+  std::condition_variable cv;                    // [mu] queue or closing changed
+  std::thread thread;
+};
+
+class EngineImpl final : public Engine {
+ public:
+  explicit EngineImpl(const EngineOptions& options) : options_(options) {
+    prefix_ = "shmrepl." + std::to_string(::getuid()) + "." + std::to_string(::getpid()) + ".";
+  }
+  ~EngineImpl() override { shutdown(); }
+
+  uint64_t open_session() override;
+  void close_session(uint64_t session_id) override;
+  Accepted execute(const ExecuteRequest& request) override;
+  bool cancel(uint64_t execution_id) override;
+  void wait(uint64_t execution_id) override;
+  void release(uint64_t execution_id) override;
+  void shutdown() override;
+  std::string session_background_ring(uint64_t session_id) override;
+
+  std::unique_ptr<FdCapture> fd_capture;
+
+ private:
+  void executor_main(const std::shared_ptr<Session>& s);
+  void run(Session& s, const std::shared_ptr<Execution>& ex);
+  void report_error(Execution& ex, PyObject* type, PyObject* value, PyObject* tb);
+  void write_own(Execution& ex, const std::vector<std::byte>& record);
+  void finish(Execution& ex, shmrepl_finish_status_t status, int32_t exit_code);
+  void finish_queued(Execution& ex);
+  void forget_if_done(Execution& ex);
+
+  EngineOptions options_;
+  std::string prefix_;
+  std::mutex mu_;
+  std::condition_variable finished_cv_;
+  std::map<uint64_t, std::shared_ptr<Session>> sessions_;      // [mu]
+  std::map<uint64_t, std::shared_ptr<Execution>> executions_;  // [mu]
+  bool stopped_ = false;                                       // [mu]
+};
+
+uint64_t EngineImpl::open_session() {
+  auto s = std::make_shared<Session>();
+  s->id = g_next_session.fetch_add(1);
+  s->background_name = prefix_ + "bg" + std::to_string(s->id);
+  s->background = std::make_shared<Sink>();
+  init_sink(*s->background, create_ring(s->background_name, options_.ring_capacity, 0));
+  {
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject* ns = PyDict_New();
+    PyObject* name = PyUnicode_FromString("__main__");
+    bool ok = ns != nullptr && name != nullptr && PyDict_SetItemString(ns, "__name__", name) == 0 &&
+              PyDict_SetItemString(ns, "__doc__", Py_None) == 0 &&
+              PyDict_SetItemString(ns, "__package__", Py_None) == 0 &&
+              PyDict_SetItemString(ns, "__loader__", Py_None) == 0 &&
+              PyDict_SetItemString(ns, "__spec__", Py_None) == 0 &&
+              PyDict_SetItemString(ns, "__builtins__", helpers().builtins) == 0;
+    Py_XDECREF(name);
+    if (!ok) {
+      PyErr_Clear();
+      Py_XDECREF(ns);
+      PyGILState_Release(g);
+      throw std::runtime_error("cannot create the session namespace");
+    }
+    s->ns = ns;
+    PyGILState_Release(g);
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopped_) throw std::runtime_error("engine is shut down");
+    sessions_[s->id] = s;
+    s->thread = std::thread([this, s] { executor_main(s); });
+  }
+  return s->id;
+}
+
+std::string EngineImpl::session_background_ring(uint64_t session_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) throw std::invalid_argument("unknown session");
+  return it->second->background_name;
+}
+
+Accepted EngineImpl::execute(const ExecuteRequest& request) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto sit = sessions_.find(request.session_id);
+  if (sit == sessions_.end()) throw std::invalid_argument("unknown session");
+  Session& s = *sit->second;
+  if (s.closing || stopped_) throw std::runtime_error("session is closing");
+  auto ex = std::make_shared<Execution>();
+  ex->id = g_next_execution.fetch_add(1);
+  ex->session_id = s.id;
+  ex->request = request;
+  ex->background = s.background;
+  uint64_t capacity = request.ring_capacity != 0 ? request.ring_capacity : options_.ring_capacity;
+  std::string name = prefix_ + std::to_string(ex->id);
+  init_sink(ex->sink, create_ring(name, capacity, ex->id));
+
+  std::vector<std::byte> rec;
+  std::string client_id = request.client_execution_id;
+  truncate_utf8(client_id, budget_of(ex->sink));
+  records::encode_started(rec, {ex->id, ex->sink.seq++, shm::realtime_ns()}, s.id, client_id);
+  write_record(ex->sink, rec, false);  // the ring is new: nobody else writes to it yet
+
+  executions_[ex->id] = ex;
+  s.queue.push_back(ex);
+  s.cv.notify_one();
+  return {ex->id, name};
+}
+
+void EngineImpl::executor_main(const std::shared_ptr<Session>& s) {
+  PyGILState_STATE g = PyGILState_Ensure();
+  PyThreadState* ts = PyEval_SaveThread();
+  for (;;) {
+    std::shared_ptr<Execution> ex;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      s->cv.wait(l, [&] { return !s->queue.empty() || s->closing; });
+      if (s->queue.empty()) break;
+      ex = std::move(s->queue.front());
+      s->queue.pop_front();
+      ex->state = ExecState::kRunning;
+      s->running = ex;
+    }
+    PyEval_RestoreThread(ts);
+    run(*s, ex);
+    ts = PyEval_SaveThread();
+    std::lock_guard<std::mutex> l(mu_);
+    s->running.reset();
+  }
+  PyEval_RestoreThread(ts);
+  PyGILState_Release(g);
+}
+
+// The exit code python3 would exit with for this SystemExit (pythonrun.c,
+// _Py_HandleSystemExit), printing a non-integer code to stderr as it does.
+int32_t system_exit_code(PyObject* value) {
+  if (value == nullptr || value == Py_None) return 0;
+  PyObject* code = value;
+  Py_INCREF(code);
+  if (PyExceptionInstance_Check(value)) {
+    PyObject* c = PyObject_GetAttrString(value, "code");
+    if (c != nullptr) {
+      Py_DECREF(code);
+      code = c;
+      if (code == Py_None) {
+        Py_DECREF(code);
+        return 0;
+      }
+    }
+    PyErr_Clear();
+  }
+  int32_t exit_code;
+  if (PyLong_Check(code)) {
+    exit_code = static_cast<int32_t>(PyLong_AsLong(code));
+    PyErr_Clear();
+  } else {
+    PyObject* err = PySys_GetObject("stderr");
+    if (err != nullptr && err != Py_None) PyFile_WriteObject(code, err, Py_PRINT_RAW);
+    PyErr_Clear();
+    PySys_WriteStderr("\n");
+    exit_code = 1;
+  }
+  Py_DECREF(code);
+  return exit_code;
+}
+
+void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
+  Execution& ex = *ex_ref;
+  const ExecuteRequest& req = ex.request;
+  ex.thread_ident = PyThread_get_thread_ident();
+  ex.start_ns = shm::monotonic_ns();
+  set_current_execution(ex_ref, true);
+  if (ex.cancel_requested) {  // cancelled between the queue and here
+    finish(ex, SHMREPL_FINISH_CANCELLED, 0);
+    set_current_execution(nullptr, false);
+    return;
+  }
+  ex.phase = Phase::kUser;
+  FdCapture::execution_started(ex_ref);
+
+  PyObject* saved_argv = nullptr;
+  if (!req.argv.empty()) {
+    saved_argv = PySys_GetObject("argv");
+    Py_XINCREF(saved_argv);
+    PyObject* argv = PyList_New(0);
+    for (const std::string& a : req.argv) {
+      PyObject* item = PyUnicode_DecodeFSDefaultAndSize(a.data(), static_cast<Py_ssize_t>(a.size()));
+      if (item != nullptr) PyList_Append(argv, item);
+      Py_XDECREF(item);
+    }
+    PySys_SetObject("argv", argv);
+    Py_DECREF(argv);
+    PyErr_Clear();
+  }
+  if (req.script && !req.filename.empty() && req.filename[0] != '<') {
+    PyObject* f = PyUnicode_DecodeFSDefault(req.filename.c_str());
+    if (f != nullptr) PyDict_SetItemString(s.ns, "__file__", f);
+    Py_XDECREF(f);
+    PyErr_Clear();
+  }
+
+  // ---- user code: compile, run, and repr of a trailing expression ----
+  bool compile_error = false;
+  PyObject* value = nullptr;
+  PyObject* repr = nullptr;
+  bool ok = false;
+  {
+    PyObject* src = PyBytes_FromStringAndSize(req.code.data(), static_cast<Py_ssize_t>(req.code.size()));
+    PyObject* fname = PyUnicode_DecodeFSDefault(req.filename.c_str());
+    PyObject* compiled = src != nullptr && fname != nullptr
+                             ? PyObject_CallFunctionObjArgs(helpers().compile_cell, src, fname,
+                                                            req.script ? Py_True : Py_False, nullptr)
+                             : nullptr;
+    Py_XDECREF(src);
+    Py_XDECREF(fname);
+    if (compiled == nullptr || !PyTuple_Check(compiled) || PyTuple_GET_SIZE(compiled) != 2) {
+      compile_error = true;
+      if (compiled != nullptr && !PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "bad compile");
+    } else {
+      PyObject* body = PyTuple_GET_ITEM(compiled, 0);
+      PyObject* expr = PyTuple_GET_ITEM(compiled, 1);
+      PyObject* r = PyEval_EvalCode(body, s.ns, s.ns);
+      ok = r != nullptr;
+      Py_XDECREF(r);
+      if (ok && expr != Py_None) {
+        value = PyEval_EvalCode(expr, s.ns, s.ns);
+        ok = value != nullptr;
+        if (ok && value != Py_None) {
+          repr = PyObject_Repr(value);
+          ok = repr != nullptr;
+        }
+      }
+    }
+    Py_XDECREF(compiled);
+  }
+  PyObject *type = nullptr, *exc = nullptr, *tb = nullptr;
+  if (!ok) PyErr_Fetch(&type, &exc, &tb);
+  // From here on a cancel has no effect; drop one that is still in flight.
+  ex.phase = Phase::kPost;
+  if (raise_pending_async()) PyErr_Clear();
+  ex.cancel_pending.store(false);
+
+  if (saved_argv != nullptr) {
+    PySys_SetObject("argv", saved_argv);
+    Py_DECREF(saved_argv);
+  }
+  {
+    bool failed = false;
+    if (Sink* sink = acquire_sink(ex, &failed)) {
+      drain_fds(*sink, ex, true);
+      release_sink(*sink);
+    }
+  }
+
+  shmrepl_finish_status_t status = SHMREPL_FINISH_OK;
+  int32_t exit_code = 0;
+  if (!ok) {
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (compile_error) {
+      // The helper's frames are not the user's: show it as python3 shows a
+      // SyntaxError, without a traceback.
+      Py_CLEAR(tb);
+      if (exc != nullptr) PyException_SetTraceback(exc, Py_None);
+    } else if (tb != nullptr && exc != nullptr) {
+      PyException_SetTraceback(exc, tb);
+    }
+    if (type != nullptr && PyErr_GivenExceptionMatches(type, PyExc_SystemExit)) {
+      exit_code = system_exit_code(exc);
+      status = SHMREPL_FINISH_EXITED;
+    } else {
+      bool interrupted = type != nullptr && PyErr_GivenExceptionMatches(type, PyExc_KeyboardInterrupt);
+      status = interrupted && ex.cancel_requested ? SHMREPL_FINISH_CANCELLED : SHMREPL_FINISH_ERROR;
+      report_error(ex, type, exc, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(exc);
+    Py_XDECREF(tb);
+  } else if (repr != nullptr) {
+    std::string text = utf8(repr);
+    truncate_utf8(text, budget_of(ex.sink));
+    std::vector<std::byte> rec;
+    bool failed = false;
+    if (Sink* sink = acquire_sink(ex, &failed)) {
+      records::encode_result(rec, {ex.id, sink->seq++, shm::realtime_ns()}, text);
+      write_record(*sink, rec, true);
+      release_sink(*sink);
+    }
+    // As the interactive interpreter's display hook does.
+    PyDict_SetItemString(s.ns, "_", value);
+    PyErr_Clear();
+  }
+  Py_XDECREF(repr);
+  Py_XDECREF(value);
+  finish(ex, status, exit_code);
+  set_current_execution(nullptr, false);
+}
+
+// The traceback on the execution's stderr exactly as python3 prints an uncaught
+// exception (sys.excepthook), then the structured Error record.
+void EngineImpl::report_error(Execution& ex, PyObject* type, PyObject* value, PyObject* tb) {
+  PyObject* tb_or_none = tb != nullptr ? tb : Py_None;
+  PySys_SetObject("last_type", type);
+  PySys_SetObject("last_value", value);
+  PySys_SetObject("last_traceback", tb_or_none);
+  PyObject* hook = PySys_GetObject("excepthook");
+  PyObject* r = hook != nullptr ? PyObject_CallFunctionObjArgs(hook, type, value, tb_or_none, nullptr)
+                                : nullptr;
+  if (r == nullptr) {
+    PyErr_Clear();
+    PyErr_Display(type, value, tb);
+  }
+  Py_XDECREF(r);
+  PyErr_Clear();
+
+  std::vector<std::string> lines;
+  PyObject* list = PyObject_CallFunctionObjArgs(helpers().format_exception, type, value, tb_or_none,
+                                                nullptr);
+  if (list != nullptr && PyList_Check(list)) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) lines.push_back(utf8(PyList_GET_ITEM(list, i)));
+  }
+  Py_XDECREF(list);
+  PyErr_Clear();
+  std::string ename;
+  if (type != nullptr && PyType_Check(type)) ename = reinterpret_cast<PyTypeObject*>(type)->tp_name;
+  if (auto dot = ename.rfind('.'); dot != std::string::npos) ename.erase(0, dot + 1);
+  std::string evalue = str_of(value);
+
+  bool failed = false;
+  if (Sink* sink = acquire_sink(ex, &failed)) {
+    std::vector<std::byte> rec;
+    encode_error_fitted(rec, {ex.id, sink->seq++, shm::realtime_ns()}, ename, evalue, std::move(lines),
+                        budget_of(*sink));
+    write_record(*sink, rec, true);
+    release_sink(*sink);
+  }
+  PyErr_Clear();
+}
+
+void EngineImpl::finish(Execution& ex, shmrepl_finish_status_t status, int32_t exit_code) {
+  acquire_owner(ex.sink);
+  drain_fds(ex.sink, ex, true);
+  std::vector<std::byte> rec;
+  records::encode_finished(rec, {ex.id, ex.sink.seq++, shm::realtime_ns()}, status, exit_code,
+                           shm::monotonic_ns() - ex.start_ns);
+  write_record(ex.sink, rec, true);
+  ex.sink.closed = true;
+  ex.sink.producer->finish();
+  FdCapture::execution_finished(&ex);
+  release_sink(ex.sink);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ex.state = ExecState::kFinished;
+    forget_if_done(ex);
+  }
+  finished_cv_.notify_all();
+}
+
+// mu_ held; the execution never ran, so nothing else touches its ring.
+void EngineImpl::finish_queued(Execution& ex) {
+  std::vector<std::byte> rec;
+  records::encode_finished(rec, {ex.id, ex.sink.seq++, shm::realtime_ns()}, SHMREPL_FINISH_CANCELLED,
+                           0, 0);
+  write_record(ex.sink, rec, false);
+  ex.sink.closed = true;
+  ex.sink.producer->finish();
+  ex.state = ExecState::kFinished;
+}
+
+// mu_ held. A finished and released execution's ring name goes away.
+void EngineImpl::forget_if_done(Execution& ex) {
+  if (ex.state != ExecState::kFinished || !ex.released) return;
+  ex.sink.producer->unlink();
+  executions_.erase(ex.id);  // may destroy ex
+}
+
+bool EngineImpl::cancel(uint64_t execution_id) {
+  bool found = false;
+  PyGILState_STATE g = PyGILState_Ensure();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = executions_.find(execution_id);
+    if (it != executions_.end()) {
+      std::shared_ptr<Execution> ex = it->second;
+      if (ex->state == ExecState::kQueued) {
+        found = true;
+        if (auto sit = sessions_.find(ex->session_id); sit != sessions_.end()) {
+          auto& q = sit->second->queue;
+          q.erase(std::remove(q.begin(), q.end(), ex), q.end());
+        }
+        finish_queued(*ex);
+        forget_if_done(*ex);
+      } else if (ex->state == ExecState::kRunning) {
+        found = true;
+        if (ex->phase == Phase::kStarting) {
+          ex->cancel_requested = true;
+        } else if (ex->phase == Phase::kUser) {
+          ex->cancel_requested = true;
+          if (ex->in_wait) {
+            {
+              std::lock_guard<std::mutex> w(ex->wake_mu);
+              ex->cancel_pending.store(true, std::memory_order_release);
+            }
+            ex->wake_cv.notify_all();
+          } else {
+            PyThreadState_SetAsyncExc(ex->thread_ident, PyExc_KeyboardInterrupt);
+          }
+        }
+      }
+    }
+  }
+  PyGILState_Release(g);
+  finished_cv_.notify_all();
+  return found;
+}
+
+void EngineImpl::wait(uint64_t execution_id) {
+  std::unique_lock<std::mutex> l(mu_);
+  auto it = executions_.find(execution_id);
+  if (it == executions_.end()) throw std::invalid_argument("unknown execution");
+  std::shared_ptr<Execution> ex = it->second;
+  finished_cv_.wait(l, [&] { return ex->state == ExecState::kFinished; });
+}
+
+void EngineImpl::release(uint64_t execution_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = executions_.find(execution_id);
+  if (it == executions_.end()) throw std::invalid_argument("unknown execution");
+  std::shared_ptr<Execution> ex = it->second;
+  ex->released = true;
+  forget_if_done(*ex);
+}
+
+void EngineImpl::close_session(uint64_t session_id) {
+  std::shared_ptr<Session> s;
+  std::shared_ptr<Execution> running;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = sessions_.find(session_id);
+    if (it == sessions_.end()) throw std::invalid_argument("unknown session");
+    s = it->second;
+    if (s->closing) return;
+    s->closing = true;
+    for (auto& q : s->queue) finish_queued(*q);
+    s->queue.clear();
+    running = s->running;
+    // Nobody reads these rings any more: a writer blocked on one gives up.
+    if (running != nullptr) running->sink.abandon.store(true);
+    s->background->abandon.store(true);
+    s->cv.notify_all();
+  }
+  finished_cv_.notify_all();
+  if (running != nullptr) cancel(running->id);
+  if (s->thread.joinable()) s->thread.join();
+
+  {
+    PyGILState_STATE g = PyGILState_Ensure();
+    Py_CLEAR(s->ns);
+    Sink& bg = *s->background;
+    acquire_owner(bg);
+    std::vector<std::byte> rec;
+    records::encode_finished(rec, {0, bg.seq++, shm::realtime_ns()}, SHMREPL_FINISH_OK, 0, 0);
+    write_record(bg, rec, true);
+    bg.closed = true;
+    bg.producer->finish();
+    release_sink(bg);
+    PyGILState_Release(g);
+  }
+  s->background->producer->unlink();
+
+  std::lock_guard<std::mutex> l(mu_);
+  sessions_.erase(session_id);
+  std::vector<std::shared_ptr<Execution>> mine;
+  for (auto& [id, ex] : executions_)
+    if (ex->session_id == session_id) mine.push_back(ex);
+  for (auto& ex : mine) {
+    ex->released = true;
+    forget_if_done(*ex);
+  }
+}
+
+void EngineImpl::shutdown() {
+  std::vector<uint64_t> ids;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    for (auto& [id, s] : sessions_) ids.push_back(id);
+  }
+  for (uint64_t id : ids) close_session(id);
+  fd_capture.reset();
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& [id, ex] : executions_) ex->sink.producer->unlink();
+  executions_.clear();
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> Engine::start(const EngineOptions& options) {
+  ensure_python();
+  auto engine = std::make_unique<EngineImpl>(options);
+  if (options.capture_fds) engine->fd_capture = FdCapture::start();
+  return engine;
+}
+
+}  // namespace shmrepl::engine

@@ -1,0 +1,273 @@
+#include "output.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <string>
+
+#include "records.hpp"
+#include "shmrepl/shm/sys.hpp"
+
+namespace shmrepl::engine {
+
+namespace {
+
+thread_local Execution* t_exec = nullptr;
+thread_local std::shared_ptr<Execution> t_exec_ref;
+thread_local bool t_executor = false;
+
+std::atomic<int> g_log_fd{2};
+DrainHook g_drain = nullptr;  // [GIL]
+
+constexpr auto kWaitSlice = std::chrono::milliseconds(50);
+
+void write_log_segments(const Segment* segs, std::size_t n) {
+  std::string text;
+  for (std::size_t i = 0; i < n; ++i) {
+    bool sur = false;
+    std::size_t size = utf8_size(segs[i], &sur);
+    std::size_t at = text.size();
+    text.resize(at + size);
+    std::size_t pos = 0;
+    encode_some(segs[i], &pos, reinterpret_cast<unsigned char*>(text.data() + at), size, false);
+  }
+  write_log(text.data(), text.size());
+}
+
+// Space for a record, waiting with the GIL released while the ring is full.
+// Empty on cancel (*cancelled, exception set) or when the sink is abandoned.
+std::span<std::byte> reserve(Sink& s, std::size_t payload, Execution* cx, bool* cancelled) {
+  std::span<std::byte> room = s.producer->try_reserve(payload);
+  while (room.empty()) {
+    if (!enter_wait(cx)) {
+      *cancelled = true;
+      return {};
+    }
+    bool give_up = false;
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+      if (s.abandon.load(std::memory_order_acquire)) {
+        give_up = true;
+        break;
+      }
+      if (cx != nullptr && cx->cancel_pending.load(std::memory_order_acquire)) break;
+      if (s.producer->wait_for_space(payload, kWaitSlice) == shm::WaitResult::kReady) break;
+    }
+    Py_END_ALLOW_THREADS
+    if (!leave_wait(cx)) {
+      *cancelled = true;
+      return {};
+    }
+    if (give_up) return {};
+    room = s.producer->try_reserve(payload);
+  }
+  return room;
+}
+
+// Ends a split write cut short by a cancel, so readers see its last part.
+void terminate_split(Sink& s, uint64_t execution_id, shmrepl_stream_t stream) {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);  // reserve() must not see the pending exception
+  bool cancelled = false;
+  std::span<std::byte> room = reserve(s, records::kOutputOverhead, nullptr, &cancelled);
+  if (!room.empty()) {
+    records::encode_output_header(room, {execution_id, s.seq++, shm::realtime_ns()}, stream, 0);
+    s.producer->commit(records::kOutputOverhead, shm::kFlagContinued);
+  }
+  PyErr_Restore(type, value, tb);
+}
+
+}  // namespace
+
+Execution* current_execution() noexcept { return t_exec; }
+std::shared_ptr<Execution> current_execution_ref() { return t_exec_ref; }
+
+void set_current_execution(std::shared_ptr<Execution> ex, bool executor) {
+  t_exec_ref = std::move(ex);
+  t_exec = t_exec_ref.get();
+  t_executor = executor && t_exec != nullptr;
+}
+
+Execution* cancellable_execution() noexcept {
+  return t_executor && t_exec->phase == Phase::kUser ? t_exec : nullptr;
+}
+
+void set_log_fd(int fd) noexcept { g_log_fd.store(fd, std::memory_order_relaxed); }
+
+void write_log(const void* data, std::size_t n) noexcept {
+  const char* p = static_cast<const char*>(data);
+  int fd = g_log_fd.load(std::memory_order_relaxed);
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+bool enter_wait(Execution* ex) {
+  if (ex == nullptr) return true;
+  // A cancel that arrived as an asynchronous exception but has not been raised
+  // yet: raise it now instead of sleeping through it.
+  if (raise_pending_async()) return false;
+  ex->in_wait = true;
+  return true;
+}
+
+bool leave_wait(Execution* ex) {
+  if (ex == nullptr) return true;
+  ex->in_wait = false;
+  if (ex->cancel_pending.exchange(false, std::memory_order_acq_rel)) {
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    return false;
+  }
+  return true;
+}
+
+namespace {
+// Waits (GIL released) until the owner of `s` hands it off, or a slice passes.
+bool wait_owner(Sink& s, Execution* cx) {
+  if (!enter_wait(cx)) return false;
+  ++s.waiters;
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> g(s.handoff_mu);
+    gen = s.handoff_gen;
+  }
+  Py_BEGIN_ALLOW_THREADS
+  {
+    std::unique_lock<std::mutex> l(s.handoff_mu);
+    s.handoff_cv.wait_for(l, kWaitSlice, [&] {
+      return s.handoff_gen != gen ||
+             (cx != nullptr && cx->cancel_pending.load(std::memory_order_acquire));
+    });
+  }
+  Py_END_ALLOW_THREADS
+  --s.waiters;
+  return leave_wait(cx);
+}
+}  // namespace
+
+bool raise_pending_async() {
+  PyThreadState* ts = PyThreadState_Get();
+  if (ts->async_exc == nullptr) return false;
+  // Running any code object reaches the interpreter's check, which raises the
+  // exception and resets its "pending" signal (clearing async_exc by hand would
+  // leave the signal set and slow every later loop iteration).
+  static PyObject* noop = Py_CompileString("None", "<shmrepl>", Py_eval_input);
+  static PyObject* globals = PyDict_New();
+  PyObject* r = PyEval_EvalCode(noop, globals, globals);
+  if (r != nullptr) {
+    Py_DECREF(r);
+    return false;
+  }
+  return true;
+}
+
+Sink* acquire_sink(Execution& ex, bool* failed) {
+  *failed = false;
+  for (;;) {
+    Sink* s = ex.sink.closed ? ex.background.get() : &ex.sink;
+    if (s == nullptr || s->closed) return nullptr;
+    if (!s->busy) {
+      s->busy = true;
+      return s;
+    }
+    // Another thread owns it (and waits on a full ring without the GIL).
+    if (!wait_owner(*s, cancellable_execution())) {
+      *failed = true;
+      return nullptr;
+    }
+  }
+}
+
+void acquire_owner(Sink& s) {
+  while (s.busy) wait_owner(s, nullptr);
+  s.busy = true;
+}
+
+void release_sink(Sink& s) {
+  s.busy = false;
+  if (s.waiters > 0) {
+    {
+      std::lock_guard<std::mutex> g(s.handoff_mu);
+      ++s.handoff_gen;
+    }
+    s.handoff_cv.notify_all();
+  }
+}
+
+bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const Segment* segs,
+                  std::size_t n, std::size_t total, bool text, Execution* cx) {
+  std::size_t seg = 0, pos = 0, remaining = total;
+  bool first = true;
+  while (remaining > 0) {
+    std::size_t cap = std::min<std::size_t>(remaining, s.max_data);
+    bool cancelled = false;
+    std::span<std::byte> room = reserve(s, records::kOutputOverhead + cap, cx, &cancelled);
+    if (room.empty()) {
+      if (!first) terminate_split(s, execution_id, stream);
+      return !cancelled;
+    }
+    auto* d = reinterpret_cast<unsigned char*>(room.data()) + records::kOutputOverhead;
+    std::size_t len = 0;
+    while (seg < n && len < cap) {
+      len += encode_some(segs[seg], &pos, d + len, cap - len, text);
+      if (pos < segs[seg].len) break;  // this record is full up to a character boundary
+      ++seg;
+      pos = 0;
+    }
+    remaining -= len;
+    uint32_t flags = (first ? 0 : shm::kFlagContinued) | (remaining > 0 ? shm::kFlagMore : 0);
+    records::encode_output_header(room, {execution_id, s.seq++, shm::realtime_ns()}, stream, len);
+    s.producer->commit(records::kOutputOverhead + len, flags);
+    first = false;
+  }
+  return true;
+}
+
+void write_record(Sink& s, std::span<const std::byte> record, bool gil) {
+  if (record.size() > s.producer->max_payload()) return;  // callers size records to fit
+  if (!gil) {
+    s.producer->write(record);
+    return;
+  }
+  bool cancelled = false;
+  std::span<std::byte> room = reserve(s, record.size(), nullptr, &cancelled);
+  if (room.empty()) return;  // abandoned
+  std::memcpy(room.data(), record.data(), record.size());
+  s.producer->commit(record.size());
+}
+
+bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text) {
+  std::size_t total = 0;
+  bool sur = false;
+  for (std::size_t i = 0; i < n; ++i) total += utf8_size(segs[i], &sur);
+  if (total == 0) return true;
+  Execution* ex = t_exec;
+  if (ex == nullptr) {
+    write_log_segments(segs, n);
+    return true;
+  }
+  bool failed = false;
+  Sink* s = acquire_sink(*ex, &failed);
+  if (s == nullptr) {
+    if (failed) return false;
+    write_log_segments(segs, n);  // its session is closed
+    return true;
+  }
+  if (g_drain != nullptr) g_drain(*s, *ex, false);
+  bool ok = write_output(*s, ex->id, stream, segs, n, total, text, cancellable_execution());
+  release_sink(*s);
+  return ok;
+}
+
+void set_drain_hook(DrainHook hook) noexcept { g_drain = hook; }
+
+void drain_fds(Sink& sink, Execution& ex, bool force) {
+  if (g_drain != nullptr) g_drain(sink, ex, force);
+}
+
+}  // namespace shmrepl::engine

@@ -1,0 +1,552 @@
+#include "pyhooks.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <new>
+#include <stdexcept>
+#include <vector>
+
+#include "output.hpp"
+
+namespace shmrepl::engine {
+
+namespace {
+
+// ---- str -> Segment ------------------------------------------------------
+
+// A Segment over the text of `s` (a ready str), without copying it. A str with a
+// lone surrogate is encoded by the codec instead: errors=strict raises the same
+// UnicodeEncodeError as CPython's TextIOWrapper, backslashreplace gives bytes that
+// *keep holds.
+bool segment_of(PyObject* s, bool backslash, Segment* out, PyObject** keep) {
+  Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+  if (PyUnicode_IS_ASCII(s)) {
+    *out = {PyUnicode_DATA(s), static_cast<std::size_t>(len), 0};
+    return true;
+  }
+  auto* compact = reinterpret_cast<PyCompactUnicodeObject*>(s);
+  if (compact->utf8 != nullptr) {  // CPython already holds its UTF-8
+    *out = {compact->utf8, static_cast<std::size_t>(compact->utf8_length), 0};
+    return true;
+  }
+  int kind = PyUnicode_KIND(s);
+  *out = {PyUnicode_DATA(s), static_cast<std::size_t>(len), static_cast<uint8_t>(kind)};
+  if (kind == PyUnicode_1BYTE_KIND) return true;
+  bool surrogate = false;
+  if (kind == PyUnicode_2BYTE_KIND) {
+    const auto* p = static_cast<const uint16_t*>(out->data);
+    for (Py_ssize_t i = 0; i < len && !surrogate; ++i) surrogate = is_surrogate(p[i]);
+  } else {
+    const auto* p = static_cast<const uint32_t*>(out->data);
+    for (Py_ssize_t i = 0; i < len && !surrogate; ++i) surrogate = is_surrogate(p[i]);
+  }
+  if (!surrogate) return true;
+  PyObject* b = PyUnicode_AsEncodedString(s, "utf-8", backslash ? "backslashreplace" : "strict");
+  if (b == nullptr) return false;
+  *keep = b;
+  *out = {PyBytes_AS_STRING(b), static_cast<std::size_t>(PyBytes_GET_SIZE(b)), 0};
+  return true;
+}
+
+// ---- the writers -----------------------------------------------------------
+
+struct WriterObject {
+  PyObject_HEAD
+  int fd;                 // 1 or 2
+  int backslash;          // errors='backslashreplace' (stderr) instead of 'strict'
+  PyObject* buffer;       // the binary writer behind it (.buffer)
+};
+
+struct BufferObject {
+  PyObject_HEAD
+  int fd;
+};
+
+PyTypeObject* g_writer_type = nullptr;
+PyTypeObject* g_buffer_type = nullptr;
+
+shmrepl_stream_t stream_of(int fd) { return fd == 2 ? SHMREPL_STREAM_STDERR : SHMREPL_STREAM_STDOUT; }
+
+PyObject* writer_write(PyObject* self, PyObject* s) {
+  auto* w = reinterpret_cast<WriterObject*>(self);
+  if (!PyUnicode_Check(s)) {
+    PyErr_Format(PyExc_TypeError, "write() argument must be str, not %.100s", Py_TYPE(s)->tp_name);
+    return nullptr;
+  }
+  if (PyUnicode_READY(s) < 0) return nullptr;
+  Segment seg;
+  PyObject* keep = nullptr;
+  if (!segment_of(s, w->backslash != 0, &seg, &keep)) return nullptr;
+  bool ok = emit(stream_of(w->fd), &seg, 1, true);
+  Py_XDECREF(keep);
+  if (!ok) return nullptr;
+  return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(s));
+}
+
+PyObject* writer_writelines(PyObject* self, PyObject* lines) {
+  PyObject* it = PyObject_GetIter(lines);
+  if (it == nullptr) return nullptr;
+  while (PyObject* line = PyIter_Next(it)) {
+    PyObject* r = writer_write(self, line);
+    Py_DECREF(line);
+    if (r == nullptr) {
+      Py_DECREF(it);
+      return nullptr;
+    }
+    Py_DECREF(r);
+  }
+  Py_DECREF(it);
+  if (PyErr_Occurred()) return nullptr;
+  Py_RETURN_NONE;
+}
+
+PyObject* ret_none(PyObject*, PyObject*) { Py_RETURN_NONE; }
+PyObject* ret_false(PyObject*, PyObject*) { Py_RETURN_FALSE; }
+PyObject* ret_true(PyObject*, PyObject*) { Py_RETURN_TRUE; }
+
+PyObject* writer_fileno(PyObject* self, PyObject*) {
+  return PyLong_FromLong(reinterpret_cast<WriterObject*>(self)->fd);
+}
+
+PyObject* writer_repr(PyObject* self) {
+  auto* w = reinterpret_cast<WriterObject*>(self);
+  return PyUnicode_FromFormat("<shmrepl writer name='<%s>' encoding='utf-8'>",
+                              w->fd == 2 ? "stderr" : "stdout");
+}
+
+PyObject* writer_get_name(PyObject* self, void*) {
+  return PyUnicode_FromString(reinterpret_cast<WriterObject*>(self)->fd == 2 ? "<stderr>" : "<stdout>");
+}
+PyObject* writer_get_encoding(PyObject*, void*) { return PyUnicode_FromString("utf-8"); }
+PyObject* writer_get_errors(PyObject* self, void*) {
+  return PyUnicode_FromString(reinterpret_cast<WriterObject*>(self)->backslash ? "backslashreplace" : "strict");
+}
+PyObject* get_false(PyObject*, void*) { Py_RETURN_FALSE; }
+PyObject* get_none(PyObject*, void*) { Py_RETURN_NONE; }
+PyObject* writer_get_mode(PyObject*, void*) { return PyUnicode_FromString("w"); }
+PyObject* writer_get_buffer(PyObject* self, void*) {
+  PyObject* b = reinterpret_cast<WriterObject*>(self)->buffer;
+  Py_INCREF(b);
+  return b;
+}
+
+void writer_dealloc(PyObject* self) {
+  PyTypeObject* tp = Py_TYPE(self);
+  Py_XDECREF(reinterpret_cast<WriterObject*>(self)->buffer);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+PyMethodDef g_writer_methods[] = {
+    {"write", writer_write, METH_O, "Write str to the execution's ring; returns len(s)."},
+    {"writelines", writer_writelines, METH_O, nullptr},
+    {"flush", ret_none, METH_NOARGS, "Nothing to do: every write is already in the ring."},
+    {"close", ret_none, METH_NOARGS, nullptr},
+    {"isatty", ret_false, METH_NOARGS, nullptr},
+    {"fileno", writer_fileno, METH_NOARGS, nullptr},
+    {"writable", ret_true, METH_NOARGS, nullptr},
+    {"readable", ret_false, METH_NOARGS, nullptr},
+    {"seekable", ret_false, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyGetSetDef g_writer_getset[] = {
+    {"name", writer_get_name, nullptr, nullptr, nullptr},
+    {"encoding", writer_get_encoding, nullptr, nullptr, nullptr},
+    {"errors", writer_get_errors, nullptr, nullptr, nullptr},
+    {"closed", get_false, nullptr, nullptr, nullptr},
+    {"line_buffering", get_false, nullptr, nullptr, nullptr},
+    {"write_through", get_false, nullptr, nullptr, nullptr},
+    {"newlines", get_none, nullptr, nullptr, nullptr},
+    {"mode", writer_get_mode, nullptr, nullptr, nullptr},
+    {"buffer", writer_get_buffer, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyType_Slot g_writer_slots[] = {
+    {Py_tp_methods, g_writer_methods},
+    {Py_tp_getset, g_writer_getset},
+    {Py_tp_dealloc, reinterpret_cast<void*>(writer_dealloc)},
+    {Py_tp_repr, reinterpret_cast<void*>(writer_repr)},
+    {0, nullptr}};
+
+PyType_Spec g_writer_spec = {"shmrepl.Writer", sizeof(WriterObject), 0, Py_TPFLAGS_DEFAULT,
+                             g_writer_slots};
+
+PyObject* buffer_write(PyObject* self, PyObject* data) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return nullptr;
+  Segment seg{view.buf, static_cast<std::size_t>(view.len), 0};
+  bool ok = emit(stream_of(reinterpret_cast<BufferObject*>(self)->fd), &seg, 1, false);
+  Py_ssize_t n = view.len;
+  PyBuffer_Release(&view);
+  if (!ok) return nullptr;
+  return PyLong_FromSsize_t(n);
+}
+
+PyObject* buffer_fileno(PyObject* self, PyObject*) {
+  return PyLong_FromLong(reinterpret_cast<BufferObject*>(self)->fd);
+}
+PyObject* buffer_get_name(PyObject* self, void*) {
+  return PyUnicode_FromString(reinterpret_cast<BufferObject*>(self)->fd == 2 ? "<stderr>" : "<stdout>");
+}
+PyObject* buffer_get_mode(PyObject*, void*) { return PyUnicode_FromString("wb"); }
+
+void buffer_dealloc(PyObject* self) {
+  PyTypeObject* tp = Py_TYPE(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+PyMethodDef g_buffer_methods[] = {
+    {"write", buffer_write, METH_O, "Write bytes to the execution's ring; returns len(b)."},
+    {"flush", ret_none, METH_NOARGS, nullptr},
+    {"close", ret_none, METH_NOARGS, nullptr},
+    {"isatty", ret_false, METH_NOARGS, nullptr},
+    {"fileno", buffer_fileno, METH_NOARGS, nullptr},
+    {"writable", ret_true, METH_NOARGS, nullptr},
+    {"readable", ret_false, METH_NOARGS, nullptr},
+    {"seekable", ret_false, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyGetSetDef g_buffer_getset[] = {
+    {"name", buffer_get_name, nullptr, nullptr, nullptr},
+    {"closed", get_false, nullptr, nullptr, nullptr},
+    {"mode", buffer_get_mode, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyType_Slot g_buffer_slots[] = {
+    {Py_tp_methods, g_buffer_methods},
+    {Py_tp_getset, g_buffer_getset},
+    {Py_tp_dealloc, reinterpret_cast<void*>(buffer_dealloc)},
+    {0, nullptr}};
+
+PyType_Spec g_buffer_spec = {"shmrepl.BinaryWriter", sizeof(BufferObject), 0, Py_TPFLAGS_DEFAULT,
+                             g_buffer_slots};
+
+PyObject* new_writer(int fd) {
+  auto* b = PyObject_New(BufferObject, g_buffer_type);
+  if (b == nullptr) return nullptr;
+  b->fd = fd;
+  auto* w = PyObject_New(WriterObject, g_writer_type);
+  if (w == nullptr) {
+    Py_DECREF(b);
+    return nullptr;
+  }
+  w->fd = fd;
+  w->backslash = fd == 2;
+  w->buffer = reinterpret_cast<PyObject*>(b);
+  return reinterpret_cast<PyObject*>(w);
+}
+
+// ---- print() fast path -----------------------------------------------------
+
+PyObject* g_orig_print = nullptr;
+PyObject* g_sys_dict = nullptr;
+PyObject* g_str_stdout = nullptr;
+
+// Collects the pieces of one print() and hands them to the ring as one write,
+// so a print stays whole even when other threads write while the ring is full.
+class PrintParts {
+ public:
+  ~PrintParts() {
+    for (PyObject* o : refs_) Py_DECREF(o);
+  }
+  void add(const Segment& s) { segs_.push_back(s); }
+  void hold(PyObject* o) { refs_.push_back(o); }
+  const Segment* data() const { return segs_.data(); }
+  std::size_t size() const { return segs_.size(); }
+  void reserve(std::size_t n) { segs_.reserve(n); }
+
+ private:
+  std::vector<Segment> segs_;
+  std::vector<PyObject*> refs_;
+};
+
+bool text_option(PyObject* v, const char* what, Segment* out, bool backslash, PrintParts& parts) {
+  if (!PyUnicode_Check(v)) {
+    PyErr_Format(PyExc_TypeError, "%s must be None or a string, not %.200s", what, Py_TYPE(v)->tp_name);
+    return false;
+  }
+  if (PyUnicode_READY(v) < 0) return false;
+  PyObject* keep = nullptr;
+  if (!segment_of(v, backslash, out, &keep)) return false;
+  if (keep != nullptr) parts.hold(keep);
+  return true;
+}
+
+PyObject* fast_print(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject *sep = nullptr, *end = nullptr, *file = nullptr;
+  if (kwnames != nullptr) {
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw; ++i) {
+      PyObject* k = PyTuple_GET_ITEM(kwnames, i);
+      PyObject* v = args[nargs + i];
+      if (PyUnicode_CompareWithASCIIString(k, "sep") == 0) sep = v;
+      else if (PyUnicode_CompareWithASCIIString(k, "end") == 0) end = v;
+      else if (PyUnicode_CompareWithASCIIString(k, "file") == 0) file = v;
+      else if (PyUnicode_CompareWithASCIIString(k, "flush") != 0)
+        return PyObject_Vectorcall(g_orig_print, args, static_cast<size_t>(nargs), kwnames);
+    }
+  }
+  if (file == nullptr || file == Py_None) {
+    file = PyDict_GetItemWithError(g_sys_dict, g_str_stdout);
+    if (file == nullptr) {
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "lost sys.stdout");
+      return nullptr;
+    }
+    if (file == Py_None) Py_RETURN_NONE;
+  }
+  if (Py_TYPE(file) != g_writer_type)
+    return PyObject_Vectorcall(g_orig_print, args, static_cast<size_t>(nargs), kwnames);
+
+  auto* w = reinterpret_cast<WriterObject*>(file);
+  bool bs = w->backslash != 0;
+  PrintParts parts;
+  Segment sep_seg{" ", 1, 0}, end_seg{"\n", 1, 0};
+  if (sep == Py_None) sep = nullptr;
+  if (end == Py_None) end = nullptr;
+  if (sep != nullptr && !text_option(sep, "sep", &sep_seg, bs, parts)) return nullptr;
+  if (end != nullptr && !text_option(end, "end", &end_seg, bs, parts)) return nullptr;
+  parts.reserve(static_cast<std::size_t>(nargs) * 2 + 1);
+  for (Py_ssize_t i = 0; i < nargs; ++i) {
+    if (i > 0) parts.add(sep_seg);
+    PyObject* s = PyObject_Str(args[i]);
+    Segment seg;
+    PyObject* keep = nullptr;
+    if (s == nullptr || PyUnicode_READY(s) < 0 || !segment_of(s, bs, &seg, &keep)) {
+      // As CPython's print: what came before the failing argument is written.
+      Py_XDECREF(s);
+      PyObject *t, *v, *tb;
+      PyErr_Fetch(&t, &v, &tb);
+      bool ok = emit(stream_of(w->fd), parts.data(), parts.size(), true);
+      if (!ok) {
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+        return nullptr;
+      }
+      PyErr_Restore(t, v, tb);
+      return nullptr;
+    }
+    parts.hold(s);
+    if (keep != nullptr) parts.hold(keep);
+    parts.add(seg);
+  }
+  parts.add(end_seg);
+  if (!emit(stream_of(w->fd), parts.data(), parts.size(), true)) return nullptr;
+  Py_RETURN_NONE;
+}
+
+PyMethodDef g_print_def = {"print", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(fast_print)),
+                           METH_FASTCALL | METH_KEYWORDS,
+                           "print(value, ..., sep=' ', end='\\n', file=sys.stdout, flush=False)\n\n"
+                           "Prints the values to a stream, or to sys.stdout by default."};
+
+// ---- time.sleep --------------------------------------------------------------
+
+PyObject* g_orig_sleep = nullptr;
+
+// time.sleep on an execution's own thread waits on a condition that cancel()
+// signals; CPython's sleep in a thread other than the main one would sleep on
+// through a signal. Other threads and unusual arguments take the original.
+PyObject* cancellable_sleep(PyObject*, PyObject* arg) {
+  Execution* ex = cancellable_execution();
+  if (ex == nullptr || !(PyFloat_CheckExact(arg) || PyLong_CheckExact(arg)))
+    return PyObject_CallOneArg(g_orig_sleep, arg);
+  double secs = PyFloat_CheckExact(arg) ? PyFloat_AS_DOUBLE(arg) : PyLong_AsDouble(arg);
+  if (secs == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    return PyObject_CallOneArg(g_orig_sleep, arg);
+  }
+  if (!(secs > 0.0) || secs > 1e9) return PyObject_CallOneArg(g_orig_sleep, arg);
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double>(secs));
+  if (!enter_wait(ex)) return nullptr;
+  Py_BEGIN_ALLOW_THREADS
+  {
+    std::unique_lock<std::mutex> l(ex->wake_mu);
+    ex->wake_cv.wait_until(l, deadline,
+                           [&] { return ex->cancel_pending.load(std::memory_order_acquire); });
+  }
+  Py_END_ALLOW_THREADS
+  if (!leave_wait(ex)) return nullptr;
+  Py_RETURN_NONE;
+}
+
+PyMethodDef g_sleep_def = {"sleep", cancellable_sleep, METH_O,
+                           "sleep(seconds)\n\nDelay execution for a given number of seconds."};
+
+// ---- os.write ------------------------------------------------------------------
+
+PyObject* g_orig_os_write = nullptr;
+FdCapturedFn g_fd_captured = nullptr;
+
+// A write to a captured fd 1/2 from a thread with an execution becomes a record
+// right away: same order as its print()s, no trip through the pipe.
+PyObject* hooked_os_write(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs == 2 && g_fd_captured != nullptr && PyLong_CheckExact(args[0]) &&
+      current_execution() != nullptr) {
+    int overflow = 0;
+    long fd = PyLong_AsLongAndOverflow(args[0], &overflow);
+    if ((fd == 1 || fd == 2) && g_fd_captured(static_cast<int>(fd))) {
+      Py_buffer view;
+      if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) return nullptr;
+      Segment seg{view.buf, static_cast<std::size_t>(view.len), 0};
+      bool ok = emit(stream_of(static_cast<int>(fd)), &seg, 1, false);
+      Py_ssize_t n = view.len;
+      PyBuffer_Release(&view);
+      if (!ok) return nullptr;
+      return PyLong_FromSsize_t(n);
+    }
+  }
+  return PyObject_Vectorcall(g_orig_os_write, args, static_cast<size_t>(nargs), nullptr);
+}
+
+PyMethodDef g_os_write_def = {
+    "write", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_os_write)),
+    METH_FASTCALL, "Write a bytes object to a file descriptor."};
+
+// ---- thread start --------------------------------------------------------------
+
+// The callable a new thread runs: adopts the starting thread's execution, then
+// calls the real target. The execution stays the thread's until it ends.
+struct ThreadStartObject {
+  PyObject_HEAD
+  PyObject* fn;
+  std::shared_ptr<Execution> origin;
+};
+
+PyTypeObject* g_thread_start_type = nullptr;
+PyObject* g_orig_start_new_thread = nullptr;
+
+PyObject* thread_start_call(PyObject* self, PyObject* args, PyObject* kwargs) {
+  auto* t = reinterpret_cast<ThreadStartObject*>(self);
+  set_current_execution(t->origin, false);
+  return PyObject_Call(t->fn, args, kwargs);
+}
+
+PyObject* thread_start_repr(PyObject* self) {
+  return PyObject_Repr(reinterpret_cast<ThreadStartObject*>(self)->fn);
+}
+
+void thread_start_dealloc(PyObject* self) {
+  auto* t = reinterpret_cast<ThreadStartObject*>(self);
+  PyTypeObject* tp = Py_TYPE(self);
+  Py_XDECREF(t->fn);
+  t->origin.~shared_ptr();
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+PyType_Slot g_thread_start_slots[] = {
+    {Py_tp_call, reinterpret_cast<void*>(thread_start_call)},
+    {Py_tp_repr, reinterpret_cast<void*>(thread_start_repr)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(thread_start_dealloc)},
+    {0, nullptr}};
+
+PyType_Spec g_thread_start_spec = {"shmrepl.ThreadStart", sizeof(ThreadStartObject), 0,
+                                   Py_TPFLAGS_DEFAULT, g_thread_start_slots};
+
+PyObject* hooked_start_new_thread(PyObject*, PyObject* args) {
+  std::shared_ptr<Execution> origin = current_execution_ref();
+  if (origin == nullptr || !PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 1)
+    return PyObject_Call(g_orig_start_new_thread, args, nullptr);
+  auto* t = PyObject_New(ThreadStartObject, g_thread_start_type);
+  if (t == nullptr) return nullptr;
+  t->fn = PyTuple_GET_ITEM(args, 0);
+  Py_INCREF(t->fn);
+  new (&t->origin) std::shared_ptr<Execution>(std::move(origin));
+  PyObject* wrapped = PyTuple_New(PyTuple_GET_SIZE(args));
+  if (wrapped == nullptr) {
+    Py_DECREF(t);
+    return nullptr;
+  }
+  PyTuple_SET_ITEM(wrapped, 0, reinterpret_cast<PyObject*>(t));
+  for (Py_ssize_t i = 1; i < PyTuple_GET_SIZE(args); ++i) {
+    PyObject* a = PyTuple_GET_ITEM(args, i);
+    Py_INCREF(a);
+    PyTuple_SET_ITEM(wrapped, i, a);
+  }
+  PyObject* r = PyObject_Call(g_orig_start_new_thread, wrapped, nullptr);
+  Py_DECREF(wrapped);
+  return r;
+}
+
+PyMethodDef g_start_new_thread_def = {"start_new_thread", hooked_start_new_thread, METH_VARARGS,
+                                      "start_new_thread(function, args[, kwargs])"};
+
+// ---- installation --------------------------------------------------------------
+
+[[noreturn]] void fail(const char* what) {
+  PyErr_Print();
+  throw std::runtime_error(std::string("shmrepl engine: ") + what);
+}
+
+PyObject* must(PyObject* o, const char* what) {
+  if (o == nullptr) fail(what);
+  return o;
+}
+
+void set_attr(PyObject* obj, const char* name, PyObject* value, const char* what) {
+  if (PyObject_SetAttrString(obj, name, value) < 0) fail(what);
+}
+
+// Replaces module.name by a C function, keeping the original in *orig.
+void replace(PyObject* module, const char* name, PyMethodDef* def, PyObject** orig) {
+  *orig = must(PyObject_GetAttrString(module, name), name);
+  PyObject* modname = PyModule_Check(module) ? PyModule_GetNameObject(module) : nullptr;
+  PyObject* fn = must(PyCFunction_NewEx(def, nullptr, modname), name);
+  Py_XDECREF(modname);
+  set_attr(module, name, fn, name);
+  Py_DECREF(fn);
+}
+
+}  // namespace
+
+void set_fd_captured_fn(FdCapturedFn fn) noexcept { g_fd_captured = fn; }
+
+void install_hooks() {
+  g_writer_type = reinterpret_cast<PyTypeObject*>(must(PyType_FromSpec(&g_writer_spec), "writer type"));
+  g_buffer_type = reinterpret_cast<PyTypeObject*>(must(PyType_FromSpec(&g_buffer_spec), "buffer type"));
+  g_thread_start_type =
+      reinterpret_cast<PyTypeObject*>(must(PyType_FromSpec(&g_thread_start_spec), "thread type"));
+
+  PyObject* sys = must(PyImport_ImportModule("sys"), "import sys");
+  g_sys_dict = PyModule_GetDict(sys);
+  Py_INCREF(g_sys_dict);
+  g_str_stdout = must(PyUnicode_InternFromString("stdout"), "intern");
+  PyObject* out = must(new_writer(1), "stdout writer");
+  PyObject* err = must(new_writer(2), "stderr writer");
+  set_attr(sys, "stdout", out, "sys.stdout");
+  set_attr(sys, "__stdout__", out, "sys.__stdout__");
+  set_attr(sys, "stderr", err, "sys.stderr");
+  set_attr(sys, "__stderr__", err, "sys.__stderr__");
+  Py_DECREF(out);
+  Py_DECREF(err);
+  Py_DECREF(sys);
+
+  PyObject* builtins = must(PyImport_ImportModule("builtins"), "import builtins");
+  replace(builtins, "print", &g_print_def, &g_orig_print);
+  Py_DECREF(builtins);
+
+  PyObject* time = must(PyImport_ImportModule("time"), "import time");
+  replace(time, "sleep", &g_sleep_def, &g_orig_sleep);
+  Py_DECREF(time);
+
+  PyObject* os = must(PyImport_ImportModule("os"), "import os");
+  replace(os, "write", &g_os_write_def, &g_orig_os_write);
+  Py_DECREF(os);
+
+  // threading copies _thread.start_new_thread when it is imported: patch both.
+  PyObject* thread = must(PyImport_ImportModule("_thread"), "import _thread");
+  replace(thread, "start_new_thread", &g_start_new_thread_def, &g_orig_start_new_thread);
+  PyObject* patched = must(PyObject_GetAttrString(thread, "start_new_thread"), "start_new_thread");
+  set_attr(thread, "start_new", patched, "_thread.start_new");
+  PyObject* threading = must(PyImport_ImportModule("threading"), "import threading");
+  set_attr(threading, "_start_new_thread", patched, "threading._start_new_thread");
+  Py_DECREF(threading);
+  Py_DECREF(patched);
+  Py_DECREF(thread);
+}
+
+}  // namespace shmrepl::engine

@@ -1,0 +1,18 @@
+// The objects the engine puts into the interpreter: sys.stdout / sys.stderr
+// writers (a heap type), a print() fast path, a cancellable time.sleep, an
+// os.write that turns writes to captured fds 1/2 into records, and a thread
+// start hook that hands the current execution to new threads.
+#pragma once
+
+#include <Python.h>
+
+namespace shmrepl::engine {
+
+// Installs everything above. GIL held; once per process. Throws on failure.
+void install_hooks();
+
+// Set by fd capture: true if `fd` (1 or 2) is still our capture pipe. [GIL]
+using FdCapturedFn = bool (*)(int fd);
+void set_fd_captured_fn(FdCapturedFn fn) noexcept;
+
+}  // namespace shmrepl::engine
