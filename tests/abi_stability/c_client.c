@@ -1,0 +1,68 @@
+/* A C99 program linked against libshmrepl.so: the C linkage, the version calls, the
+ * status texts and the argument checks work from C, and the record view has the
+ * layout that ABI version 1 pins. */
+#include <stddef.h> /* offsetof */
+#include <stdio.h>  /* fprintf, snprintf */
+#include <string.h> /* strcmp */
+
+#include "shmrepl/shmrepl.h"
+
+static int failures = 0;
+#define CHECK(cond)                                                     \
+  do {                                                                  \
+    if (!(cond)) {                                                      \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                       \
+    }                                                                   \
+  } while (0)
+
+int main(void) {
+  static const shmrepl_status_t codes[] = {
+      SHMREPL_OK,          SHMREPL_E_INVALID,   SHMREPL_E_NOT_FOUND,     SHMREPL_E_AGAIN,
+      SHMREPL_E_TIMEOUT,   SHMREPL_E_EOF,       SHMREPL_E_CORRUPT,       SHMREPL_E_VERSION,
+      SHMREPL_E_PRODUCER_DIED, SHMREPL_E_NO_SLOT, SHMREPL_E_NOMEM,      SHMREPL_E_PERMISSION,
+      SHMREPL_E_SYSTEM,    SHMREPL_E_ENGINE_DIED, SHMREPL_E_PROTOCOL,    SHMREPL_E_STATE,
+      SHMREPL_E_CONNECT,   SHMREPL_E_TOO_LARGE, SHMREPL_E_INTERNAL};
+  const char* unknown = shmrepl_status_str(-12345);
+  char want[64];
+  size_t i;
+  shmrepl_reader_t* reader = NULL;
+  shmrepl_record_t record;
+
+  snprintf(want, sizeof want, "%d.%d.%d", SHMREPL_VERSION_MAJOR, SHMREPL_VERSION_MINOR,
+           SHMREPL_VERSION_PATCH);
+  CHECK(strcmp(shmrepl_version(), want) == 0);
+  CHECK(shmrepl_abi_version() == SHMREPL_ABI_VERSION);
+
+  CHECK(unknown != NULL && unknown[0] != '\0');
+  for (i = 0; i < sizeof codes / sizeof codes[0]; ++i) {
+    const char* text = shmrepl_status_str(codes[i]);
+    CHECK(text != NULL && text[0] != '\0' && strcmp(text, unknown) != 0);
+  }
+
+  CHECK(shmrepl_reader_open(NULL, NULL, &reader) == SHMREPL_E_INVALID);
+  CHECK(reader == NULL);
+  CHECK(shmrepl_last_error()[0] != '\0');
+  CHECK(shmrepl_reader_open("shmrepl.abi-test.no-such-ring", NULL, &reader) == SHMREPL_E_NOT_FOUND);
+  CHECK(shmrepl_reader_open("../etc/passwd", NULL, &reader) == SHMREPL_E_INVALID);
+  CHECK(shmrepl_reader_next(NULL, 0, &record) == SHMREPL_E_INVALID);
+  CHECK(shmrepl_reader_held(NULL) == 0);
+  shmrepl_reader_close(NULL);
+
+  /* Pinned for ABI version 1 (the header says so); C must agree with C++. */
+  CHECK(sizeof(shmrepl_record_t) == 104);
+  CHECK(offsetof(shmrepl_record_t, execution_id) == 16);
+  CHECK(offsetof(shmrepl_record_t, data) == 40);
+  CHECK(offsetof(shmrepl_record_t, raw) == 56);
+  CHECK(offsetof(shmrepl_record_t, exit_code) == 72);
+  CHECK(offsetof(shmrepl_record_t, reserved) == 88);
+  CHECK(sizeof(shmrepl_reader_options_t) == 8);
+  CHECK(sizeof(shmrepl_bytes_t) == 2 * sizeof(void*));
+
+  if (failures != 0) {
+    fprintf(stderr, "%d checks failed\n", failures);
+    return 1;
+  }
+  printf("c_client: ok (libshmrepl %s)\n", shmrepl_version());
+  return 0;
+}
