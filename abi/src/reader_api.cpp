@@ -35,7 +35,9 @@ shmrepl_status_t next_one(shmrepl_reader* r, int64_t timeout_ns, shmrepl_record_
   }
   st = shmrepl::records::decode(frame.payload, frame.flags, out);
   if (st != SHMREPL_OK) {
-    // The frame is handed out (and must be released) but has no valid record.
+    // Not handed out: a caller counting its records (and next_batch, which stops
+    // before it) would otherwise release the wrong ones. The error repeats.
+    r->ring->unread_last();
     return fail(st, "record failed verification");
   }
   return SHMREPL_OK;

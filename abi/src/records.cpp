@@ -131,6 +131,15 @@ void encode_finished(std::vector<std::byte>& out, const Meta& meta,
   copy_out(fbb, out);
 }
 
+std::size_t utf8_split_point(std::span<const std::byte> data, std::size_t max) noexcept {
+  if (data.size() <= max) return data.size();
+  auto continuation = [&](std::size_t i) { return (std::to_integer<unsigned>(data[i]) & 0xC0u) == 0x80u; };
+  std::size_t p = max;
+  while (p > 0 && max - p < 3 && continuation(p)) --p;
+  if (p == 0 || continuation(p)) return max;
+  return p;
+}
+
 namespace {
 template <typename V>
 void set_data(shmrepl_record_t* out, const V* v) {
@@ -150,6 +159,8 @@ shmrepl_status_t decode(std::span<const std::byte> payload, uint32_t frame_flags
   flatbuffers::Verifier verifier(buf, payload.size(), opts);
   if (payload.size() < 8 || !fbs::VerifyRecordBuffer(verifier)) return SHMREPL_E_CORRUPT;
   const fbs::Record* rec = fbs::GetRecord(buf);
+  // The Verifier accepts a union whose table is absent; every kind below needs it.
+  if (rec->body() == nullptr) return SHMREPL_E_CORRUPT;
   *out = shmrepl_record_t{};
   out->execution_id = rec->execution_id();
   out->seq = rec->seq();

@@ -43,6 +43,13 @@ void encode_input_request(std::vector<std::byte>& out, const Meta& meta, std::st
 void encode_finished(std::vector<std::byte>& out, const Meta& meta,
                      shmrepl_finish_status_t status, int32_t exit_code, uint64_t duration_ns);
 
+// Where to split a write too large for one record: the longest prefix of `data` of
+// at most `max` bytes that ends on a UTF-8 character boundary. It cuts inside a
+// character only when there is no boundary in the 3 bytes before `max` (not UTF-8)
+// or the first character alone is longer than `max`, so it is never 0 while both
+// `max` and `data` are non-zero.
+std::size_t utf8_split_point(std::span<const std::byte> data, std::size_t max) noexcept;
+
 // Verifies `payload` as a Record and fills `out` (pointers into payload).
 // Returns SHMREPL_OK or SHMREPL_E_CORRUPT. Never reads outside payload.
 shmrepl_status_t decode(std::span<const std::byte> payload, uint32_t frame_flags,

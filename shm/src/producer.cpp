@@ -178,6 +178,8 @@ void Producer::detach_dead_readers() noexcept {
     if (pid == 0) continue;
     if (!process_alive(static_cast<pid_t>(pid), s.owner_start_time.load(std::memory_order_acquire))) {
       s.active.store(0, std::memory_order_seq_cst);
+      // A stale start time would make the slot's next owner look dead (pid differs).
+      s.owner_start_time.store(0, std::memory_order_relaxed);
       // Free the slot only if it still belongs to the dead process.
       s.owner_pid.compare_exchange_strong(pid, 0, std::memory_order_acq_rel);
     }
@@ -219,7 +221,7 @@ WaitResult Producer::wait_for_space(std::size_t payload, std::chrono::nanosecond
 void Producer::write(std::span<const std::byte> payload, uint32_t flags) {
   if (payload.size() > max_payload_) throw std::length_error("record larger than the ring's max payload");
   std::span<std::byte> room = try_reserve(payload.size());
-  while (room.empty()) {
+  while (room.data() == nullptr) {  // an empty payload gets an empty, non-null span
     wait_for_space(payload.size(), std::chrono::milliseconds(100));
     room = try_reserve(payload.size());
   }

@@ -101,8 +101,15 @@ shmrepl_status_t Reader::init(shmrepl_reader_start_t start, std::string* error) 
   block_ = reinterpret_cast<ProducerBlock*>(base_ + kProducerOffset);
   data_ = base_ + kDataOffset;
 
-  uint64_t write = block_->write_pos.load(std::memory_order_acquire);
-  uint64_t tail = block_->tail.load(std::memory_order_acquire);
+  // tail <= write_pos <= tail + capacity holds at every instant, but both move while
+  // other readers release: only a pair read while tail stayed put is consistent.
+  uint64_t write = 0;
+  uint64_t tail = 0;
+  for (int attempt = 0;; ++attempt) {
+    tail = block_->tail.load(std::memory_order_acquire);
+    write = block_->write_pos.load(std::memory_order_acquire);
+    if (block_->tail.load(std::memory_order_acquire) == tail || attempt == 1000) break;
+  }
   if (tail > write || write - tail > cap || (tail % kFrameAlign) != 0 || (write % kFrameAlign) != 0)
     return fail(error, SHMREPL_E_CORRUPT, "ring positions are out of range");
 
@@ -137,6 +144,9 @@ shmrepl_status_t Reader::init(shmrepl_reader_start_t start, std::string* error) 
 Reader::~Reader() {
   if (slot_ != nullptr) {
     slot_->active.store(0, std::memory_order_seq_cst);
+    // The next owner publishes its start time only after claiming the slot: until
+    // then the producer must not judge it by ours (see detach_dead_readers).
+    slot_->owner_start_time.store(0, std::memory_order_relaxed);
     slot_->owner_pid.store(0, std::memory_order_seq_cst);
     // The producer may be waiting on us alone.
     if (block_->producer_sleeping.load(std::memory_order_seq_cst) != 0) {
@@ -239,10 +249,17 @@ shmrepl_status_t Reader::next(int64_t timeout_ns, Frame* out, std::string* error
       return fail(error, SHMREPL_E_CORRUPT, "frame length out of range");
     out->payload = {data_ + off + kFrameHeaderSize, h.length};
     out->flags = h.flags;
+    last_start_ = cursor_;
     cursor_ += size;
     push_end(cursor_);
     return SHMREPL_OK;
   }
+}
+
+void Reader::unread_last() noexcept {
+  if (held_count_ == 0) return;
+  --held_count_;
+  cursor_ = last_start_;
 }
 
 shmrepl_status_t Reader::release(std::size_t n) noexcept {

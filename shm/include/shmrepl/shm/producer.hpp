@@ -36,8 +36,9 @@ class Producer {
   uint32_t max_payload() const noexcept { return max_payload_; }
   uint64_t execution_id() const noexcept;
 
-  // Space for a payload of `payload` bytes (<= max_payload), or an empty span if
-  // the slowest reader has not released enough yet. Never blocks, no system call.
+  // Space for a payload of `payload` bytes (<= max_payload), or a span with a null
+  // data() if the slowest reader has not released enough yet (payload 0 succeeds
+  // with an empty, non-null span). Never blocks, no system call.
   std::span<std::byte> try_reserve(std::size_t payload) noexcept;
   // Waits up to `timeout` until try_reserve(payload) can succeed; detaches readers
   // whose process died while waiting. Safe to call with no lock held by the caller

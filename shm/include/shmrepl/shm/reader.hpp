@@ -39,6 +39,9 @@ class Reader {
   // Hands back the oldest n frames handed out.
   shmrepl_status_t release(std::size_t n) noexcept;
   std::size_t held() const noexcept { return held_count_; }
+  // Takes back the frame that next() handed out last (its record failed
+  // verification): it is no longer held and next() returns it again.
+  void unread_last() noexcept;
   // Frames ready now without waiting (cheap check of write_pos).
   bool ready() noexcept;
 
@@ -70,6 +73,7 @@ class Reader {
 
   uint64_t read_pos_ = 0;  // our copy of slot_->read_pos
   uint64_t cursor_ = 0;    // the next frame to hand out
+  uint64_t last_start_ = 0;  // where the frame handed out last starts
   uint64_t seen_write_ = 0;  // cached write_pos
   // End positions of the frames handed out and not released: a circular buffer.
   std::vector<uint64_t> ends_;
