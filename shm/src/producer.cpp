@@ -214,7 +214,13 @@ WaitResult Producer::wait_for_space(std::size_t payload, std::chrono::nanosecond
     futex_wait(&block_->space_seq, seq,
                static_cast<int64_t>(std::min(budget - elapsed, kLivenessCheck)));
     block_->producer_sleeping.store(0, std::memory_order_relaxed);
-    detach_dead_readers();
+    // Only now and then: a look at /proc per reader costs far more than the
+    // wake-ups that end most waits.
+    uint64_t now = monotonic_ns();
+    if (now - last_liveness_check_ >= kLivenessCheck) {
+      last_liveness_check_ = now;
+      detach_dead_readers();
+    }
   }
 }
 

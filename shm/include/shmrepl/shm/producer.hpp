@@ -79,6 +79,7 @@ class Producer {
   uint64_t pos_ = 0;        // local copy of write_pos
   uint64_t limit_ = 0;      // cached: nothing at or beyond limit_ + capacity_ may be written
   uint64_t reserved_at_ = 0;  // frame start of the current reservation
+  uint64_t last_liveness_check_ = 0;  // monotonic ns of the last detach_dead_readers()
   bool unlink_on_close_ = true;
 };
 
