@@ -22,7 +22,9 @@
 namespace shmrepl::engine {
 
 namespace {
-constexpr uint64_t kDrainInterval = 20'000;          // ns between drains on the write path
+// A write that follows a quiet time of at least this long (ns) looks into the
+// pipes first; writes in a tight loop do not (no system call on the hot path).
+constexpr uint64_t kQuietGap = 2'000;
 constexpr std::size_t kBufferCap = 4u << 20;         // per stream, read ahead of the GIL
 constexpr int kPipeSize = 1 << 20;
 }  // namespace
@@ -39,7 +41,7 @@ struct FdCapture::State {
   std::string buf[3];  // [buf_mu] read from the pipes, not yet in a ring
   std::atomic<bool> pending{false};
 
-  uint64_t last_drain_ns = 0;                        // [GIL]
+  uint64_t last_write_ns = 0;                        // [GIL] the fd target's last write
   std::vector<std::shared_ptr<Execution>> running;   // [GIL] in start order
   std::shared_ptr<Execution> last_finished;          // [GIL]
 
@@ -49,8 +51,11 @@ struct FdCapture::State {
 
   // Moves what the pipes hold now into buf (buf_mu held). True if anything is buffered.
   bool read_pipes() {
+    pollfd p[2] = {{rd[1], POLLIN, 0}, {rd[2], POLLIN, 0}};
+    if (::poll(p, 2, 0) <= 0) return !buf[1].empty() || !buf[2].empty();  // one syscall when empty
     char tmp[65536];
     for (int fd = 1; fd <= 2; ++fd) {
+      if (p[fd - 1].revents == 0) continue;
       while (buf[fd].size() < kBufferCap) {
         ssize_t n = ::read(rd[fd], tmp, std::min(sizeof tmp, kBufferCap - buf[fd].size()));
         if (n < 0 && errno == EINTR) continue;
@@ -78,14 +83,13 @@ namespace {
 FdCapture::State* g_active = nullptr;  // [GIL]
 
 // Drain hook: called while owning the sink `ex` writes to.
-void drain(Sink& sink, Execution& ex, bool force) {
+void drain(Sink& sink, Execution& ex, uint64_t now, bool force) {
   FdCapture::State* st = g_active;
   if (st == nullptr) return;
   if (st->running.empty() ? st->last_finished.get() != &ex : st->running.back().get() != &ex) return;
-  uint64_t now = shm::monotonic_ns();
-  if (!force && !st->pending.load(std::memory_order_relaxed) && now - st->last_drain_ns < kDrainInterval)
-    return;
-  st->last_drain_ns = now;
+  uint64_t quiet = now - st->last_write_ns;  // huge if the clock stepped back: drain
+  st->last_write_ns = now;
+  if (!force && !st->pending.load(std::memory_order_relaxed) && quiet < kQuietGap) return;
   std::string out, err;
   st->take(&out, &err);
   if (!out.empty()) {
@@ -120,7 +124,7 @@ void FdCapture::State::forward() {
   bool failed = false;
   if (t != nullptr) s = acquire_sink(*t, &failed);
   if (s != nullptr) {
-    drain(*s, *t, true);
+    drain(*s, *t, shm::realtime_ns(), true);
     release_sink(*s);
   } else {
     std::string out, err;

@@ -7,13 +7,16 @@
 // of an older one may land in the newer one); when none runs, to the execution
 // that finished last, i.e. to its session's background ring.
 //
-// Order: a Python-level write first drains the pipes into the ring when its
-// execution is the fd target, so `os.write(1, ...)`, a child's echo, then print()
-// arrive in that order. To keep the write path free of system calls this drain
-// runs at most every kDrainInterval of wall time unless the forwarder thread has
-// seen data; a raw write by C code in the same thread less than that after a
-// Python-level write may therefore come after the next Python-level write.
-// (os.write to fd 1/2 from Python is exact: it is turned into a record directly.)
+// Order: before a Python-level write appends a record, it drains the pipes into
+// the ring (when its execution is the fd target), so `os.write(1, ...)`, a child's
+// echo, then print() arrive in that order. To keep tight write loops free of
+// system calls, the pipes are looked into (one poll) only when the write follows a
+// quiet time of kQuietGap (2 us) since the previous one, or when the forwarder
+// thread has seen data. The one case left unordered: C code that writes to fd 1/2
+// directly, with the GIL held, less than 2 us after a Python-level write and less
+// than the forwarder's wake-up time before the next one. os.write to fd 1/2 from
+// Python is always exact: it becomes a record directly. Between fd 1 and fd 2
+// the order of raw writes is not kept (two pipes; stdout's data is taken first).
 // Each execution drains the pipes before its Result/Error and Finished records.
 #pragma once
 

@@ -200,7 +200,7 @@ void release_sink(Sink& s) {
 }
 
 bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const Segment* segs,
-                  std::size_t n, std::size_t total, bool text, Execution* cx) {
+                  std::size_t n, std::size_t total, bool text, Execution* cx, uint64_t now) {
   std::size_t seg = 0, pos = 0, remaining = total;
   bool first = true;
   while (remaining > 0) {
@@ -221,7 +221,8 @@ bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const
     }
     remaining -= len;
     uint32_t flags = (first ? 0 : shm::kFlagContinued) | (remaining > 0 ? shm::kFlagMore : 0);
-    records::encode_output_header(room, {execution_id, s.seq++, shm::realtime_ns()}, stream, len);
+    uint64_t ts = first && now != 0 ? now : shm::realtime_ns();
+    records::encode_output_header(room, {execution_id, s.seq++, ts}, stream, len);
     s.producer->commit(records::kOutputOverhead + len, flags);
     first = false;
   }
@@ -258,8 +259,9 @@ bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text
     write_log_segments(segs, n);  // its session is closed
     return true;
   }
-  if (g_drain != nullptr) g_drain(*s, *ex, false);
-  bool ok = write_output(*s, ex->id, stream, segs, n, total, text, cancellable_execution());
+  uint64_t now = shm::realtime_ns();
+  if (g_drain != nullptr) g_drain(*s, *ex, now, false);
+  bool ok = write_output(*s, ex->id, stream, segs, n, total, text, cancellable_execution(), now);
   release_sink(*s);
   return ok;
 }
@@ -267,7 +269,7 @@ bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text
 void set_drain_hook(DrainHook hook) noexcept { g_drain = hook; }
 
 void drain_fds(Sink& sink, Execution& ex, bool force) {
-  if (g_drain != nullptr) g_drain(sink, ex, force);
+  if (g_drain != nullptr) g_drain(sink, ex, shm::realtime_ns(), force);
 }
 
 }  // namespace shmrepl::engine

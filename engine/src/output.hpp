@@ -52,9 +52,10 @@ bool raise_pending_async();
 // Writes the text `segs` (total UTF-8 bytes `total`) as Output records, split at
 // character boundaries (any byte boundary if !text) when larger than one record.
 // The caller owns the sink. False with an exception set if cancelled.
+// `now`: the first record's timestamp (0: read the clock).
 bool write_output(Sink& sink, uint64_t execution_id, shmrepl_stream_t stream,
                   const Segment* segs, std::size_t n, std::size_t total, bool text,
-                  Execution* cancel_ex);
+                  Execution* cancel_ex, uint64_t now = 0);
 
 // Copies a finished record (encode_*) into the ring, waiting for space (not
 // cancellable). The caller owns the sink, or is the only writer (gil=false: the
@@ -65,8 +66,9 @@ void write_record(Sink& sink, std::span<const std::byte> record, bool gil);
 // False with a Python exception set.
 bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text);
 
-// Hooks for fd capture (fd_capture.cpp), called while owning `sink` for `ex`.
-using DrainHook = void (*)(Sink& sink, Execution& ex, bool force);
+// Hook for fd capture (fd_capture.cpp), called while owning `sink` for `ex` just
+// before a write at time `now` (CLOCK_REALTIME ns); force: drain unconditionally.
+using DrainHook = void (*)(Sink& sink, Execution& ex, uint64_t now, bool force);
 void set_drain_hook(DrainHook hook) noexcept;
 void drain_fds(Sink& sink, Execution& ex, bool force);
 

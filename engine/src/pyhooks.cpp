@@ -1,5 +1,6 @@
 #include "pyhooks.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <new>
@@ -245,20 +246,36 @@ PyObject* g_str_stdout = nullptr;
 
 // Collects the pieces of one print() and hands them to the ring as one write,
 // so a print stays whole even when other threads write while the ring is full.
+// Storage is on the stack for the usual handful of arguments.
 class PrintParts {
  public:
+  static constexpr std::size_t kInline = 24;
   ~PrintParts() {
-    for (PyObject* o : refs_) Py_DECREF(o);
+    for (std::size_t i = 0; i < nrefs_; ++i) Py_DECREF(refs_[i]);
+    if (refs_ != refs_inline_) delete[] refs_;
+    if (segs_ != segs_inline_) delete[] segs_;
   }
-  void add(const Segment& s) { segs_.push_back(s); }
-  void hold(PyObject* o) { refs_.push_back(o); }
-  const Segment* data() const { return segs_.data(); }
-  std::size_t size() const { return segs_.size(); }
-  void reserve(std::size_t n) { segs_.reserve(n); }
+  // Room for n segments and n references.
+  void reserve(std::size_t n) {
+    if (n <= kInline) return;
+    auto* s = new Segment[n];
+    std::copy(segs_, segs_ + nsegs_, s);
+    auto* r = new PyObject*[n];
+    std::copy(refs_, refs_ + nrefs_, r);
+    segs_ = s;
+    refs_ = r;
+  }
+  void add(const Segment& s) { segs_[nsegs_++] = s; }
+  void hold(PyObject* o) { refs_[nrefs_++] = o; }
+  const Segment* data() const { return segs_; }
+  std::size_t size() const { return nsegs_; }
 
  private:
-  std::vector<Segment> segs_;
-  std::vector<PyObject*> refs_;
+  Segment segs_inline_[kInline];
+  PyObject* refs_inline_[kInline];
+  Segment* segs_ = segs_inline_;
+  PyObject** refs_ = refs_inline_;
+  std::size_t nsegs_ = 0, nrefs_ = 0;
 };
 
 bool text_option(PyObject* v, const char* what, Segment* out, bool backslash, PrintParts& parts) {
@@ -301,12 +318,12 @@ PyObject* fast_print(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObjec
   auto* w = reinterpret_cast<WriterObject*>(file);
   bool bs = w->backslash != 0;
   PrintParts parts;
+  parts.reserve(static_cast<std::size_t>(nargs) * 2 + 2);
   Segment sep_seg{" ", 1, 0}, end_seg{"\n", 1, 0};
   if (sep == Py_None) sep = nullptr;
   if (end == Py_None) end = nullptr;
   if (sep != nullptr && !text_option(sep, "sep", &sep_seg, bs, parts)) return nullptr;
   if (end != nullptr && !text_option(end, "end", &end_seg, bs, parts)) return nullptr;
-  parts.reserve(static_cast<std::size_t>(nargs) * 2 + 1);
   for (Py_ssize_t i = 0; i < nargs; ++i) {
     if (i > 0) parts.add(sep_seg);
     PyObject* s = PyObject_Str(args[i]);

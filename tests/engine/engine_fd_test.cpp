@@ -1,1 +1,145 @@
+// fd capture: raw writes to fds 1 and 2 (os.write, C code, child processes)
+// become Output records. The capture redirects this process's fds 1 and 2, so
+// each test collects what it needs, shuts the engine down (which restores the
+// fds) and only then checks, so that gtest's own output stays visible.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "support.hpp"
+
+using namespace shmrepl;
+using shmrepl::test::Collected;
+
+namespace {
+
+std::unique_ptr<engine::Engine> start_engine() {
+  engine::EngineOptions o;
+  o.capture_fds = true;
+  return engine::Engine::start(o);
+}
+
+ino_t inode_of(int fd) {
+  struct stat sb {};
+  fstat(fd, &sb);
+  return sb.st_ino;
+}
+
+}  // namespace
+
+TEST(FdCapture, W8SameAsPythonPerStreamAndInOrder) {
+  ino_t out_before = inode_of(1), err_before = inode_of(2);
+  std::string path = test::workload("w8_fd_level.py");
+  Collected c;
+  {
+    auto e = start_engine();
+    uint64_t s = e->open_session();
+    test::RunOptions o;
+    o.filename = path;
+    o.script = true;
+    c = test::run(*e, s, test::read_file(path), o);
+    e->shutdown();
+  }
+  EXPECT_EQ(inode_of(1), out_before);  // restored
+  EXPECT_EQ(inode_of(2), err_before);
+  test::PyResult py = test::run_python({path}, false);
+  test::PyResult merged = test::run_python({path}, true, {"PYTHONUNBUFFERED=1"});
+  EXPECT_EQ(c.end_status, SHMREPL_E_EOF);
+  EXPECT_TRUE(c.seq_ok);
+  EXPECT_TRUE(c.exec_id_ok);
+  EXPECT_EQ(c.finished_count, 1u);
+  EXPECT_EQ(c.out, py.out);
+  EXPECT_EQ(c.err, py.err);
+  EXPECT_EQ(c.merged, merged.out);
+}
+
+TEST(FdCapture, ChildOutputArrivesWhileItRuns) {
+  Collected c;
+  std::vector<std::chrono::steady_clock::time_point> seen;
+  {
+    auto e = start_engine();
+    uint64_t s = e->open_session();
+    test::RunOptions o;
+    o.read.on_output = [&](const shmrepl_record_t&) { seen.push_back(std::chrono::steady_clock::now()); };
+    c = test::run(*e, s,
+                  "import subprocess\n"
+                  "subprocess.run(['sh', '-c', 'echo early; sleep 0.5; echo late >&2; printf tail'])\n"
+                  "print('done')\n",
+                  o);
+    e->shutdown();
+  }
+  EXPECT_EQ(c.out, "early\ntaildone\n");
+  EXPECT_EQ(c.err, "late\n");
+  ASSERT_GE(seen.size(), 3u);
+  EXPECT_GT(seen[1] - seen[0], std::chrono::milliseconds(400));  // `early` was not held back
+}
+
+TEST(FdCapture, RawWritesKeepTheirPlaceAmongPrints) {
+  Collected c;
+  {
+    auto e = start_engine();
+    uint64_t s = e->open_session();
+    c = test::run(*e, s,
+                  "import ctypes, os, sys\n"
+                  "libc = ctypes.CDLL(None)\n"
+                  "for i in range(20):\n"
+                  "    print(f'p{i}')\n"
+                  "    libc.write(1, f'c{i}\\n'.encode(), len(f'c{i}\\n'))\n"
+                  "    os.write(1, f'o{i}\\n'.encode())\n"
+                  "    sys.stdout.buffer.write(f'b{i}\\n'.encode())\n");
+    e->shutdown();
+  }
+  std::string expect;
+  for (int i = 0; i < 20; ++i)
+    expect += "p" + std::to_string(i) + "\nc" + std::to_string(i) + "\no" + std::to_string(i) + "\nb" +
+              std::to_string(i) + "\n";
+  EXPECT_EQ(c.out, expect);
+}
+
+TEST(FdCapture, ChildOutputAfterTheExecutionGoesToTheBackgroundRing) {
+  Collected first, bgc;
+  uint64_t first_id = 0;
+  {
+    auto e = start_engine();
+    uint64_t s = e->open_session();
+    std::string bg = e->session_background_ring(s);
+    std::thread reader([&] {
+      test::ReadOptions ro;
+      ro.any_execution_id = true;
+      ro.keep_outputs = true;
+      bgc = test::read_ring(bg, ro);
+    });
+    auto a = e->execute({s,
+                         "import subprocess\n"
+                         "p = subprocess.Popen(['sh', '-c', 'sleep 0.3; echo from-child'])\n"
+                         "print('started')\n",
+                         "", "<shmrepl>", {}, false, 0});
+    first_id = a.execution_id;
+    first = test::read_ring(a.ring_name);
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    e->close_session(s);
+    reader.join();
+    e->shutdown();
+  }
+  EXPECT_EQ(first.out, "started\n");
+  EXPECT_EQ(bgc.out, "from-child\n");
+  for (auto& r : bgc.records)
+    if (r.kind == SHMREPL_RECORD_OUTPUT) {
+      EXPECT_EQ(r.execution_id, first_id);
+    }
+}
+
+TEST(FdCapture, EngineRestartsCaptureAfterShutdown) {
+  Collected a, b;
+  for (Collected* c : {&a, &b}) {
+    auto e = start_engine();
+    uint64_t s = e->open_session();
+    *c = test::run(*e, s, "import os\nos.system('echo via-system')\nprint('py')\n");
+    e->shutdown();
+  }
+  EXPECT_EQ(a.out, "via-system\npy\n");
+  EXPECT_EQ(b.out, "via-system\npy\n");
+}
