@@ -197,6 +197,105 @@ SHMREPL_API shmrepl_status_t shmrepl_record_error(const shmrepl_record_t* record
 SHMREPL_API shmrepl_status_t shmrepl_record_traceback_line(const shmrepl_record_t* record,
                                                            size_t index, shmrepl_bytes_t* line);
 
+/* ---- client side ------------------------------------------------------ */
+/* A connection to an engine over its Unix domain socket. An engine is started
+ * automatically when none listens (see shmrepl_client_options_t). Unlike a reader,
+ * a client may be used from several threads: its requests are serialized. An
+ * execution may be cancelled from another thread than the one reading its ring. */
+typedef struct shmrepl_client shmrepl_client_t;
+typedef struct shmrepl_execution shmrepl_execution_t;
+
+typedef enum shmrepl_autostart {
+  SHMREPL_AUTOSTART_DEFAULT = 0, /* on */
+  SHMREPL_AUTOSTART_ON = 1,
+  SHMREPL_AUTOSTART_OFF = 2
+} shmrepl_autostart_t;
+
+/* All-zero fields (after struct_size) mean the defaults. */
+typedef struct shmrepl_client_options {
+  uint32_t struct_size;       /* sizeof(shmrepl_client_options_t) */
+  uint32_t autostart;         /* shmrepl_autostart_t */
+  /* The engine's socket. NULL: $SHMREPL_SOCKET if set, else
+   * $XDG_RUNTIME_DIR/shmrepl/default.sock, else /tmp/shmrepl-<uid>/default.sock
+   * (that folder is created mode 0700 and refused if it is not ours or not 0700). */
+  const char* socket_path;
+  /* The engine to start. NULL: $SHMREPL_ENGINE, else <libdir>/../bin/shmrepl-engine
+   * next to libshmrepl, else shmrepl-engine next to the running executable. */
+  const char* engine_path;
+  /* How long to wait for a started engine to listen. 0: 5 s. */
+  int64_t connect_timeout_ns;
+} shmrepl_client_options_t;
+
+/* Connects (starting an engine if none listens and autostart is on; a started
+ * engine runs detached, its stderr goes to "<socket>.log") and says Hello.
+ * `options` may be NULL. Returns OK and *out; E_CONNECT (nothing listens and no
+ * engine could be started in time), E_PERMISSION (the socket folder is not private,
+ * or the engine runs as another user), E_VERSION, E_INVALID (path too long). */
+SHMREPL_API shmrepl_status_t shmrepl_client_connect(const shmrepl_client_options_t* options,
+                                                    shmrepl_client_t** out);
+
+/* Closes the connection; the engine closes the client's sessions and releases its
+ * executions. Execution handles of this client stay valid for
+ * shmrepl_execution_close() only. Accepts NULL. */
+SHMREPL_API void shmrepl_client_close(shmrepl_client_t* client);
+
+/* The engine's process id (from its Hello reply). */
+SHMREPL_API uint32_t shmrepl_client_engine_pid(const shmrepl_client_t* client);
+
+/* Every request below returns OK or: E_ENGINE_DIED (the connection closed: every
+ * later request returns it too), E_PROTOCOL, E_STATE (the client was closed), or
+ * the status the engine replied with (detail in shmrepl_last_error()). */
+
+/* A new session (its own Python namespace; runs one execution at a time). */
+SHMREPL_API shmrepl_status_t shmrepl_session_open(shmrepl_client_t* client, uint64_t* session_id);
+/* Cancels what runs or waits in the session, drops it and releases its executions.
+ * E_NOT_FOUND if the session is not one of this client's. */
+SHMREPL_API shmrepl_status_t shmrepl_session_close(shmrepl_client_t* client, uint64_t session_id);
+
+typedef struct shmrepl_execute_options {
+  uint32_t struct_size;              /* sizeof(shmrepl_execute_options_t) */
+  uint32_t script;                   /* nonzero: run as a program (python3 FILE): no RESULT */
+  uint64_t session_id;
+  const char* code;                  /* Python source, UTF-8; need not be NUL-terminated */
+  size_t code_len;
+  const char* client_execution_id;   /* NULL or a NUL-terminated id for the STARTED record */
+  const char* filename;              /* NULL: "<shmrepl>"; shown in tracebacks */
+  const char* const* argv;           /* sys.argv during the execution (argc strings) */
+  size_t argc;
+  uint64_t ring_capacity;            /* data bytes of the ring; 0: the engine's default */
+} shmrepl_execute_options_t;
+
+/* Queues code in a session. Returns OK and *out (owned by the caller; close it with
+ * shmrepl_execution_close()). The ring exists, holding the STARTED record, when
+ * this returns. E_NOT_FOUND (unknown session), E_TOO_LARGE (the request exceeds
+ * 64 MiB), E_INVALID. */
+SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,
+                                             const shmrepl_execute_options_t* options,
+                                             shmrepl_execution_t** out);
+
+/* The engine's id of the execution (every record of it carries this id). */
+SHMREPL_API uint64_t shmrepl_execution_id(const shmrepl_execution_t* execution);
+/* The execution's ring name (for shmrepl_reader_open(), also from other processes).
+ * Valid as long as the handle. */
+SHMREPL_API const char* shmrepl_execution_ring_name(const shmrepl_execution_t* execution);
+/* Opens a reader on the execution's ring (as shmrepl_reader_open). The reader is
+ * independent of the handle and the client; close it with shmrepl_reader_close(). */
+SHMREPL_API shmrepl_status_t shmrepl_execution_reader(const shmrepl_execution_t* execution,
+                                                      const shmrepl_reader_options_t* options,
+                                                      shmrepl_reader_t** out);
+/* Raises KeyboardInterrupt in the execution (a queued one finishes cancelled
+ * without running). OK also when it had already finished. May be called from any
+ * thread. */
+SHMREPL_API shmrepl_status_t shmrepl_execution_cancel(shmrepl_execution_t* execution);
+/* Releases the ring (the engine unlinks its name once the execution has finished;
+ * open readers keep working) and frees the handle. Accepts NULL. */
+SHMREPL_API void shmrepl_execution_close(shmrepl_execution_t* execution);
+
+/* Asks the engine to stop: it cancels every execution, unlinks its rings and its
+ * socket, and exits. Returns once the engine has closed the connection (E_TIMEOUT
+ * after 30 s). The client can only be closed afterwards. */
+SHMREPL_API shmrepl_status_t shmrepl_engine_shutdown(shmrepl_client_t* client);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -1,0 +1,77 @@
+// The client side of the C ABI: one connection to an engine, shared by the client
+// handle and its execution handles (which may outlive the client handle).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "control.hpp"
+#include "shmrepl/shmrepl.h"
+
+namespace shmrepl::client {
+
+class Connection {
+ public:
+  explicit Connection(int fd) : fd_(fd) {}
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Sends the frame `build(request_id)` gives and reads its reply. On an Error reply
+  // returns its code; on a reply of another type than `expected`, E_PROTOCOL.
+  // Otherwise calls `take(reply)` (under the lock) and returns OK.
+  template <typename Build, typename Take>
+  shmrepl_status_t request(Build&& build, control::ctl::Body expected, Take&& take) {
+    std::lock_guard lock(mu_);
+    uint64_t id = 0;
+    shmrepl_status_t st = begin(&id);
+    if (st != SHMREPL_OK) return st;
+    const control::ctl::Message* reply = nullptr;
+    st = exchange(build(id), id, expected, &reply);
+    if (st != SHMREPL_OK) return st;
+    take(reply);
+    return SHMREPL_OK;
+  }
+
+  // Marks the connection closed and closes the socket (the engine then cleans up).
+  void close() noexcept;
+  // Waits until the engine closes the connection (after a Shutdown request), at
+  // most timeout_ns. OK or E_TIMEOUT.
+  shmrepl_status_t wait_closed(int64_t timeout_ns);
+  // Sets a receive timeout (0: none), e.g. while waiting for Hello.
+  void set_receive_timeout(int64_t timeout_ns) noexcept;
+
+  uint32_t engine_pid = 0;
+
+ private:
+  shmrepl_status_t begin(uint64_t* id);
+  shmrepl_status_t exchange(const control::Frame& frame, uint64_t id, control::ctl::Body expected,
+                            const control::ctl::Message** reply);
+  shmrepl_status_t die(shmrepl_status_t status, std::string text);
+
+  std::mutex mu_;
+  int fd_;
+  bool closed_ = false;  // by shmrepl_client_close
+  bool dead_ = false;    // the engine went away or broke the protocol
+  uint64_t next_id_ = 1;
+  std::vector<uint8_t> body_;  // the last reply
+};
+
+// Connects (and auto-starts) as shmrepl_client_connect documents.
+shmrepl_status_t connect(const shmrepl_client_options_t* options,
+                         std::shared_ptr<Connection>* out);
+
+}  // namespace shmrepl::client
+
+struct shmrepl_client {
+  std::shared_ptr<shmrepl::client::Connection> conn;
+};
+
+struct shmrepl_execution {
+  std::shared_ptr<shmrepl::client::Connection> conn;
+  uint64_t id = 0;
+  std::string ring_name;
+};

@@ -1,0 +1,159 @@
+// The client side of the C ABI: sessions and executions over a Connection.
+#include <memory>
+#include <string_view>
+
+#include "client.hpp"
+#include "status.hpp"
+
+namespace {
+
+namespace ctl = shmrepl::control::ctl;
+namespace control = shmrepl::control;
+using shmrepl::abi::fail;
+using shmrepl::abi::guarded;
+
+// An upper bound of the Execute message's size (each string costs its bytes plus
+// length, NUL and padding; each argv entry an offset), so an oversized request is
+// refused here instead of by the engine.
+std::size_t execute_size_bound(const control::ExecuteFields& f) {
+  std::size_t n = 256 + f.code.size() + f.client_execution_id.size() + f.filename.size() + 3 * 8;
+  for (std::string_view a : f.argv) n += a.size() + 12;
+  return n;
+}
+
+}  // namespace
+
+extern "C" {
+
+SHMREPL_API shmrepl_status_t shmrepl_client_connect(const shmrepl_client_options_t* options,
+                                                    shmrepl_client_t** out) {
+  return guarded([&] {
+    if (out == nullptr) return fail(SHMREPL_E_INVALID, "out is NULL");
+    *out = nullptr;
+    auto client = std::make_unique<shmrepl_client>();
+    shmrepl_status_t st = shmrepl::client::connect(options, &client->conn);
+    if (st != SHMREPL_OK) return st;
+    *out = client.release();
+    return SHMREPL_OK;
+  });
+}
+
+SHMREPL_API void shmrepl_client_close(shmrepl_client_t* client) {
+  if (client == nullptr) return;
+  client->conn->close();
+  delete client;
+}
+
+SHMREPL_API uint32_t shmrepl_client_engine_pid(const shmrepl_client_t* client) {
+  return client != nullptr ? client->conn->engine_pid : 0;
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_session_open(shmrepl_client_t* client, uint64_t* session_id) {
+  return guarded([&] {
+    if (client == nullptr || session_id == nullptr)
+      return fail(SHMREPL_E_INVALID, "client or session_id is NULL");
+    return client->conn->request([](uint64_t id) { return control::open_session(id); },
+                                 ctl::Body::SessionOpened, [&](const ctl::Message* m) {
+                                   *session_id = m->body_as_SessionOpened()->session_id();
+                                 });
+  });
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_session_close(shmrepl_client_t* client, uint64_t session_id) {
+  return guarded([&] {
+    if (client == nullptr) return fail(SHMREPL_E_INVALID, "client is NULL");
+    return client->conn->request(
+        [&](uint64_t id) { return control::close_session(id, session_id); }, ctl::Body::Ok,
+        [](const ctl::Message*) {});
+  });
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,
+                                             const shmrepl_execute_options_t* options,
+                                             shmrepl_execution_t** out) {
+  return guarded([&] {
+    if (out == nullptr) return fail(SHMREPL_E_INVALID, "out is NULL");
+    *out = nullptr;
+    if (client == nullptr || options == nullptr) return fail(SHMREPL_E_INVALID, "client or options is NULL");
+    if (options->struct_size < offsetof(shmrepl_execute_options_t, ring_capacity) + sizeof(uint64_t))
+      return fail(SHMREPL_E_INVALID, "options->struct_size is too small");
+    if (options->code == nullptr && options->code_len != 0) return fail(SHMREPL_E_INVALID, "code is NULL");
+    if (options->argv == nullptr && options->argc != 0) return fail(SHMREPL_E_INVALID, "argv is NULL");
+    control::ExecuteFields f;
+    f.session_id = options->session_id;
+    if (options->code_len != 0) f.code = std::string_view(options->code, options->code_len);
+    if (options->client_execution_id != nullptr) f.client_execution_id = options->client_execution_id;
+    if (options->filename != nullptr) f.filename = options->filename;
+    for (size_t i = 0; i < options->argc; ++i) {
+      if (options->argv[i] == nullptr) return fail(SHMREPL_E_INVALID, "argv holds a NULL");
+      f.argv.emplace_back(options->argv[i]);
+    }
+    f.script = options->script != 0;
+    f.ring_capacity = options->ring_capacity;
+    if (execute_size_bound(f) > control::kMaxMessage)
+      return fail(SHMREPL_E_TOO_LARGE, "the request is larger than the 64 MiB message limit");
+    auto e = std::make_unique<shmrepl_execution>();
+    e->conn = client->conn;
+    shmrepl_status_t st = client->conn->request(
+        [&](uint64_t id) { return control::execute(id, f); },
+        ctl::Body::Accepted, [&](const ctl::Message* m) {
+          const ctl::Accepted* a = m->body_as_Accepted();
+          e->id = a->execution_id();
+          e->ring_name = a->ring_name() != nullptr ? a->ring_name()->str() : "";
+        });
+    if (st != SHMREPL_OK) return st;
+    *out = e.release();
+    return SHMREPL_OK;
+  });
+}
+
+SHMREPL_API uint64_t shmrepl_execution_id(const shmrepl_execution_t* execution) {
+  return execution != nullptr ? execution->id : 0;
+}
+
+SHMREPL_API const char* shmrepl_execution_ring_name(const shmrepl_execution_t* execution) {
+  return execution != nullptr ? execution->ring_name.c_str() : "";
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_execution_reader(const shmrepl_execution_t* execution,
+                                                      const shmrepl_reader_options_t* options,
+                                                      shmrepl_reader_t** out) {
+  if (execution == nullptr) {
+    if (out != nullptr) *out = nullptr;
+    return fail(SHMREPL_E_INVALID, "execution is NULL");
+  }
+  return shmrepl_reader_open(execution->ring_name.c_str(), options, out);
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_execution_cancel(shmrepl_execution_t* execution) {
+  return guarded([&] {
+    if (execution == nullptr) return fail(SHMREPL_E_INVALID, "execution is NULL");
+    return execution->conn->request(
+        [&](uint64_t id) { return control::cancel(id, execution->id); }, ctl::Body::Ok,
+        [](const ctl::Message*) {});
+  });
+}
+
+SHMREPL_API void shmrepl_execution_close(shmrepl_execution_t* execution) {
+  if (execution == nullptr) return;
+  guarded([&] {
+    // Best effort: a closed client or a dead engine has nothing left to release.
+    execution->conn->request([&](uint64_t id) { return control::release(id, execution->id); },
+                             ctl::Body::Ok, [](const ctl::Message*) {});
+    return SHMREPL_OK;
+  });
+  delete execution;
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_engine_shutdown(shmrepl_client_t* client) {
+  return guarded([&] {
+    if (client == nullptr) return fail(SHMREPL_E_INVALID, "client is NULL");
+    shmrepl_status_t st = client->conn->request([](uint64_t id) { return control::shutdown(id); },
+                                                ctl::Body::Ok, [](const ctl::Message*) {});
+    if (st != SHMREPL_OK) return st;
+    // The engine closes every connection once it has cancelled everything.
+    return client->conn->wait_closed(30'000'000'000);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,307 @@
+// Connecting to an engine: the socket, Hello, and starting an engine when none
+// listens.
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "client.hpp"
+#include "status.hpp"
+
+namespace shmrepl::client {
+
+namespace ctl = control::ctl;
+using abi::fail;
+
+Connection::~Connection() { close(); }
+
+void Connection::close() noexcept {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+void Connection::set_receive_timeout(int64_t timeout_ns) noexcept {
+  std::lock_guard lock(mu_);
+  if (fd_ < 0) return;
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout_ns % 1'000'000'000) / 1000);
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+shmrepl_status_t Connection::wait_closed(int64_t timeout_ns) {
+  std::lock_guard lock(mu_);
+  if (fd_ < 0) return SHMREPL_OK;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return fail(SHMREPL_E_TIMEOUT, "the engine did not stop in time");
+    pollfd p{fd_, POLLIN, 0};
+    int rc = poll(&p, 1, static_cast<int>(left.count()));
+    if (rc < 0 && errno != EINTR) return fail(SHMREPL_E_SYSTEM, std::string("poll: ") + std::strerror(errno));
+    if (rc <= 0) continue;
+    char buf[256];
+    ssize_t n = ::read(fd_, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+      dead_ = true;
+      return SHMREPL_OK;
+    }
+  }
+}
+
+shmrepl_status_t Connection::begin(uint64_t* id) {
+  if (closed_) return fail(SHMREPL_E_STATE, "the client is closed");
+  if (dead_) return fail(SHMREPL_E_ENGINE_DIED, "the connection to the engine is gone");
+  *id = next_id_++;
+  return SHMREPL_OK;
+}
+
+shmrepl_status_t Connection::die(shmrepl_status_t status, std::string text) {
+  // The stream is out of step or closed: no later reply could be trusted.
+  dead_ = true;
+  ::shutdown(fd_, SHUT_RDWR);
+  return fail(status, std::move(text));
+}
+
+shmrepl_status_t Connection::exchange(const control::Frame& frame, uint64_t id, ctl::Body expected,
+                                      const ctl::Message** reply) {
+  std::string err;
+  shmrepl_status_t st = control::write_all(fd_, frame.data(), frame.size(), &err);
+  if (st != SHMREPL_OK) return die(st == SHMREPL_E_SYSTEM ? st : SHMREPL_E_ENGINE_DIED, err);
+  const ctl::Message* m = nullptr;
+  st = control::read_message(fd_, &body_, &m, &err);
+  if (st == SHMREPL_E_EOF || st == SHMREPL_E_ENGINE_DIED)
+    return die(SHMREPL_E_ENGINE_DIED, "the engine closed the connection");
+  if (st == SHMREPL_E_TIMEOUT) return die(st, "the engine did not reply in time");
+  if (st != SHMREPL_OK) return die(st == SHMREPL_E_SYSTEM ? st : SHMREPL_E_PROTOCOL, err);
+  if (m->request_id() != id)
+    return die(SHMREPL_E_PROTOCOL, "reply to request " + std::to_string(m->request_id()) +
+                                       ", expected " + std::to_string(id));
+  if (m->body_type() == ctl::Body::Error) {
+    const ctl::Error* e = m->body_as_Error();
+    shmrepl_status_t code = e->code() < 0 ? e->code() : SHMREPL_E_PROTOCOL;
+    return fail(code, std::string("engine: ") + (e->message() ? e->message()->str() : ""));
+  }
+  if (m->body_type() != expected)
+    return die(SHMREPL_E_PROTOCOL, std::string("unexpected reply ") + control::body_name(m->body_type()) +
+                                       ", expected " + control::body_name(expected));
+  *reply = m;
+  return SHMREPL_OK;
+}
+
+namespace {
+
+constexpr int64_t kDefaultTimeoutNs = 5'000'000'000;
+
+// Connects to `path`. *nobody is set when nothing listens there (so starting an
+// engine may help).
+shmrepl_status_t connect_socket(const std::string& path, int* out, bool* nobody) {
+  *nobody = false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path)
+    return fail(SHMREPL_E_INVALID, "socket path is too long: " + path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail(SHMREPL_E_SYSTEM, std::string("socket: ") + std::strerror(errno));
+  int rc;
+  do rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    int e = errno;
+    ::close(fd);
+    *nobody = e == ENOENT || e == ECONNREFUSED;
+    return fail(SHMREPL_E_CONNECT, "connect to " + path + ": " + std::strerror(e));
+  }
+  // Only an engine of our own user is trusted with our code.
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    int e = errno;
+    ::close(fd);
+    return fail(SHMREPL_E_SYSTEM, std::string("SO_PEERCRED: ") + std::strerror(e));
+  }
+  if (!control::peer_allowed(cred.uid, geteuid())) {
+    ::close(fd);
+    return fail(SHMREPL_E_PERMISSION,
+                path + " is served by uid " + std::to_string(cred.uid) + ", not by us");
+  }
+  *out = fd;
+  return SHMREPL_OK;
+}
+
+bool executable(const std::string& p) { return !p.empty() && access(p.c_str(), X_OK) == 0; }
+
+std::string dir_of_real(const char* path) {
+  char buf[PATH_MAX];
+  if (path == nullptr || realpath(path, buf) == nullptr) return {};
+  return control::parent_dir(buf);
+}
+
+std::string find_engine(const char* explicit_path) {
+  if (explicit_path != nullptr && explicit_path[0] != '\0') return explicit_path;
+  const char* env = std::getenv("SHMREPL_ENGINE");
+  if (env != nullptr && env[0] != '\0') return env;
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&shmrepl_client_connect), &info) != 0) {
+    std::string lib = dir_of_real(info.dli_fname);
+    if (!lib.empty() && executable(lib + "/../bin/shmrepl-engine")) return lib + "/../bin/shmrepl-engine";
+  }
+  std::string exe = dir_of_real("/proc/self/exe");
+  if (!exe.empty() && executable(exe + "/shmrepl-engine")) return exe + "/shmrepl-engine";
+  return {};
+}
+
+// Starts `engine` detached (its own session, not our child), stdin from /dev/null,
+// stdout and stderr appended to `log`. Fails only when it cannot be executed.
+shmrepl_status_t spawn_engine(const std::string& engine, const std::string& socket,
+                              const std::string& log) {
+  // Everything the children use is prepared before fork: after it, only
+  // async-signal-safe calls.
+  std::string arg0 = engine, arg1 = "--socket", arg2 = socket;
+  char* argv[] = {arg0.data(), arg1.data(), arg2.data(), nullptr};
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) return fail(SHMREPL_E_SYSTEM, std::string("pipe: ") + std::strerror(errno));
+  pid_t child = fork();
+  if (child < 0) {
+    int e = errno;
+    ::close(pipefd[0]);
+    ::close(pipefd[1]);
+    return fail(SHMREPL_E_SYSTEM, std::string("fork: ") + std::strerror(e));
+  }
+  if (child == 0) {
+    setsid();
+    if (fork() != 0) _exit(0);  // the engine is re-parented and never our zombie
+    int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (out < 0) out = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (in >= 0) dup2(in, 0);
+    if (out >= 0) {
+      dup2(out, 1);
+      dup2(out, 2);
+    }
+    // No descriptor of the host program leaks into the long-lived engine.
+    syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+    // A client may block or ignore signals (the CLI blocks SIGINT); the engine must not.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT}) sigaction(sig, &dfl, nullptr);
+    execv(argv[0], argv);
+    int e = errno;
+    ssize_t ignored = write(pipefd[1], &e, sizeof e);
+    (void)ignored;
+    _exit(127);
+  }
+  ::close(pipefd[1]);
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  // EOF: the exec succeeded (the pipe is close-on-exec); else the child's errno.
+  int child_errno = 0;
+  ssize_t n;
+  do n = read(pipefd[0], &child_errno, sizeof child_errno);
+  while (n < 0 && errno == EINTR);
+  ::close(pipefd[0]);
+  if (n == static_cast<ssize_t>(sizeof child_errno))
+    return fail(SHMREPL_E_CONNECT, "cannot start " + engine + ": " + std::strerror(child_errno));
+  return SHMREPL_OK;
+}
+
+shmrepl_status_t hello(const std::shared_ptr<Connection>& conn, int64_t timeout_ns) {
+  // Something that accepts but never answers must not hang us.
+  conn->set_receive_timeout(timeout_ns);
+  uint32_t abi_version = 0;
+  shmrepl_status_t st = conn->request(
+      [](uint64_t id) {
+        return control::hello(id, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()));
+      },
+      ctl::Body::HelloReply,
+      [&](const ctl::Message* m) {
+        conn->engine_pid = m->body_as_HelloReply()->engine_pid();
+        abi_version = m->body_as_HelloReply()->abi_version();
+      });
+  conn->set_receive_timeout(0);
+  if (st == SHMREPL_OK && abi_version != SHMREPL_ABI_VERSION)
+    return fail(SHMREPL_E_VERSION, "the engine speaks ABI version " + std::to_string(abi_version) +
+                                       ", this library " + std::to_string(SHMREPL_ABI_VERSION));
+  return st;
+}
+
+}  // namespace
+
+shmrepl_status_t connect(const shmrepl_client_options_t* options, std::shared_ptr<Connection>* out) {
+  shmrepl_client_options_t o{};
+  o.struct_size = sizeof o;
+  if (options != nullptr) {
+    if (options->struct_size < offsetof(shmrepl_client_options_t, connect_timeout_ns) + sizeof(int64_t))
+      return fail(SHMREPL_E_INVALID, "options->struct_size is too small");
+    o = *options;
+  }
+  if (o.autostart > SHMREPL_AUTOSTART_OFF) return fail(SHMREPL_E_INVALID, "unknown options->autostart");
+  if (o.connect_timeout_ns < 0) return fail(SHMREPL_E_INVALID, "options->connect_timeout_ns < 0");
+  const int64_t timeout_ns = o.connect_timeout_ns != 0 ? o.connect_timeout_ns : kDefaultTimeoutNs;
+
+  bool is_default = false;
+  const std::string path = control::socket_path(o.socket_path, &is_default);
+  if (is_default) {
+    std::string err;
+    shmrepl_status_t st = control::ensure_private_dir(control::parent_dir(path), &err);
+    if (st != SHMREPL_OK) return fail(st, err);
+  }
+
+  int fd = -1;
+  bool nobody = false;
+  shmrepl_status_t st = connect_socket(path, &fd, &nobody);
+  if (st != SHMREPL_OK) {
+    if (!nobody) return st;
+    if (o.autostart == SHMREPL_AUTOSTART_OFF)
+      return fail(SHMREPL_E_CONNECT, "no engine listens at " + path + " (autostart is off)");
+    const std::string engine = find_engine(o.engine_path);
+    if (engine.empty())
+      return fail(SHMREPL_E_CONNECT, "no engine listens at " + path +
+                                         " and shmrepl-engine was not found (set SHMREPL_ENGINE)");
+    st = spawn_engine(engine, path, path + ".log");
+    if (st != SHMREPL_OK) return st;
+    // Another client may be starting one too: whichever engine wins the socket's
+    // lock serves both of us; the other exits.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns);
+    auto pause = std::chrono::milliseconds(2);
+    for (;;) {
+      st = connect_socket(path, &fd, &nobody);
+      if (st == SHMREPL_OK || !nobody) break;
+      if (std::chrono::steady_clock::now() >= deadline)
+        return fail(SHMREPL_E_CONNECT, "started " + engine + " but nothing listens at " + path +
+                                           " after " + std::to_string(timeout_ns / 1'000'000) +
+                                           " ms; see " + path + ".log");
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(50));
+    }
+    if (st != SHMREPL_OK) return st;
+  }
+  auto conn = std::make_shared<Connection>(fd);
+  st = hello(conn, timeout_ns);
+  if (st != SHMREPL_OK) return st;
+  *out = std::move(conn);
+  return SHMREPL_OK;
+}
+
+}  // namespace shmrepl::client

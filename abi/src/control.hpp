@@ -1,0 +1,99 @@
+// The control protocol (abi/control.fbs) without any socket: framing, building
+// and verifying messages, and where the engine's socket lives. Used by the client
+// library and the engine's server, and the one place a fuzzer needs to target.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmrepl/control_generated.h"
+#include "shmrepl/shmrepl.h"
+
+namespace shmrepl::control {
+
+namespace ctl = shmrepl::ctl;  // the generated types
+
+// A message body larger than this is refused before it is read.
+inline constexpr uint32_t kMaxMessage = 64u << 20;
+inline constexpr std::size_t kPrefixSize = 4;
+
+// A framed message: u32 little-endian length, then the FlatBuffers bytes.
+using Frame = std::vector<uint8_t>;
+
+// ---- building (each returns a whole frame, ready to send) ----
+Frame hello(uint64_t request_id, uint32_t abi_version, uint32_t pid);
+Frame open_session(uint64_t request_id);
+struct ExecuteFields {
+  uint64_t session_id = 0;
+  std::string_view code;
+  std::string_view client_execution_id;
+  std::string_view filename;
+  std::vector<std::string_view> argv;
+  bool script = false;
+  uint64_t ring_capacity = 0;
+};
+Frame execute(uint64_t request_id, const ExecuteFields& fields);
+Frame cancel(uint64_t request_id, uint64_t execution_id);
+Frame release(uint64_t request_id, uint64_t execution_id);
+Frame close_session(uint64_t request_id, uint64_t session_id);
+Frame shutdown(uint64_t request_id);
+Frame hello_reply(uint64_t request_id, uint32_t abi_version, uint32_t engine_pid,
+                  std::string_view engine_version);
+Frame session_opened(uint64_t request_id, uint64_t session_id, std::string_view background_ring);
+Frame accepted(uint64_t request_id, uint64_t execution_id, std::string_view ring_name);
+Frame ok(uint64_t request_id);
+Frame error(uint64_t request_id, shmrepl_status_t code, std::string_view message);
+
+// ---- parsing ----
+// The body length a prefix announces. OK, E_TOO_LARGE (> kMaxMessage) or
+// E_PROTOCOL (0: no FlatBuffer is that small).
+shmrepl_status_t parse_prefix(std::span<const uint8_t, kPrefixSize> prefix, uint32_t* length,
+                              std::string* error_text);
+
+// Verifies `body` as a Message (every offset, the identifier, the union). Returns
+// the message (pointing into body) or nullptr with *error_text set. `body` must be
+// 8-byte aligned (as a std::vector's storage is). Never reads outside body.
+const ctl::Message* verify(std::span<const uint8_t> body, std::string* error_text) noexcept;
+
+// True for the bodies a client may send (Hello ... Shutdown).
+bool is_request(ctl::Body type) noexcept;
+// "Hello", "Execute"... for messages and logs.
+const char* body_name(ctl::Body type) noexcept;
+
+// Splits a byte stream into frames and verifies each: what a reader of the socket
+// does, without the socket (fuzzing, tests). Stops at the first bad frame.
+// Returns OK after `data` is consumed whole (a trailing partial frame is
+// E_AGAIN), or the status of the first bad frame. *count gets the good messages.
+shmrepl_status_t verify_stream(std::span<const uint8_t> data, std::size_t* count,
+                               std::string* error_text);
+
+// ---- where the engine listens ----
+// The socket path: `explicit_path` if not NULL/empty, else $SHMREPL_SOCKET if set
+// and not empty, else the default "$XDG_RUNTIME_DIR/shmrepl/default.sock" or
+// "/tmp/shmrepl-<uid>/default.sock". *is_default tells whether it is the default
+// (whose folder the caller creates and checks with ensure_private_dir).
+std::string socket_path(const char* explicit_path, bool* is_default);
+// The folder of a path ("." if none).
+std::string parent_dir(const std::string& path);
+// Creates `dir` (mode 0700) if it is missing and checks that it is a folder of
+// ours with no group/other permission bits. OK, E_PERMISSION or E_SYSTEM.
+shmrepl_status_t ensure_private_dir(const std::string& dir, std::string* error_text);
+// The decision which peers an engine serves: the same uid only.
+bool peer_allowed(uid_t peer_uid, uid_t engine_uid) noexcept;
+
+// ---- blocking socket helpers (EINTR-safe; send never raises SIGPIPE) ----
+// OK, E_EOF (peer closed before the first byte), E_ENGINE_DIED (closed mid-way or
+// reset), E_TIMEOUT (SO_RCVTIMEO expired) or E_SYSTEM.
+shmrepl_status_t read_exact(int fd, void* buf, std::size_t len, std::string* error_text);
+shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string* error_text);
+// Reads one whole message into *body (aligned storage) and verifies it.
+shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
+                              std::string* error_text);
+
+}  // namespace shmrepl::control

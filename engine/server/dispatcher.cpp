@@ -1,0 +1,139 @@
+#include "dispatcher.hpp"
+
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "shmrepl/shm/layout.hpp"
+
+namespace shmrepl::server {
+
+namespace ctl = control::ctl;
+
+namespace {
+
+std::string str(const flatbuffers::String* s) { return s != nullptr ? s->str() : std::string(); }
+
+Reply error(uint64_t request_id, shmrepl_status_t code, const std::string& message, bool close = false) {
+  return Reply{control::error(request_id, code, message), close, false};
+}
+
+Reply ok(uint64_t request_id) { return Reply{control::ok(request_id), false, false}; }
+
+}  // namespace
+
+Reply Dispatcher::handle(std::span<const uint8_t> body) noexcept {
+  uint64_t request_id = 0;
+  try {
+    std::string err;
+    const ctl::Message* m = control::verify(body, &err);
+    // Nothing in a message that fails verification can be trusted, not even its id.
+    if (m == nullptr) return error(0, SHMREPL_E_PROTOCOL, err, true);
+    request_id = m->request_id();
+    return dispatch(request_id, *m);
+  } catch (const std::invalid_argument& e) {
+    return error(request_id, SHMREPL_E_NOT_FOUND, e.what());
+  } catch (const std::bad_alloc&) {
+    return error(request_id, SHMREPL_E_NOMEM, "out of memory");
+  } catch (const std::system_error& e) {
+    return error(request_id, SHMREPL_E_SYSTEM, e.what());
+  } catch (const std::exception& e) {
+    return error(request_id, SHMREPL_E_INTERNAL, e.what());
+  } catch (...) {
+    return error(request_id, SHMREPL_E_INTERNAL, "unknown exception");
+  }
+}
+
+Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
+  const ctl::Body type = m.body_type();
+  const std::string name = control::body_name(type);
+  if (!control::is_request(type))
+    return error(rid, SHMREPL_E_PROTOCOL, name + " is not a request", true);
+  if (!hello_ && type != ctl::Body::Hello)
+    return error(rid, SHMREPL_E_PROTOCOL, "expected Hello first, got " + name);
+
+  switch (type) {
+    case ctl::Body::Hello: {
+      if (hello_) return error(rid, SHMREPL_E_PROTOCOL, "Hello was already said");
+      const uint32_t abi = m.body_as_Hello()->abi_version();
+      if (abi != SHMREPL_ABI_VERSION)
+        return error(rid, SHMREPL_E_VERSION,
+                     "client speaks ABI version " + std::to_string(abi) + ", engine " +
+                         std::to_string(SHMREPL_ABI_VERSION),
+                     true);
+      hello_ = true;
+      return Reply{control::hello_reply(rid, SHMREPL_ABI_VERSION, engine_pid_, SHMREPL_ENGINE_VERSION),
+                   false, false};
+    }
+    case ctl::Body::OpenSession: {
+      const uint64_t id = engine_.open_session();
+      sessions_.insert(id);
+      return Reply{control::session_opened(rid, id, {}), false, false};
+    }
+    case ctl::Body::Execute: {
+      const ctl::Execute* x = m.body_as_Execute();
+      if (sessions_.count(x->session_id()) == 0)
+        return error(rid, SHMREPL_E_NOT_FOUND, "unknown session " + std::to_string(x->session_id()));
+      const uint64_t cap = x->ring_capacity();
+      if (cap != 0 && (cap < shm::kMinCapacity || cap > shm::kMaxCapacity))
+        return error(rid, SHMREPL_E_INVALID,
+                     "ring_capacity must be 0 or within [" + std::to_string(shm::kMinCapacity) +
+                         ", " + std::to_string(shm::kMaxCapacity) + "]");
+      engine::ExecuteRequest req;
+      req.session_id = x->session_id();
+      req.code = str(x->code());
+      req.client_execution_id = str(x->client_execution_id());
+      if (x->filename() != nullptr && x->filename()->size() != 0) req.filename = x->filename()->str();
+      if (x->argv() != nullptr)
+        for (const flatbuffers::String* a : *x->argv()) req.argv.push_back(str(a));
+      req.script = x->script();
+      req.ring_capacity = cap;
+      engine::Accepted a = engine_.execute(req);
+      executions_[a.execution_id] = req.session_id;
+      return Reply{control::accepted(rid, a.execution_id, a.ring_name), false, false};
+    }
+    case ctl::Body::Cancel: {
+      const uint64_t id = m.body_as_Cancel()->execution_id();
+      if (executions_.count(id) == 0)
+        return error(rid, SHMREPL_E_NOT_FOUND, "unknown execution " + std::to_string(id));
+      engine_.cancel(id);  // false: it had already finished, which is fine
+      return ok(rid);
+    }
+    case ctl::Body::Release: {
+      const uint64_t id = m.body_as_Release()->execution_id();
+      if (executions_.count(id) == 0)
+        return error(rid, SHMREPL_E_NOT_FOUND, "unknown execution " + std::to_string(id));
+      engine_.release(id);
+      executions_.erase(id);
+      return ok(rid);
+    }
+    case ctl::Body::CloseSession: {
+      const uint64_t id = m.body_as_CloseSession()->session_id();
+      if (sessions_.count(id) == 0)
+        return error(rid, SHMREPL_E_NOT_FOUND, "unknown session " + std::to_string(id));
+      sessions_.erase(id);
+      std::erase_if(executions_, [id](const auto& kv) { return kv.second == id; });
+      engine_.close_session(id);
+      return ok(rid);
+    }
+    case ctl::Body::Shutdown:
+      return Reply{control::ok(rid), false, true};
+    default:
+      return error(rid, SHMREPL_E_PROTOCOL, name + " is not a request", true);
+  }
+}
+
+void Dispatcher::cleanup() noexcept {
+  for (uint64_t id : sessions_) {
+    try {
+      engine_.close_session(id);
+    } catch (...) {
+      // Already gone (e.g. the engine is shutting down): nothing left to free.
+    }
+  }
+  sessions_.clear();
+  executions_.clear();
+}
+
+}  // namespace shmrepl::server

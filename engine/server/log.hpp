@@ -1,0 +1,15 @@
+// The engine's own log lines. The engine core redirects fd 1 and 2 into pipes to
+// capture what executions write there, so the log goes to a copy of fd 2 taken
+// before the core starts.
+#pragma once
+
+#include <string_view>
+
+namespace shmrepl::server {
+
+// Duplicates fd 2 as the log (call before Engine::start).
+void log_init() noexcept;
+// Writes "shmrepl-engine[pid]: <line>\n" in one write(2).
+void log_line(std::string_view line) noexcept;
+
+}  // namespace shmrepl::server

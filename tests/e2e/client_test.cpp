@@ -1,0 +1,371 @@
+// The client side of the C ABI and the engine's server, over the fake engine (no
+// Python): connect, auto-start and its race, sessions, cancel, bad control
+// messages, shutdown, and an engine that dies.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "control.hpp"
+#include "harness.hpp"
+
+using namespace shmrepl::test;
+namespace control = shmrepl::control;
+namespace ctl = shmrepl::ctl;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Engines that clients start detach from them; as a subreaper this process
+// inherits them, so they can be waited for.
+const int g_subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+struct Client {
+  explicit Client(const std::string& socket) : c(connect_to(socket)) {}
+  ~Client() { shmrepl_client_close(c); }
+  shmrepl_client_t* c;
+};
+
+// A raw connection for sending what a well-behaved client never would.
+struct Raw {
+  explicit Raw(const std::string& path) {
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, path.c_str());
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ADD_FAILURE() << "connect";
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~Raw() { close(fd); }
+  void send_bytes(const void* p, std::size_t n) {
+    std::string err;
+    ASSERT_EQ(control::write_all(fd, p, n, &err), SHMREPL_OK) << err;
+  }
+  void send(const control::Frame& f) { send_bytes(f.data(), f.size()); }
+  // The reply's status: its Error code, OK for any other reply, or E_EOF when the
+  // engine closed the connection instead.
+  shmrepl_status_t reply(uint64_t* request_id = nullptr) {
+    std::string err;
+    const ctl::Message* m = nullptr;
+    shmrepl_status_t st = control::read_message(fd, &body, &m, &err);
+    if (st != SHMREPL_OK) return st == SHMREPL_E_ENGINE_DIED ? SHMREPL_E_EOF : st;
+    if (request_id) *request_id = m->request_id();
+    last = m;
+    return m->body_type() == ctl::Body::Error ? m->body_as_Error()->code() : SHMREPL_OK;
+  }
+  bool closed_by_peer() {
+    char c;
+    return read(fd, &c, 1) == 0;
+  }
+  int fd;
+  std::vector<uint8_t> body;
+  const ctl::Message* last = nullptr;
+};
+
+class FakeEngineTest : public ::testing::Test {
+ protected:
+  TempDir dir;
+  std::string socket = dir.file("engine.sock");
+};
+
+// The engine still serves a well-behaved client.
+void expect_serving(const std::string& socket) {
+  Client c(socket);
+  Session s(c.c);
+  Collected r = execute_and_collect(s, "out still here\n");
+  EXPECT_EQ(r.end, SHMREPL_E_EOF);
+  EXPECT_EQ(r.out.head, "still here\n");
+}
+
+}  // namespace
+
+TEST_F(FakeEngineTest, ExecuteReadsEveryRecord) {
+  EngineProcess engine(fake_engine_binary(), socket);
+  Client c(socket);
+  EXPECT_EQ(shmrepl_client_engine_pid(c.c), static_cast<uint32_t>(engine.pid()));
+  Session s(c.c);
+  Collected r = execute_and_collect(s, "out one\nerr two\nout three\nexit 3\n");
+  EXPECT_EQ(r.end, SHMREPL_E_EOF);
+  EXPECT_TRUE(r.seq_gap_free) << r.first_problem;
+  EXPECT_TRUE(r.ids_match) << r.first_problem;
+  EXPECT_EQ(r.finished, 1);
+  EXPECT_EQ(r.out.head, "one\nthree\n");
+  EXPECT_EQ(r.err.head, "two\n");
+  EXPECT_EQ(r.both.head, "one\ntwo\nthree\n");
+  EXPECT_EQ(r.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_EXITED));
+  EXPECT_EQ(r.exit_code, 3);
+}
+
+TEST_F(FakeEngineTest, CancelAndReleaseAndUnknownIds) {
+  EngineProcess engine(fake_engine_binary(), socket);
+  Client c(socket);
+  Session s(c.c);
+  shmrepl_execution_t* e = s.execute("out started\nhang\n");
+  shmrepl_reader_t* reader = nullptr;
+  ASSERT_EQ(shmrepl_execution_reader(e, nullptr, &reader), SHMREPL_OK);
+  EXPECT_EQ(shmrepl_reader_execution_id(reader), shmrepl_execution_id(e));
+  EXPECT_EQ(shmrepl_execution_cancel(e), SHMREPL_OK);
+  Collected r = collect(reader, shmrepl_execution_id(e));
+  EXPECT_EQ(r.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+  shmrepl_reader_close(reader);
+  EXPECT_EQ(shmrepl_execution_cancel(e), SHMREPL_OK);  // finished: nothing to do
+  shmrepl_execution_close(e);
+  EXPECT_EQ(shmrepl_session_close(c.c, 999999), SHMREPL_E_NOT_FOUND);
+  EXPECT_NE(std::string(shmrepl_last_error()).find("unknown session"), std::string::npos);
+}
+
+TEST_F(FakeEngineTest, ArgumentChecks) {
+  EngineProcess engine(fake_engine_binary(), socket);
+  Client c(socket);
+  shmrepl_execution_t* e = nullptr;
+  EXPECT_EQ(shmrepl_execute(c.c, nullptr, &e), SHMREPL_E_INVALID);
+  shmrepl_execute_options_t o{};
+  o.struct_size = 4;
+  EXPECT_EQ(shmrepl_execute(c.c, &o, &e), SHMREPL_E_INVALID);
+  o.struct_size = sizeof o;
+  o.session_id = 12345;
+  EXPECT_EQ(shmrepl_execute(c.c, &o, &e), SHMREPL_E_NOT_FOUND);
+  EXPECT_EQ(e, nullptr);
+  std::string huge(control::kMaxMessage + 1, 'x');
+  o.code = huge.data();
+  o.code_len = huge.size();
+  EXPECT_EQ(shmrepl_execute(c.c, &o, &e), SHMREPL_E_TOO_LARGE);
+  // The connection is still fine after refused requests.
+  uint64_t sid = 0;
+  EXPECT_EQ(shmrepl_session_open(c.c, &sid), SHMREPL_OK);
+  shmrepl_client_options_t co{};
+  co.struct_size = 3;
+  shmrepl_client_t* other = nullptr;
+  EXPECT_EQ(shmrepl_client_connect(&co, &other), SHMREPL_E_INVALID);
+  shmrepl_client_close(nullptr);
+  shmrepl_execution_close(nullptr);
+}
+
+TEST_F(FakeEngineTest, NoEngineAndNoAutostart) {
+  shmrepl_client_options_t o{};
+  o.struct_size = sizeof o;
+  o.autostart = SHMREPL_AUTOSTART_OFF;
+  o.socket_path = socket.c_str();
+  shmrepl_client_t* c = nullptr;
+  EXPECT_EQ(shmrepl_client_connect(&o, &c), SHMREPL_E_CONNECT);
+  EXPECT_EQ(c, nullptr);
+  o.autostart = SHMREPL_AUTOSTART_ON;
+  o.engine_path = "/nonexistent/shmrepl-engine";
+  EXPECT_EQ(shmrepl_client_connect(&o, &c), SHMREPL_E_CONNECT);
+  EXPECT_NE(std::string(shmrepl_last_error()).find("cannot start"), std::string::npos)
+      << shmrepl_last_error();
+}
+
+TEST_F(FakeEngineTest, AutostartRaceEndsWithOneEngine) {
+  constexpr int kClients = 4;
+  std::atomic<int> ok{0};
+  std::vector<uint32_t> pids(kClients);
+  std::vector<shmrepl_client_t*> clients(kClients, nullptr);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i)
+    threads.emplace_back([&, i] {
+      shmrepl_client_options_t o{};
+      o.struct_size = sizeof o;  // autostart: default (on)
+      o.socket_path = socket.c_str();
+      o.engine_path = fake_engine_binary();
+      if (shmrepl_client_connect(&o, &clients[i]) == SHMREPL_OK) {
+        pids[i] = shmrepl_client_engine_pid(clients[i]);
+        ++ok;
+      }
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(ok.load(), kClients) << read_file(socket + ".log");
+  const auto winner = static_cast<pid_t>(pids[0]);
+  for (int i = 1; i < kClients; ++i) EXPECT_EQ(pids[i], pids[0]);
+  // The started engine runs detached, in a session of its own (not ours).
+  EXPECT_NE(getsid(winner), getsid(0));
+  // Engines that lost the race leave without serving (as subreaper we see them).
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (children() != std::vector<pid_t>{winner} && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(children(), std::vector<pid_t>{winner});
+  {
+    Session s(clients[0]);
+    Collected r = execute_and_collect(s, "out autostarted\n");
+    EXPECT_EQ(r.out.head, "autostarted\n");
+  }
+  EXPECT_EQ(shmrepl_engine_shutdown(clients[0]), SHMREPL_OK);
+  for (auto* c : clients) shmrepl_client_close(c);
+  deadline = Clock::now() + std::chrono::seconds(10);
+  while (!process_gone(winner) && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_TRUE(process_gone(winner));
+  struct stat st {};
+  EXPECT_NE(lstat(socket.c_str(), &st), 0) << "the socket is removed";
+}
+
+TEST_F(FakeEngineTest, SecondEngineOnTheSameSocketLeaves) {
+  EngineProcess engine(fake_engine_binary(), socket);
+  pid_t second = spawn({fake_engine_binary(), "--socket", socket}, {}, dir.file("second.log"));
+  EXPECT_EQ(wait_exit(second, std::chrono::seconds(10)), 0);
+  EXPECT_NE(read_file(dir.file("second.log")).find("another engine"), std::string::npos);
+  expect_serving(socket);
+}
+
+TEST_F(FakeEngineTest, StaleSocketIsReplaced) {
+  {
+    // A socket file nobody listens on, as a killed engine leaves it.
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, socket.c_str());
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    close(fd);
+  }
+  EngineProcess engine(fake_engine_binary(), socket);
+  expect_serving(socket);
+}
+
+TEST_F(FakeEngineTest, BadMessagesGetErrorsAndTheEngineServesOthers) {
+  EngineProcess engine(fake_engine_binary(), socket);
+  {
+    SCOPED_TRACE("garbage bytes");
+    Raw r(socket);
+    std::vector<uint8_t> junk = {40, 0, 0, 0};
+    junk.resize(44, 0xEE);
+    r.send_bytes(junk.data(), junk.size());
+    EXPECT_EQ(r.reply(), SHMREPL_E_PROTOCOL);
+    EXPECT_TRUE(r.closed_by_peer());
+  }
+  {
+    SCOPED_TRACE("oversized length");
+    Raw r(socket);
+    const uint32_t len = control::kMaxMessage + 1;
+    r.send_bytes(&len, 4);  // no body follows: refused on the prefix alone
+    EXPECT_EQ(r.reply(), SHMREPL_E_TOO_LARGE);
+    EXPECT_TRUE(r.closed_by_peer());
+  }
+  {
+    SCOPED_TRACE("zero length");
+    Raw r(socket);
+    const uint32_t len = 0;
+    r.send_bytes(&len, 4);
+    EXPECT_EQ(r.reply(), SHMREPL_E_PROTOCOL);
+  }
+  {
+    SCOPED_TRACE("Execute before Hello, then Hello, then an unknown session");
+    Raw r(socket);
+    uint64_t rid = 0;
+    r.send(control::execute(17, {1, "out x", "", "", {}, true, 0}));
+    EXPECT_EQ(r.reply(&rid), SHMREPL_E_PROTOCOL);
+    EXPECT_EQ(rid, 17u);
+    r.send(control::hello(18, SHMREPL_ABI_VERSION, 0));
+    EXPECT_EQ(r.reply(&rid), SHMREPL_OK);
+    EXPECT_EQ(rid, 18u);
+    r.send(control::execute(19, {987654, "out x", "", "", {}, true, 0}));
+    EXPECT_EQ(r.reply(&rid), SHMREPL_E_NOT_FOUND);
+    EXPECT_EQ(rid, 19u);
+    r.send(control::cancel(20, 424242));
+    EXPECT_EQ(r.reply(), SHMREPL_E_NOT_FOUND);
+    r.send(control::accepted(21, 1, "x"));  // a reply sent as a request
+    EXPECT_EQ(r.reply(), SHMREPL_E_PROTOCOL);
+  }
+  {
+    SCOPED_TRACE("a peer that vanishes mid-message");
+    Raw r(socket);
+    control::Frame f = control::hello(1, SHMREPL_ABI_VERSION, 0);
+    r.send_bytes(f.data(), f.size() - 3);
+  }
+  {
+    SCOPED_TRACE("wrong ABI version");
+    Raw r(socket);
+    r.send(control::hello(1, SHMREPL_ABI_VERSION + 7, 0));
+    EXPECT_EQ(r.reply(), SHMREPL_E_VERSION);
+    EXPECT_TRUE(r.closed_by_peer());
+  }
+  expect_serving(socket);
+}
+
+TEST_F(FakeEngineTest, DisconnectClosesTheClientsSessions) {
+  EngineProcess engine(fake_engine_binary(), socket);
+  std::string ring;
+  shmrepl_reader_t* reader = nullptr;
+  {
+    Client c(socket);
+    Session s(c.c);
+    shmrepl_execution_t* e = s.execute("out a\nhang\n");
+    ring = shmrepl_execution_ring_name(e);
+    ASSERT_EQ(shmrepl_execution_reader(e, nullptr, &reader), SHMREPL_OK);
+    // Leave without closing the session or the execution: only the client goes.
+    shmrepl_client_close(c.c);
+    c.c = nullptr;
+    shmrepl_execution_close(e);  // after its client: frees the handle only
+    s.client = nullptr;
+  }
+  // The engine cancelled the execution and unlinked its ring; the mapped reader
+  // still reads to the end.
+  Collected r = collect(reader, 0, false, std::chrono::seconds(20));
+  shmrepl_reader_close(reader);
+  EXPECT_EQ(r.end, SHMREPL_E_EOF);
+  EXPECT_EQ(r.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+  // The name goes right after the FINISHED record was written.
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (ring_exists(ring) && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_FALSE(ring_exists(ring));
+}
+
+TEST_F(FakeEngineTest, ShutdownStopsTheEngine) {
+  EngineProcess engine(fake_engine_binary(), socket);
+  Client c(socket);
+  Session s(c.c);
+  shmrepl_execution_t* e = s.execute("hang\n");
+  const std::string ring = shmrepl_execution_ring_name(e);
+  EXPECT_EQ(shmrepl_engine_shutdown(c.c), SHMREPL_OK);
+  EXPECT_EQ(wait_exit(engine.pid(), std::chrono::seconds(10)), 0) << read_file(engine.log());
+  struct stat st {};
+  EXPECT_NE(lstat(socket.c_str(), &st), 0);
+  EXPECT_FALSE(ring_exists(ring));
+  EXPECT_EQ(shmrepl_execution_cancel(e), SHMREPL_E_ENGINE_DIED);
+  shmrepl_execution_close(e);
+  EXPECT_EQ(shmrepl_session_close(c.c, s.id), SHMREPL_E_ENGINE_DIED);
+}
+
+TEST_F(FakeEngineTest, SigtermStopsTheEngine) {
+  EngineProcess engine(fake_engine_binary(), socket);
+  EXPECT_EQ(engine.stop(), 0);
+  struct stat st {};
+  EXPECT_NE(lstat(socket.c_str(), &st), 0);
+}
+
+TEST_F(FakeEngineTest, EngineKilledGivesClearStatusesFast) {
+  EngineProcess engine(fake_engine_binary(), socket);
+  Client c(socket);
+  Session s(c.c);
+  shmrepl_execution_t* e = s.execute("out before\nhang\n");
+  shmrepl_reader_t* reader = nullptr;
+  ASSERT_EQ(shmrepl_execution_reader(e, nullptr, &reader), SHMREPL_OK);
+  shmrepl_record_t rec;
+  ASSERT_EQ(shmrepl_reader_next(reader, 5'000'000'000, &rec), SHMREPL_OK);  // Started
+  engine.kill9();
+  const auto t0 = Clock::now();
+  shmrepl_status_t st;
+  do {
+    st = shmrepl_reader_next(reader, 5'000'000'000, &rec);
+    if (st == SHMREPL_OK) shmrepl_reader_release(reader, 1);
+  } while (st == SHMREPL_OK);
+  const auto reader_took = Clock::now() - t0;
+  EXPECT_EQ(st, SHMREPL_E_PRODUCER_DIED) << status_text(st);
+  EXPECT_LT(reader_took, std::chrono::seconds(1));
+  const auto t1 = Clock::now();
+  EXPECT_EQ(shmrepl_execution_cancel(e), SHMREPL_E_ENGINE_DIED);
+  EXPECT_LT(Clock::now() - t1, std::chrono::seconds(1));
+  uint64_t sid = 0;
+  EXPECT_EQ(shmrepl_session_open(c.c, &sid), SHMREPL_E_ENGINE_DIED);
+  shmrepl_reader_close(reader);
+  shmrepl_execution_close(e);
+}

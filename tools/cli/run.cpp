@@ -1,0 +1,243 @@
+// `shmrepl run`: a Python program through the engine, output as python3 gives it.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "cli.hpp"
+
+namespace shmrepl::cli {
+
+namespace {
+
+const char* const kRunUsage =
+    "usage: shmrepl run [--socket PATH] [--no-autostart] FILE [ARGS...]\n"
+    "       shmrepl run [--socket PATH] [--no-autostart] -c CODE [ARGS...]\n"
+    "\n"
+    "Runs a Python program in a fresh session of the engine (started if none runs) and\n"
+    "writes what it prints to stdout and stderr as it is produced, byte for byte as\n"
+    "`python3 FILE` would. Exits as python3 would: 0, 1 after an uncaught exception,\n"
+    "N after sys.exit(N), 130 when interrupted (Ctrl-C cancels the execution).\n"
+    "sys.argv is [FILE, ARGS...] (or ['-c', ARGS...]). Stdin is not forwarded: the\n"
+    "program reads end-of-file. The program runs in the engine's process and working\n"
+    "folder (the one it was started in).\n"
+    "\n"
+    "options:\n"
+    "  --socket PATH    the engine's socket (default: $SHMREPL_SOCKET, else the default)\n"
+    "  --no-autostart   fail instead of starting an engine when none listens\n"
+    "  -h, --help       print this help\n";
+
+// The execution a SIGINT cancels; shared with the signal thread.
+std::mutex g_mu;
+shmrepl_execution_t* g_exec = nullptr;
+bool g_interrupted = false;
+
+void signal_thread(sigset_t set) {
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    std::lock_guard lock(g_mu);
+    g_interrupted = true;
+    if (g_exec != nullptr) shmrepl_execution_cancel(g_exec);
+  }
+}
+
+bool read_file(const std::string& path, std::string* out, std::string* error) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    const int e = errno;
+    std::string abs = path;
+    if (path.empty() || path[0] != '/') {
+      char cwd[4096];
+      if (getcwd(cwd, sizeof cwd) != nullptr) abs = std::string(cwd) + "/" + path;
+    }
+    // As python3 words it.
+    *error = "can't open file '" + abs + "': [Errno " + std::to_string(e) + "] " + std::strerror(e);
+    return false;
+  }
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, n);
+  const bool failed = std::ferror(f) != 0;
+  const int e = errno;
+  std::fclose(f);
+  if (failed) {
+    *error = "can't read file '" + path + "': [Errno " + std::to_string(e) + "] " + std::strerror(e);
+    return false;
+  }
+  return true;
+}
+
+// Reads the ring to its end, writing output as it comes. Returns the exit code.
+int pump(shmrepl_reader_t* reader) {
+  constexpr size_t kBatch = 256;
+  shmrepl_record_t records[kBatch];
+  int code = -1;
+  for (;;) {
+    size_t n = 0;
+    shmrepl_status_t st = shmrepl_reader_next_batch(reader, records, kBatch, &n, -1);
+    if (st == SHMREPL_E_EOF) break;
+    if (st == SHMREPL_E_PRODUCER_DIED) {
+      std::fprintf(stderr, "shmrepl: the engine died during the execution\n");
+      return 1;
+    }
+    if (st != SHMREPL_OK) {
+      report("reading the output", st);
+      return 1;
+    }
+    if (!write_outputs(records, n)) {
+      std::fprintf(stderr, "shmrepl: write: %s\n", std::strerror(errno));
+      return 1;
+    }
+    for (size_t i = 0; i < n; ++i)
+      if (records[i].kind == SHMREPL_RECORD_FINISHED) {
+        code = exit_code_of(records[i]);
+        if (records[i].finish_status == SHMREPL_FINISH_ABORTED)
+          std::fprintf(stderr, "shmrepl: the engine aborted the execution\n");
+      }
+    shmrepl_reader_release(reader, n);
+  }
+  if (code < 0) {
+    std::fprintf(stderr, "shmrepl: the output ended without a FINISHED record\n");
+    return 1;
+  }
+  return code;
+}
+
+}  // namespace
+
+int cmd_run(const Global& g, const std::vector<std::string>& args) {
+  std::string socket = g.socket;
+  bool autostart = true;
+  std::string file, code;
+  bool inline_code = false;
+  std::vector<std::string> argv;
+  size_t i = 0;
+  for (; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kRunUsage, stdout);
+      return 0;
+    } else if (a == "--socket") {
+      if (++i >= args.size()) {
+        std::fprintf(stderr, "shmrepl run: --socket needs a path\n");
+        return 2;
+      }
+      socket = args[i];
+    } else if (a.rfind("--socket=", 0) == 0) {
+      socket = a.substr(9);
+    } else if (a == "--no-autostart") {
+      autostart = false;
+    } else if (a == "-c") {
+      if (++i >= args.size()) {
+        std::fprintf(stderr, "shmrepl run: -c needs an argument\n");
+        return 2;
+      }
+      inline_code = true;
+      code = args[i];
+      argv.push_back("-c");
+      ++i;
+      break;
+    } else if (a == "--") {
+      ++i;
+      if (i >= args.size()) break;
+      file = args[i++];
+      break;
+    } else if (a.size() > 1 && a[0] == '-') {
+      std::fprintf(stderr, "shmrepl run: unknown option %s\n%s", a.c_str(), kRunUsage);
+      return 2;
+    } else {
+      file = a;
+      ++i;
+      break;
+    }
+  }
+  if (!inline_code && file.empty()) {
+    std::fprintf(stderr, "shmrepl run: a FILE or -c CODE is needed\n%s", kRunUsage);
+    return 2;
+  }
+  if (!inline_code) {
+    std::string error;
+    if (!read_file(file, &code, &error)) {
+      std::fprintf(stderr, "shmrepl: %s\n", error.c_str());
+      return 2;
+    }
+    argv.push_back(file);
+  }
+  for (; i < args.size(); ++i) argv.push_back(args[i]);
+
+  // SIGINT is taken by a thread of ours (blocked everywhere else) and becomes a
+  // Cancel of the execution.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread(signal_thread, set).detach();
+
+  shmrepl_client_options_t co{};
+  co.struct_size = sizeof co;
+  co.autostart = autostart ? SHMREPL_AUTOSTART_ON : SHMREPL_AUTOSTART_OFF;
+  co.socket_path = socket.empty() ? nullptr : socket.c_str();
+  shmrepl_client_t* client = nullptr;
+  shmrepl_status_t st = shmrepl_client_connect(&co, &client);
+  if (st != SHMREPL_OK) {
+    report("cannot reach an engine", st);
+    return 1;
+  }
+  uint64_t session = 0;
+  st = shmrepl_session_open(client, &session);
+  if (st != SHMREPL_OK) {
+    report("cannot open a session", st);
+    shmrepl_client_close(client);
+    return 1;
+  }
+  std::vector<const char*> cargv;
+  for (const std::string& a : argv) cargv.push_back(a.c_str());
+  shmrepl_execute_options_t eo{};
+  eo.struct_size = sizeof eo;
+  eo.script = 1;
+  eo.session_id = session;
+  eo.code = code.data();
+  eo.code_len = code.size();
+  eo.filename = inline_code ? "<string>" : file.c_str();
+  eo.argv = cargv.data();
+  eo.argc = cargv.size();
+  shmrepl_execution_t* exec = nullptr;
+  st = shmrepl_execute(client, &eo, &exec);
+  if (st != SHMREPL_OK) {
+    report("cannot execute", st);
+    shmrepl_client_close(client);
+    return 1;
+  }
+  {
+    std::lock_guard lock(g_mu);
+    g_exec = exec;
+    if (g_interrupted) shmrepl_execution_cancel(exec);  // Ctrl-C came before the engine took it
+  }
+  shmrepl_reader_t* reader = nullptr;
+  st = shmrepl_execution_reader(exec, nullptr, &reader);
+  int rc = 1;
+  if (st == SHMREPL_OK) {
+    rc = pump(reader);
+    shmrepl_reader_close(reader);
+  } else {
+    report("cannot read the execution's ring", st);
+  }
+  {
+    std::lock_guard lock(g_mu);
+    g_exec = nullptr;
+  }
+  shmrepl_execution_close(exec);
+  shmrepl_client_close(client);
+  return rc;
+}
+
+}  // namespace shmrepl::cli
