@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,6 +46,9 @@ class Connection {
   void set_receive_timeout(int64_t timeout_ns) noexcept;
 
   uint32_t engine_pid = 0;
+  // Background ring names of this client's open sessions (guarded by bg_mu).
+  std::mutex bg_mu;
+  std::map<uint64_t, std::string> background_rings;
 
  private:
   shmrepl_status_t begin(uint64_t* id);

@@ -52,20 +52,40 @@ SHMREPL_API shmrepl_status_t shmrepl_session_open(shmrepl_client_t* client, uint
   return guarded([&] {
     if (client == nullptr || session_id == nullptr)
       return fail(SHMREPL_E_INVALID, "client or session_id is NULL");
-    return client->conn->request([](uint64_t id) { return control::open_session(id); },
-                                 ctl::Body::SessionOpened, [&](const ctl::Message* m) {
-                                   *session_id = m->body_as_SessionOpened()->session_id();
-                                 });
+    std::string ring;
+    shmrepl_status_t st = client->conn->request(
+        [](uint64_t id) { return control::open_session(id); }, ctl::Body::SessionOpened,
+        [&](const ctl::Message* m) {
+          const ctl::SessionOpened* o = m->body_as_SessionOpened();
+          *session_id = o->session_id();
+          if (o->background_ring() != nullptr) ring = o->background_ring()->str();
+        });
+    if (st != SHMREPL_OK) return st;
+    std::lock_guard lock(client->conn->bg_mu);
+    client->conn->background_rings[*session_id] = std::move(ring);
+    return SHMREPL_OK;
   });
 }
 
 SHMREPL_API shmrepl_status_t shmrepl_session_close(shmrepl_client_t* client, uint64_t session_id) {
   return guarded([&] {
     if (client == nullptr) return fail(SHMREPL_E_INVALID, "client is NULL");
-    return client->conn->request(
+    shmrepl_status_t st = client->conn->request(
         [&](uint64_t id) { return control::close_session(id, session_id); }, ctl::Body::Ok,
         [](const ctl::Message*) {});
+    if (st == SHMREPL_OK) {
+      std::lock_guard lock(client->conn->bg_mu);
+      client->conn->background_rings.erase(session_id);
+    }
+    return st;
   });
+}
+
+SHMREPL_API const char* shmrepl_session_background_ring(shmrepl_client_t* client, uint64_t session_id) {
+  if (client == nullptr) return "";
+  std::lock_guard lock(client->conn->bg_mu);
+  auto it = client->conn->background_rings.find(session_id);
+  return it != client->conn->background_rings.end() ? it->second.c_str() : "";
 }
 
 SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,

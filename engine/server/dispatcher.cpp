@@ -69,7 +69,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
     case ctl::Body::OpenSession: {
       const uint64_t id = engine_.open_session();
       sessions_.insert(id);
-      return Reply{control::session_opened(rid, id, {}), false, false};
+      return Reply{control::session_opened(rid, id, engine_.session_background_ring(id)), false, false};
     }
     case ctl::Body::Execute: {
       const ctl::Execute* x = m.body_as_Execute();

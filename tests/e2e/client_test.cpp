@@ -34,43 +34,6 @@ struct Client {
   shmrepl_client_t* c;
 };
 
-// A raw connection for sending what a well-behaved client never would.
-struct Raw {
-  explicit Raw(const std::string& path) {
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strcpy(a.sun_path, path.c_str());
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ADD_FAILURE() << "connect";
-    timeval tv{10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~Raw() { close(fd); }
-  void send_bytes(const void* p, std::size_t n) {
-    std::string err;
-    ASSERT_EQ(control::write_all(fd, p, n, &err), SHMREPL_OK) << err;
-  }
-  void send(const control::Frame& f) { send_bytes(f.data(), f.size()); }
-  // The reply's status: its Error code, OK for any other reply, or E_EOF when the
-  // engine closed the connection instead.
-  shmrepl_status_t reply(uint64_t* request_id = nullptr) {
-    std::string err;
-    const ctl::Message* m = nullptr;
-    shmrepl_status_t st = control::read_message(fd, &body, &m, &err);
-    if (st != SHMREPL_OK) return st == SHMREPL_E_ENGINE_DIED ? SHMREPL_E_EOF : st;
-    if (request_id) *request_id = m->request_id();
-    last = m;
-    return m->body_type() == ctl::Body::Error ? m->body_as_Error()->code() : SHMREPL_OK;
-  }
-  bool closed_by_peer() {
-    char c;
-    return read(fd, &c, 1) == 0;
-  }
-  int fd;
-  std::vector<uint8_t> body;
-  const ctl::Message* last = nullptr;
-};
-
 class FakeEngineTest : public ::testing::Test {
  protected:
   TempDir dir;
@@ -237,7 +200,7 @@ TEST_F(FakeEngineTest, BadMessagesGetErrorsAndTheEngineServesOthers) {
     Raw r(socket);
     std::vector<uint8_t> junk = {40, 0, 0, 0};
     junk.resize(44, 0xEE);
-    r.send_bytes(junk.data(), junk.size());
+    ASSERT_TRUE(r.send_bytes(junk.data(), junk.size()));
     EXPECT_EQ(r.reply(), SHMREPL_E_PROTOCOL);
     EXPECT_TRUE(r.closed_by_peer());
   }
@@ -245,7 +208,7 @@ TEST_F(FakeEngineTest, BadMessagesGetErrorsAndTheEngineServesOthers) {
     SCOPED_TRACE("oversized length");
     Raw r(socket);
     const uint32_t len = control::kMaxMessage + 1;
-    r.send_bytes(&len, 4);  // no body follows: refused on the prefix alone
+    ASSERT_TRUE(r.send_bytes(&len, 4));  // no body follows: refused on the prefix alone
     EXPECT_EQ(r.reply(), SHMREPL_E_TOO_LARGE);
     EXPECT_TRUE(r.closed_by_peer());
   }
@@ -253,37 +216,37 @@ TEST_F(FakeEngineTest, BadMessagesGetErrorsAndTheEngineServesOthers) {
     SCOPED_TRACE("zero length");
     Raw r(socket);
     const uint32_t len = 0;
-    r.send_bytes(&len, 4);
+    ASSERT_TRUE(r.send_bytes(&len, 4));
     EXPECT_EQ(r.reply(), SHMREPL_E_PROTOCOL);
   }
   {
     SCOPED_TRACE("Execute before Hello, then Hello, then an unknown session");
     Raw r(socket);
     uint64_t rid = 0;
-    r.send(control::execute(17, {1, "out x", "", "", {}, true, 0}));
+    ASSERT_TRUE(r.send(control::execute(17, {1, "out x", "", "", {}, true, 0})));
     EXPECT_EQ(r.reply(&rid), SHMREPL_E_PROTOCOL);
     EXPECT_EQ(rid, 17u);
-    r.send(control::hello(18, SHMREPL_ABI_VERSION, 0));
+    ASSERT_TRUE(r.send(control::hello(18, SHMREPL_ABI_VERSION, 0)));
     EXPECT_EQ(r.reply(&rid), SHMREPL_OK);
     EXPECT_EQ(rid, 18u);
-    r.send(control::execute(19, {987654, "out x", "", "", {}, true, 0}));
+    ASSERT_TRUE(r.send(control::execute(19, {987654, "out x", "", "", {}, true, 0})));
     EXPECT_EQ(r.reply(&rid), SHMREPL_E_NOT_FOUND);
     EXPECT_EQ(rid, 19u);
-    r.send(control::cancel(20, 424242));
+    ASSERT_TRUE(r.send(control::cancel(20, 424242)));
     EXPECT_EQ(r.reply(), SHMREPL_E_NOT_FOUND);
-    r.send(control::accepted(21, 1, "x"));  // a reply sent as a request
+    ASSERT_TRUE(r.send(control::accepted(21, 1, "x")));  // a reply sent as a request
     EXPECT_EQ(r.reply(), SHMREPL_E_PROTOCOL);
   }
   {
     SCOPED_TRACE("a peer that vanishes mid-message");
     Raw r(socket);
     control::Frame f = control::hello(1, SHMREPL_ABI_VERSION, 0);
-    r.send_bytes(f.data(), f.size() - 3);
+    ASSERT_TRUE(r.send_bytes(f.data(), f.size() - 3));
   }
   {
     SCOPED_TRACE("wrong ABI version");
     Raw r(socket);
-    r.send(control::hello(1, SHMREPL_ABI_VERSION + 7, 0));
+    ASSERT_TRUE(r.send(control::hello(1, SHMREPL_ABI_VERSION + 7, 0)));
     EXPECT_EQ(r.reply(), SHMREPL_E_VERSION);
     EXPECT_TRUE(r.closed_by_peer());
   }

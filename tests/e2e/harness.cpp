@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -266,6 +268,39 @@ shmrepl_client_t* connect_to(const std::string& socket) {
 
 std::string status_text(shmrepl_status_t st) {
   return std::string(shmrepl_status_str(st)) + " [" + std::to_string(st) + "] (" + shmrepl_last_error() + ")";
+}
+
+Raw::Raw(const std::string& path) {
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    throw std::runtime_error("connect " + path + ": " + std::strerror(errno));
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+Raw::~Raw() { close(fd); }
+
+bool Raw::send_bytes(const void* p, std::size_t n) {
+  std::string err;
+  return control::write_all(fd, p, n, &err) == SHMREPL_OK;
+}
+
+shmrepl_status_t Raw::reply(uint64_t* request_id) {
+  std::string err;
+  const control::ctl::Message* m = nullptr;
+  shmrepl_status_t st = control::read_message(fd, &body, &m, &err);
+  if (st != SHMREPL_OK) return st == SHMREPL_E_ENGINE_DIED ? SHMREPL_E_EOF : st;
+  if (request_id) *request_id = m->request_id();
+  last = m;
+  return m->body_type() == control::ctl::Body::Error ? m->body_as_Error()->code() : SHMREPL_OK;
+}
+
+bool Raw::closed_by_peer() {
+  char ch;
+  return read(fd, &ch, 1) == 0;
 }
 
 Collected collect(shmrepl_reader_t* reader, uint64_t execution_id, bool keep_output,

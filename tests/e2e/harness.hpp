@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "control.hpp"
 #include "shmrepl/shmrepl.h"
 
 namespace shmrepl::test {
@@ -153,5 +154,23 @@ Collected execute_and_collect(Session& s, const std::string& code, bool script =
                               const std::vector<std::string>& argv = {}, bool keep_output = false);
 
 std::string status_text(shmrepl_status_t st);  // "E_... (last error)"
+
+// A raw connection, for sending what a well-behaved client never would.
+struct Raw {
+  explicit Raw(const std::string& path);
+  ~Raw();
+  Raw(const Raw&) = delete;
+  Raw& operator=(const Raw&) = delete;
+  bool send_bytes(const void* p, std::size_t n);
+  bool send(const control::Frame& f) { return send_bytes(f.data(), f.size()); }
+  // The reply's status: its Error code, OK for any other reply, or E_EOF when the
+  // engine closed the connection instead (waits at most 10 s).
+  shmrepl_status_t reply(uint64_t* request_id = nullptr);
+  // True if the engine has closed the connection (reads EOF).
+  bool closed_by_peer();
+  int fd = -1;
+  std::vector<uint8_t> body;
+  const control::ctl::Message* last = nullptr;
+};
 
 }  // namespace shmrepl::test

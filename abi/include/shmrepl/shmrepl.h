@@ -248,6 +248,12 @@ SHMREPL_API uint32_t shmrepl_client_engine_pid(const shmrepl_client_t* client);
 
 /* A new session (its own Python namespace; runs one execution at a time). */
 SHMREPL_API shmrepl_status_t shmrepl_session_open(shmrepl_client_t* client, uint64_t* session_id);
+/* The name of the session's background ring: output that threads started by one
+ * of its executions write after that execution finished (records carry the id of
+ * the execution that started the thread). "" if the engine has none or the
+ * session is unknown. Valid until the session or the client is closed. */
+SHMREPL_API const char* shmrepl_session_background_ring(shmrepl_client_t* client,
+                                                        uint64_t session_id);
 /* Cancels what runs or waits in the session, drops it and releases its executions.
  * E_NOT_FOUND if the session is not one of this client's. */
 SHMREPL_API shmrepl_status_t shmrepl_session_close(shmrepl_client_t* client, uint64_t session_id);
