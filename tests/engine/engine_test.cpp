@@ -359,9 +359,11 @@ TEST(Engine, TwoSessionsAtOnceGetOnlyTheirOwnOutput) {
   auto e = start_engine();
   uint64_t a = e->open_session();
   uint64_t b = e->open_session();
-  auto code = [](const char* tag) {
+  const long per = test::scaled(20000);
+  auto code = [&](const char* tag) {
     return std::string("import threading\n"
-                       "def w(k):\n    for i in range(20000):\n        print('") + tag + " %d %d' % (k, i))\n"
+                       "def w(k):\n    for i in range(") + std::to_string(per) + "):\n        print('" + tag +
+           " %d %d' % (k, i))\n"
                        "ts = [threading.Thread(target=w, args=(k,)) for k in range(2)]\n"
                        "for t in ts: t.start()\nw(9)\nfor t in ts: t.join()\n";
   };
@@ -374,7 +376,7 @@ TEST(Engine, TwoSessionsAtOnceGetOnlyTheirOwnOutput) {
   tb.join();
   for (auto* c : {&ca, &cb}) {
     expect_well_formed(*c);
-    EXPECT_EQ(std::count(c->out.begin(), c->out.end(), '\n'), 60000);
+    EXPECT_EQ(std::count(c->out.begin(), c->out.end(), '\n'), 3 * per);
   }
   EXPECT_EQ(ca.out.find('B'), std::string::npos);
   EXPECT_EQ(cb.out.find('A'), std::string::npos);
@@ -438,10 +440,11 @@ TEST(Engine, CaughtCancelAndSecondCancel) {
 TEST(Engine, PrintStaysWholeUnderFullRingWithThreads) {
   auto e = start_engine();
   uint64_t s = e->open_session();
+  const long per = test::scaled(3000);
   std::string code =
       "import threading, sys\n"
       "def w(n):\n"
-      "    for i in range(3000):\n"
+      "    for i in range(" + std::to_string(per) + "):\n"
       "        print(f't{n}', i, 'z' * (i % 50), sep=' ')\n"
       "        if i % 500 == 0:\n"
       "            print(f't{n}', i, 'L' * 3000)\n"  // larger than one record: split
@@ -481,13 +484,14 @@ TEST(Engine, PrintStaysWholeUnderFullRingWithThreads) {
     }
     ++lines;
   }
-  EXPECT_EQ(lines, 4u * (3000 + 6));
+  EXPECT_EQ(lines, 4u * static_cast<std::size_t>(per + (per + 499) / 500));
 }
 
 TEST(Engine, HundredMegabytesThroughOneMebibyteRingInBoundedMemory) {
   auto e = start_engine(1 << 20);
   uint64_t s = e->open_session();
-  Collected prep = run(*e, s, "s = 'x' * 100_000_000");  // the str is in memory before
+  const long size = test::scaled(100'000'000);
+  Collected prep = run(*e, s, "s = 'x' * " + std::to_string(size));  // the str is in memory before
   expect_well_formed(prep);
   long before = test::vm_hwm_kib();
   test::RunOptions o;
@@ -496,7 +500,7 @@ TEST(Engine, HundredMegabytesThroughOneMebibyteRingInBoundedMemory) {
   bool content_ok = true;
   o.read.on_output = [&](const shmrepl_record_t& r) {
     for (std::size_t i = 0; i < r.data_len; ++i) {
-      char expect = bytes + i == 100'000'000 ? '\n' : 'x';
+      char expect = bytes + i == static_cast<std::size_t>(size) ? '\n' : 'x';
       if (static_cast<char>(r.data[i]) != expect) content_ok = false;
     }
     bytes += r.data_len;
@@ -504,9 +508,9 @@ TEST(Engine, HundredMegabytesThroughOneMebibyteRingInBoundedMemory) {
   Collected c = run(*e, s, "print(s)", o);
   long after = test::vm_hwm_kib();
   expect_well_formed(c);
-  EXPECT_EQ(bytes, 100'000'001u);
+  EXPECT_EQ(bytes, static_cast<std::size_t>(size) + 1);
   EXPECT_TRUE(content_ok);
-  EXPECT_GT(c.output_records, 300u);  // split into many records
+  EXPECT_GT(c.output_records, static_cast<uint64_t>(size) / (1 << 18));  // split into many records
   EXPECT_LT(after - before, 20 * 1024) << "VmHWM grew by " << (after - before) << " KiB";
 }
 

@@ -28,7 +28,7 @@ struct Outcome {
 Outcome run_workload(const std::string& name, test::ReadOptions ro = {}) {
   auto e = start_engine();
   uint64_t s = e->open_session();
-  std::string path = test::workload(name);
+  std::string path = test::scaled_workload(name);
   test::RunOptions o;
   o.filename = path;
   o.script = true;
@@ -70,7 +70,7 @@ bool valid_utf8(const uint8_t* p, std::size_t n) {
 TEST(Workloads, W1SeedLines) {
   Outcome o = run_workload("w1_seed_lines.py");
   expect_same_as_python(o);
-  EXPECT_EQ(o.ring.output_records, 10000u);  // one record per print
+  EXPECT_EQ(o.ring.output_records, static_cast<uint64_t>(test::scaled(10000)));  // one per print
 }
 
 TEST(Workloads, W2MillionLines) { expect_same_as_python(run_workload("w2_million_lines.py")); }
@@ -78,7 +78,7 @@ TEST(Workloads, W2MillionLines) { expect_same_as_python(run_workload("w2_million
 TEST(Workloads, W3BigWrite) {
   Outcome o = run_workload("w3_big_write.py");
   expect_same_as_python(o);
-  EXPECT_EQ(o.ring.out.size(), 100'000'001u);
+  EXPECT_EQ(o.ring.out.size(), static_cast<std::size_t>(test::scaled(100'000'000)) + 1);
   EXPECT_GT(o.ring.output_records, 1u);
 }
 
@@ -88,7 +88,8 @@ TEST(Workloads, W5InterleavedKeepsOrder) {
   Outcome o = run_workload("w5_interleaved.py");
   expect_same_as_python(o);
   // The true interleaving: python3 unbuffered with both streams on one pipe.
-  test::PyResult merged = test::run_python({test::workload("w5_interleaved.py")}, true, {"PYTHONUNBUFFERED=1"});
+  test::PyResult merged =
+      test::run_python({test::scaled_workload("w5_interleaved.py")}, true, {"PYTHONUNBUFFERED=1"});
   EXPECT_TRUE(o.ring.merged == merged.out) << "interleaving differs";
 }
 
@@ -119,8 +120,8 @@ TEST(Workloads, W6ThreadsKeepLinesWholeAndInOrder) {
   }
   EXPECT_TRUE(well_formed);
   EXPECT_TRUE(ordered);
-  EXPECT_EQ(lines, 400'000u);
-  for (int n = 0; n < 4; ++n) EXPECT_EQ(next[n], 100'000);
+  EXPECT_EQ(lines, 4u * static_cast<std::size_t>(test::scaled(100'000)));
+  for (int n = 0; n < 4; ++n) EXPECT_EQ(next[n], test::scaled(100'000));
   // Same multiset of bytes as python3 (the interleaving of threads differs by nature).
   EXPECT_EQ(c.out.size(), o.python.out.size());
 }
@@ -134,7 +135,7 @@ TEST(Workloads, W7UnicodeSplitOnCharacterBoundaries) {
   Outcome o = run_workload("w7_unicode.py", ro);
   expect_same_as_python(o);
   EXPECT_TRUE(all_valid);
-  EXPECT_GT(o.ring.output_records, 1001u);
+  EXPECT_GT(o.ring.output_records, static_cast<uint64_t>(test::scaled(1000)) + 1);
 }
 
 TEST(Workloads, W9Exception) {

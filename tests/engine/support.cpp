@@ -5,11 +5,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include <gtest/gtest.h>
 
 extern char** environ;
 
@@ -179,6 +184,39 @@ PyResult run_python(const std::vector<std::string>& args, bool merge, const std:
 }
 
 std::string workload(const std::string& name) { return std::string(SHMREPL_WORKLOADS_DIR) + "/" + name; }
+
+double test_scale() {
+  const char* s = std::getenv("SHMREPL_TEST_SCALE");
+  double v = s != nullptr ? std::atof(s) : 1.0;
+  return v > 0 ? v : 1.0;
+}
+
+long scaled(long n) { return std::max(1L, static_cast<long>(static_cast<double>(n) * test_scale())); }
+
+std::string scaled_workload(const std::string& name) {
+  if (test_scale() >= 1.0) return workload(name);
+  std::string text = read_file(workload(name)), out;
+  for (std::size_t i = 0; i < text.size();) {
+    bool starts = std::isdigit(static_cast<unsigned char>(text[i])) &&
+                  (i == 0 || !(std::isalnum(static_cast<unsigned char>(text[i - 1])) || text[i - 1] == '_'));
+    if (!starts) {
+      out += text[i++];
+      continue;
+    }
+    std::size_t j = i;
+    std::string digits;
+    while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '_')) {
+      if (text[j] != '_') digits += text[j];
+      ++j;
+    }
+    long v = std::stol(digits);
+    out += std::to_string(v >= 1000 ? scaled(v) : v);
+    i = j;
+  }
+  std::string path = ::testing::TempDir() + name;
+  std::ofstream(path, std::ios::binary) << out;
+  return path;
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -77,6 +77,12 @@ PyResult run_python(const std::vector<std::string>& args, bool merge_stderr,
                     const std::vector<std::string>& env = {});
 
 std::string workload(const std::string& name);  // absolute path of tests/workloads/<name>
+// SHMREPL_TEST_SCALE (default 1) shrinks the long tests, e.g. 0.1 under sanitizers.
+double test_scale();
+long scaled(long n);  // max(1, n * scale)
+// The workload with every integer literal >= 1000 scaled (a copy in the test's temp
+// dir, same file name); the workload itself when the scale is 1.
+std::string scaled_workload(const std::string& name);
 std::string read_file(const std::string& path);
 
 // Number of /dev/shm objects named shmrepl.<uid>.<pid>.*
