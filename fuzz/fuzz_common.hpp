@@ -10,12 +10,12 @@
 #include <cstring>
 #include <span>
 
-#define SHMREPL_FUZZ_CHECK(cond)                                                   \
-  do {                                                                             \
-    if (!(cond)) {                                                                 \
+#define SHMREPL_FUZZ_CHECK(cond)                                                    \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
       std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                \
-    }                                                                              \
+      std::abort();                                                                 \
+    }                                                                               \
   } while (0)
 
 namespace shmrepl::fuzz {

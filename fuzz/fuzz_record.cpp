@@ -61,7 +61,8 @@ ErrorParts check_error_accessors(const shmrepl_record_t& rec, const uint8_t* dat
   SHMREPL_FUZZ_CHECK(shmrepl_record_error(&rec, nullptr, nullptr, nullptr) == SHMREPL_OK);
   check_bytes(ename, data, size);
   check_bytes(evalue, data, size);
-  if (evalue.ptr != nullptr) SHMREPL_FUZZ_CHECK(evalue.ptr == rec.data && evalue.len == rec.data_len);
+  if (evalue.ptr != nullptr)
+    SHMREPL_FUZZ_CHECK(evalue.ptr == rec.data && evalue.len == rec.data_len);
   SHMREPL_FUZZ_CHECK(n <= size / 4);  // each line costs at least a 4-byte offset
   parts.ename = view(ename);
   parts.evalue = view(evalue);
@@ -91,17 +92,14 @@ void check_round_trip(const shmrepl_record_t& rec, const uint8_t* data, size_t s
       records::encode_started(out, meta, root->body_as_Started()->session_id(),
                               view(root->body_as_Started()->client_execution_id()));
       break;
-    case SHMREPL_RECORD_RESULT:
-      records::encode_result(out, meta, payload);
-      break;
+    case SHMREPL_RECORD_RESULT: records::encode_result(out, meta, payload); break;
     case SHMREPL_RECORD_ERROR: {
       ErrorParts e = check_error_accessors(rec, data, size);
       records::encode_error(out, meta, e.ename, e.evalue, e.lines);
       break;
     }
     case SHMREPL_RECORD_INPUT_REQUEST:
-      records::encode_input_request(out, meta, payload,
-                                    root->body_as_InputRequest()->password());
+      records::encode_input_request(out, meta, payload, root->body_as_InputRequest()->password());
       break;
     case SHMREPL_RECORD_FINISHED:
       // A status this library does not know has no shmrepl_finish_status_t value.
@@ -109,8 +107,7 @@ void check_round_trip(const shmrepl_record_t& rec, const uint8_t* data, size_t s
       records::encode_finished(out, meta, static_cast<shmrepl_finish_status_t>(rec.finish_status),
                                root->body_as_Finished()->exit_code(), rec.duration_ns);
       break;
-    default:
-      return;  // UNKNOWN: nothing to re-encode
+    default: return;  // UNKNOWN: nothing to re-encode
   }
   shmrepl_record_t again{};
   SHMREPL_FUZZ_CHECK(records::decode(out, 0, &again) == SHMREPL_OK);
@@ -123,8 +120,8 @@ void check_round_trip(const shmrepl_record_t& rec, const uint8_t* data, size_t s
   if (rec.data_len > 0) SHMREPL_FUZZ_CHECK(std::memcmp(again.data, rec.data, rec.data_len) == 0);
   if (rec.kind == SHMREPL_RECORD_ERROR) {
     ErrorParts a = check_error_accessors(rec, data, size);
-    ErrorParts b = check_error_accessors(again, reinterpret_cast<const uint8_t*>(again.raw),
-                                         again.raw_len);
+    ErrorParts b =
+        check_error_accessors(again, reinterpret_cast<const uint8_t*>(again.raw), again.raw_len);
     SHMREPL_FUZZ_CHECK(a.ename == b.ename && a.evalue == b.evalue && a.lines == b.lines);
   }
 }

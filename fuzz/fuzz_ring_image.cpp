@@ -162,9 +162,7 @@ bool write_op(Bytes& in, Writer& w, Built& b, uint64_t execution_id, uint64_t& s
           break;
         }
         case 4: records::encode_input_request(rec, meta, s, (op & 0x40) != 0); break;
-        default:
-          records::encode_finished(rec, meta, SHMREPL_FINISH_OK, 0, seq);
-          break;
+        default: records::encode_finished(rec, meta, SHMREPL_FINISH_OK, 0, seq); break;
       }
       if (rec.size() > w.max_payload()) return true;  // the producer would split it
       std::byte* p = w.reserve(static_cast<uint32_t>(rec.size()), 0);
@@ -177,8 +175,7 @@ bool write_op(Bytes& in, Writer& w, Built& b, uint64_t execution_id, uint64_t& s
       w.garbage(in.take_bytes(in.take<uint8_t>()));
       b.consistent = false;
       return true;
-    default:
-      return w.pad();
+    default: return w.pad();
   }
 }
 

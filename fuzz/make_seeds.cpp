@@ -1,6 +1,8 @@
-// Writes the seed corpora: fuzz/corpus/fuzz_record/ (one encoded record of each kind)
-// and fuzz/corpus/fuzz_ring_image/ (structured inputs in fuzz_ring_image.cpp's format,
-// and raw images snapshotted from a real Producer). Usage: fuzz_make_seeds <corpus-dir>
+// Writes the seed corpora: fuzz/corpus/fuzz_record/ (one encoded record of each kind),
+// fuzz/corpus/fuzz_ring_image/ (structured inputs in fuzz_ring_image.cpp's format, and
+// raw images snapshotted from a real Producer) and fuzz/corpus/fuzz_control/ (framed
+// control messages of each kind, alone and as a stream).
+// Usage: fuzz_make_seeds <corpus-dir>
 #include <unistd.h>
 
 #include <cstdint>
@@ -10,9 +12,13 @@
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "records.hpp"
+#if SHMREPL_HAVE_CONTROL
+#include "control.hpp"
+#endif
 #include "shmrepl/shm/layout.hpp"
 #include "shmrepl/shm/producer.hpp"
 #include "shmrepl/shm/reader.hpp"
@@ -94,7 +100,14 @@ class Input {
   static Input header(unsigned cap_sel, unsigned over, unsigned state, unsigned slots,
                       uint64_t base, unsigned release_mode, unsigned batch) {
     Input in;
-    in.u8(0).u8(cap_sel).u8(over).u8(state).u8(slots).put<uint64_t>(base).u8(release_mode).u8(batch);
+    in.u8(0)
+        .u8(cap_sel)
+        .u8(over)
+        .u8(state)
+        .u8(slots)
+        .put<uint64_t>(base)
+        .u8(release_mode)
+        .u8(batch);
     return in;
   }
   // Ops (see write_op): a frame of raw payload, an encoded record, garbage, a pad.
@@ -139,12 +152,15 @@ void ring_seeds(const fs::path& dir) {
                       .raw_frame("part one ", 1)
                       .raw_frame("part two ", 3)
                       .raw_frame("end", 2));
-  save("s_explicit_pad", Input::header(0, 0, 0, 0, 4096 - 200, 0, 1).record(0, "x").pad().record(0, "y"));
+  save("s_explicit_pad",
+       Input::header(0, 0, 0, 0, 4096 - 200, 0, 1).record(0, "x").pad().record(0, "y"));
   save("s_newest", Input::header(0, 0x40, 0, 0, 0, 0, 1).record(0, "skipped"));
   save("s_slots_taken", Input::header(0, 0, 0, 16, 0, 0, 1).record(0, "x"));
   save("s_high_positions", Input::header(2, 0, 1, 3, (1ull << 62) - 4096, 0, 1)
                                .record(0, "near the top of the position range"));
-  save("s_garbage", Input::header(0, 0, 0, 0, 0, 0, 1).record(0, "ok").garbage("\xff\xff\x00\x00\x01\x00\x00\x00"));
+  save("s_garbage", Input::header(0, 0, 0, 0, 0, 0, 1)
+                        .record(0, "ok")
+                        .garbage("\xff\xff\x00\x00\x01\x00\x00\x00"));
   Input truncated = Input::header(0, 0x20, 0, 0, 0, 0, 1);
   truncated.put<uint16_t>(100).record(0, "x");
   save("s_truncated", truncated);
@@ -199,6 +215,47 @@ void raw_ring_seeds(const fs::path& dir) {
   }
 }
 
+#if SHMREPL_HAVE_CONTROL
+void control_seeds(const fs::path& dir) {
+  namespace control = shmrepl::control;
+  std::vector<std::pair<const char*, control::Frame>> frames;
+  frames.emplace_back("hello", control::hello(1, SHMREPL_ABI_VERSION, 4242));
+  frames.emplace_back("open_session", control::open_session(2));
+  control::ExecuteFields e;
+  e.session_id = 1;
+  e.code = "print('hi')\n1 + 1";
+  e.client_execution_id = "cell-7";
+  e.filename = "<cell>";
+  e.argv = {"prog", "--flag", "x"};
+  e.script = true;
+  e.ring_capacity = 1 << 20;
+  frames.emplace_back("execute", control::execute(3, e));
+  control::ExecuteFields bare;
+  bare.session_id = 2;
+  bare.code = "x";
+  frames.emplace_back("execute_bare", control::execute(4, bare));
+  frames.emplace_back("cancel", control::cancel(5, 9));
+  frames.emplace_back("release", control::release(6, 9));
+  frames.emplace_back("close_session", control::close_session(7, 1));
+  frames.emplace_back("shutdown", control::shutdown(8));
+  frames.emplace_back("hello_reply", control::hello_reply(1, SHMREPL_ABI_VERSION, 77, "0.1.0"));
+  frames.emplace_back("session_opened", control::session_opened(2, 1, "shmrepl.1000.77.0"));
+  frames.emplace_back("accepted", control::accepted(3, 9, "shmrepl.1000.77.9"));
+  frames.emplace_back("ok", control::ok(5));
+  frames.emplace_back("error", control::error(4, SHMREPL_E_NOT_FOUND, "no session 2"));
+  control::Frame stream;
+  for (const auto& [name, frame] : frames) {
+    write_file(dir / name, frame.data(), frame.size());
+    if (stream.size() < 512) stream.insert(stream.end(), frame.begin(), frame.end());
+  }
+  write_file(dir / "stream", stream.data(), stream.size());
+  // A stream that ends inside a frame (E_AGAIN) and one with a zero prefix.
+  write_file(dir / "stream_partial", stream.data(), stream.size() - 3);
+  const uint8_t zero[4] = {0, 0, 0, 0};
+  write_file(dir / "zero_length", zero, sizeof zero);
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -212,5 +269,9 @@ int main(int argc, char** argv) {
   record_seeds(root / "fuzz_record");
   ring_seeds(root / "fuzz_ring_image");
   raw_ring_seeds(root / "fuzz_ring_image");
+#if SHMREPL_HAVE_CONTROL
+  fs::create_directories(root / "fuzz_control");
+  control_seeds(root / "fuzz_control");
+#endif
   return 0;
 }

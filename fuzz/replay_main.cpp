@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
     if (std::filesystem::is_directory(arg, ec)) {
       std::vector<std::filesystem::path> files;
       for (const auto& e : std::filesystem::directory_iterator(arg))
-        if (e.is_regular_file() && e.path().filename().string()[0] != '.') files.push_back(e.path());
+        if (e.is_regular_file() && e.path().filename().string()[0] != '.')
+          files.push_back(e.path());
       std::sort(files.begin(), files.end());  // a stable order for reproducible failures
       for (const auto& f : files) {
         std::fprintf(stderr, "replay: %s\n", f.c_str());

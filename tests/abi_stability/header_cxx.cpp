@@ -1,9 +1,9 @@
 // The public header as a C++ client sees it: compiled (not run) by the
 // abi_header_cxx* tests as C++11 and C++20 with every warning an error.
-#include "shmrepl/shmrepl.h"
-
 #include <cstddef>
 #include <type_traits>
+
+#include "shmrepl/shmrepl.h"
 
 // The record view is plain data to C++ too (bindings copy it around).
 static_assert(std::is_trivially_copyable<shmrepl_record_t>::value, "record view is POD");
