@@ -216,11 +216,11 @@ void Reader::push_end(uint64_t end) {
   if (held_count_ == ends_.size()) {
     std::vector<uint64_t> bigger(ends_.size() * 2);
     for (std::size_t i = 0; i < held_count_; ++i)
-      bigger[i] = ends_[(held_head_ + i) % ends_.size()];
+      bigger[i] = ends_[(held_head_ + i) & (ends_.size() - 1)];
     ends_.swap(bigger);
     held_head_ = 0;
   }
-  ends_[(held_head_ + held_count_) % ends_.size()] = end;
+  ends_[(held_head_ + held_count_) & (ends_.size() - 1)] = end;  // the size is a power of two
   ++held_count_;
 }
 
@@ -266,8 +266,8 @@ shmrepl_status_t Reader::release(std::size_t n) noexcept {
   if (n > held_count_) return SHMREPL_E_INVALID;
   if (n == 0) return SHMREPL_OK;
   // Releasing all also gives back any padding skipped after the last frame.
-  uint64_t to = n == held_count_ ? cursor_ : ends_[(held_head_ + n - 1) % ends_.size()];
-  held_head_ = (held_head_ + n) % ends_.size();
+  uint64_t to = n == held_count_ ? cursor_ : ends_[(held_head_ + n - 1) & (ends_.size() - 1)];
+  held_head_ = (held_head_ + n) & (ends_.size() - 1);
   held_count_ -= n;
   read_pos_ = to;
   // Pairs with the producer's seq_cst loads in refresh_limit; and, Dekker-style,
