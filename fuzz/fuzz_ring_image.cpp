@@ -184,7 +184,7 @@ Built build_image(Bytes& in) {
   uint64_t cap = kMinCapacity << (in.take<uint8_t>() % 5);  // 4 KiB .. 64 KiB: fast
   uint8_t over = in.take<uint8_t>();
   uint32_t state = in.take<uint8_t>();
-  uint32_t taken_slots = in.take<uint8_t>() % (kReaderSlots + 1);
+  auto taken_slots = static_cast<uint32_t>(in.take<uint8_t>() % (kReaderSlots + 1));
   uint64_t base_pos = in.take<uint64_t>() & ((1ull << 62) - 1) & ~(kFrameAlign - 1);
   b.release_mode = in.take<uint8_t>();
   b.release_batch = std::max<uint8_t>(1, in.take<uint8_t>());
