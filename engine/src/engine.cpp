@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "execution.hpp"
+#include "clock.hpp"
 #include "fd_capture.hpp"
 #include "output.hpp"
 #include "records.hpp"
@@ -223,7 +224,7 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   std::vector<std::byte> rec;
   std::string client_id = request.client_execution_id;
   truncate_utf8(client_id, budget_of(ex->sink));
-  records::encode_started(rec, {ex->id, ex->sink.seq++, shm::realtime_ns()}, s.id, client_id);
+  records::encode_started(rec, {ex->id, ex->sink.seq++, RecordClock::now()}, s.id, client_id);
   write_record(ex->sink, rec, false);  // the ring is new: nobody else writes to it yet
 
   executions_[ex->id] = ex;
@@ -406,7 +407,7 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
     std::vector<std::byte> rec;
     bool failed = false;
     if (Sink* sink = acquire_sink(ex, &failed)) {
-      records::encode_result(rec, {ex.id, sink->seq++, shm::realtime_ns()}, text);
+      records::encode_result(rec, {ex.id, sink->seq++, RecordClock::now()}, text);
       write_record(*sink, rec, true);
       release_sink(*sink);
     }
@@ -453,7 +454,7 @@ void EngineImpl::report_error(Execution& ex, PyObject* type, PyObject* value, Py
   bool failed = false;
   if (Sink* sink = acquire_sink(ex, &failed)) {
     std::vector<std::byte> rec;
-    encode_error_fitted(rec, {ex.id, sink->seq++, shm::realtime_ns()}, ename, evalue, std::move(lines),
+    encode_error_fitted(rec, {ex.id, sink->seq++, RecordClock::now()}, ename, evalue, std::move(lines),
                         budget_of(*sink));
     write_record(*sink, rec, true);
     release_sink(*sink);
@@ -465,7 +466,7 @@ void EngineImpl::finish(Execution& ex, shmrepl_finish_status_t status, int32_t e
   acquire_owner(ex.sink);
   drain_fds(ex.sink, ex, true);
   std::vector<std::byte> rec;
-  records::encode_finished(rec, {ex.id, ex.sink.seq++, shm::realtime_ns()}, status, exit_code,
+  records::encode_finished(rec, {ex.id, ex.sink.seq++, RecordClock::now()}, status, exit_code,
                            shm::monotonic_ns() - ex.start_ns);
   write_record(ex.sink, rec, true);
   ex.sink.closed = true;
@@ -483,7 +484,7 @@ void EngineImpl::finish(Execution& ex, shmrepl_finish_status_t status, int32_t e
 // mu_ held; the execution never ran, so nothing else touches its ring.
 void EngineImpl::finish_queued(Execution& ex) {
   std::vector<std::byte> rec;
-  records::encode_finished(rec, {ex.id, ex.sink.seq++, shm::realtime_ns()}, SHMREPL_FINISH_CANCELLED,
+  records::encode_finished(rec, {ex.id, ex.sink.seq++, RecordClock::now()}, SHMREPL_FINISH_CANCELLED,
                            0, 0);
   write_record(ex.sink, rec, false);
   ex.sink.closed = true;
@@ -583,7 +584,7 @@ void EngineImpl::close_session(uint64_t session_id) {
     Sink& bg = *s->background;
     acquire_owner(bg);
     std::vector<std::byte> rec;
-    records::encode_finished(rec, {0, bg.seq++, shm::realtime_ns()}, SHMREPL_FINISH_OK, 0, 0);
+    records::encode_finished(rec, {0, bg.seq++, RecordClock::now()}, SHMREPL_FINISH_OK, 0, 0);
     write_record(bg, rec, true);
     bg.closed = true;
     bg.producer->finish();

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "output.hpp"
+#include "clock.hpp"
 #include "pyhooks.hpp"
 #include "shmrepl/shm/sys.hpp"
 
@@ -32,6 +33,9 @@ constexpr int kPipeSize = 1 << 20;
 struct FdCapture::State {
   int saved[3] = {-1, -1, -1};  // the original fds 1 and 2 (index = fd)
   int rd[3] = {-1, -1, -1};     // read ends of the pipes now on fds 1 and 2
+  // Copies of the write ends: the pipes never hang up (user code may close fd 1 and 2,
+  // and the forwarder would spin on POLLHUP), and fds 1/2 can be put back.
+  int wr[3] = {-1, -1, -1};
   dev_t dev[3] = {};
   ino_t ino[3] = {};
   int stop_fd = -1;
@@ -124,7 +128,7 @@ void FdCapture::State::forward() {
   bool failed = false;
   if (t != nullptr) s = acquire_sink(*t, &failed);
   if (s != nullptr) {
-    drain(*s, *t, shm::realtime_ns(), true);
+    drain(*s, *t, RecordClock::now(), true);
     release_sink(*s);
   } else {
     std::string out, err;
@@ -171,7 +175,9 @@ std::unique_ptr<FdCapture> FdCapture::start() {
     ::fcntl(p[0], F_SETPIPE_SZ, kPipeSize);  // best effort: fewer wake-ups
     st->rd[fd] = p[0];
     if (::dup2(p[1], fd) < 0) throw std::runtime_error(std::string("fd capture: ") + std::strerror(errno));
+    st->wr[fd] = ::fcntl(p[1], F_DUPFD_CLOEXEC, 3);
     ::close(p[1]);
+    if (st->wr[fd] < 0) throw std::runtime_error(std::string("fd capture: ") + std::strerror(errno));
     struct stat sb;
     ::fstat(fd, &sb);
     st->dev[fd] = sb.st_dev;
@@ -222,6 +228,7 @@ FdCapture::~FdCapture() {
   for (int fd = 1; fd <= 2; ++fd) {
     close_fd(st->saved[fd]);
     close_fd(st->rd[fd]);
+    close_fd(st->wr[fd]);
   }
   close_fd(st->stop_fd);
 }
@@ -239,6 +246,13 @@ void FdCapture::execution_finished(Execution* ex) {
       st->running.erase(it);
       break;
     }
+  }
+  // The execution closed fd 1 or 2 (os.close(1)): put the pipe back, so C code and
+  // children of later executions are captured again. A number reused meanwhile (the
+  // fd is open but no longer our pipe) is left alone: it belongs to someone else now.
+  for (int fd = 1; fd <= 2; ++fd) {
+    struct stat sb;
+    if (::fstat(fd, &sb) != 0 && errno == EBADF && st->wr[fd] >= 0) ::dup3(st->wr[fd], fd, 0);
   }
 }
 

@@ -1,4 +1,5 @@
 #include "output.hpp"
+#include "clock.hpp"
 
 #include <unistd.h>
 
@@ -72,7 +73,7 @@ void terminate_split(Sink& s, uint64_t execution_id, shmrepl_stream_t stream) {
   bool cancelled = false;
   std::span<std::byte> room = reserve(s, records::kOutputOverhead, nullptr, &cancelled);
   if (!room.empty()) {
-    records::encode_output_header(room, {execution_id, s.seq++, shm::realtime_ns()}, stream, 0);
+    records::encode_output_header(room, {execution_id, s.seq++, RecordClock::now()}, stream, 0);
     s.producer->commit(records::kOutputOverhead, shm::kFlagContinued);
   }
   PyErr_Restore(type, value, tb);
@@ -221,7 +222,7 @@ bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const
     }
     remaining -= len;
     uint32_t flags = (first ? 0 : shm::kFlagContinued) | (remaining > 0 ? shm::kFlagMore : 0);
-    uint64_t ts = first && now != 0 ? now : shm::realtime_ns();
+    uint64_t ts = first && now != 0 ? now : RecordClock::now();
     records::encode_output_header(room, {execution_id, s.seq++, ts}, stream, len);
     s.producer->commit(records::kOutputOverhead + len, flags);
     first = false;
@@ -259,7 +260,7 @@ bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text
     write_log_segments(segs, n);  // its session is closed
     return true;
   }
-  uint64_t now = shm::realtime_ns();
+  uint64_t now = RecordClock::now();
   if (g_drain != nullptr) g_drain(*s, *ex, now, false);
   bool ok = write_output(*s, ex->id, stream, segs, n, total, text, cancellable_execution(), now);
   release_sink(*s);
@@ -269,7 +270,7 @@ bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text
 void set_drain_hook(DrainHook hook) noexcept { g_drain = hook; }
 
 void drain_fds(Sink& sink, Execution& ex, bool force) {
-  if (g_drain != nullptr) g_drain(sink, ex, shm::realtime_ns(), force);
+  if (g_drain != nullptr) g_drain(sink, ex, RecordClock::now(), force);
 }
 
 }  // namespace shmrepl::engine

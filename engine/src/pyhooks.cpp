@@ -1,5 +1,7 @@
 #include "pyhooks.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -423,6 +425,31 @@ PyMethodDef g_os_write_def = {
     "write", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_os_write)),
     METH_FASTCALL, "Write a bytes object to a file descriptor."};
 
+// ---- os._exit -------------------------------------------------------------------
+
+PyObject* g_orig_os_exit = nullptr;
+pid_t g_engine_pid = 0;
+
+// os._exit(n) in an execution would end the engine and every session with it: it
+// raises SystemExit(n) instead, so the execution finishes Exited with code n. Unlike
+// the real one, `finally` blocks run and `except SystemExit` can catch it. A forked
+// child (multiprocessing) and threads without an execution get the real os._exit.
+PyObject* hooked_os_exit(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs == 1 && getpid() == g_engine_pid && current_execution() != nullptr) {
+    if (!PyLong_Check(args[0])) {
+      PyErr_SetString(PyExc_TypeError, "'status' must be an integer");
+      return nullptr;
+    }
+    PyErr_SetObject(PyExc_SystemExit, args[0]);
+    return nullptr;
+  }
+  return PyObject_Vectorcall(g_orig_os_exit, args, static_cast<size_t>(nargs), nullptr);
+}
+
+PyMethodDef g_os_exit_def = {
+    "_exit", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_os_exit)),
+    METH_FASTCALL, "Exit the execution with the given status (SystemExit in the engine)."};
+
 // ---- thread start --------------------------------------------------------------
 
 // The callable a new thread runs: adopts the starting thread's execution, then
@@ -552,6 +579,8 @@ void install_hooks() {
 
   PyObject* os = must(PyImport_ImportModule("os"), "import os");
   replace(os, "write", &g_os_write_def, &g_orig_os_write);
+  g_engine_pid = getpid();
+  replace(os, "_exit", &g_os_exit_def, &g_orig_os_exit);
   Py_DECREF(os);
 
   // threading copies _thread.start_new_thread when it is imported: patch both.
