@@ -173,7 +173,7 @@ TEST_F(CliTest, TailPrintsARing) {
 TEST_F(CliTest, ShutdownStopsTheEngine) {
   ProcessResult r = cli({"shutdown"});
   EXPECT_EQ(r.exit_code, 0) << r.err_text;
-  EXPECT_EQ(wait_exit(engine.pid(), std::chrono::seconds(20)), 0);
+  EXPECT_EQ(engine.wait(std::chrono::seconds(20)), 0);
   struct stat st {};
   EXPECT_NE(lstat(socket.c_str(), &st), 0);
   ProcessResult again = cli({"shutdown"});

@@ -289,7 +289,7 @@ TEST_F(FakeEngineTest, ShutdownStopsTheEngine) {
   shmrepl_execution_t* e = s.execute("hang\n");
   const std::string ring = shmrepl_execution_ring_name(e);
   EXPECT_EQ(shmrepl_engine_shutdown(c.c), SHMREPL_OK);
-  EXPECT_EQ(wait_exit(engine.pid(), std::chrono::seconds(10)), 0) << read_file(engine.log());
+  EXPECT_EQ(engine.wait(std::chrono::seconds(10)), 0);
   struct stat st {};
   EXPECT_NE(lstat(socket.c_str(), &st), 0);
   EXPECT_FALSE(ring_exists(ring));

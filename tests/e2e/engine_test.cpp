@@ -265,7 +265,7 @@ TEST_F(EngineTest, ShutdownRemovesRingsAndSocket) {
   const std::string bg = shmrepl_session_background_ring(c.c, s.id);
   EXPECT_TRUE(ring_exists(ring));
   EXPECT_EQ(shmrepl_engine_shutdown(c.c), SHMREPL_OK);
-  EXPECT_EQ(engine.stop(), 0) << read_file(engine.log());
+  EXPECT_EQ(engine.wait(std::chrono::seconds(20)), 0);
   struct stat st {};
   EXPECT_NE(lstat(socket.c_str(), &st), 0);
   EXPECT_FALSE(ring_exists(ring));

@@ -1,6 +1,7 @@
 #include "harness.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +22,13 @@
 extern char** environ;
 
 namespace shmrepl::test {
+
+double test_scale() {
+  const char* s = std::getenv("SHMREPL_TEST_SCALE");
+  if (s == nullptr || *s == '\0') return 1.0;
+  const double v = std::strtod(s, nullptr);
+  return v > 0 ? v : 1.0;
+}
 
 TempDir::TempDir() {
   char tmpl[] = "/tmp/shmrepl-e2e-XXXXXX";
@@ -234,7 +243,18 @@ EngineProcess::EngineProcess(const std::string& binary, const std::string& socke
 }
 
 EngineProcess::~EngineProcess() {
-  if (pid_ > 0) stop();
+  if (pid_ <= 0) return;
+  const int code = stop();
+  EXPECT_EQ(code, 0) << "the engine did not stop cleanly; its log:\n" << read_file(log_);
+}
+
+int EngineProcess::wait(std::chrono::milliseconds timeout) {
+  const int code = wait_exit(pid_, timeout);
+  if (code >= 0) {
+    pid_ = -1;
+    EXPECT_EQ(code, 0) << "the engine did not stop cleanly; its log:\n" << read_file(log_);
+  }
+  return code;
 }
 
 void EngineProcess::kill9() {

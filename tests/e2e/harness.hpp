@@ -27,6 +27,23 @@ inline std::string workload(const std::string& name) {
 }
 inline constexpr const char* kPython = "/usr/bin/python3";
 
+// SHMREPL_TEST_SCALE (default 1): below 1 under sanitizers, where the largest
+// workloads are left out.
+double test_scale();
+// True in an ASan or TSan build (their shadow memory makes RSS meaningless).
+constexpr bool kSanitized =
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    true;
+#else
+    false;
+#endif
+#else
+    false;
+#endif
+
 struct TempDir {
   TempDir();
   ~TempDir();
@@ -81,6 +98,8 @@ std::vector<pid_t> children();
 uint64_t peak_rss(pid_t pid);
 
 // An engine of this build (or the fake one) on its own socket, stopped at the end.
+// It must exit 0 (stop(), a Shutdown request) unless killed with kill9(): a
+// sanitizer report in the engine fails the test that way.
 class EngineProcess {
  public:
   EngineProcess(const std::string& binary, const std::string& socket,
@@ -94,6 +113,8 @@ class EngineProcess {
   void kill9();
   // SIGTERM and wait; returns the exit code.
   int stop();
+  // Waits for the engine to exit by itself; its exit code, or -1 on timeout.
+  int wait(std::chrono::milliseconds timeout);
 
  private:
   pid_t pid_ = -1;
