@@ -572,3 +572,81 @@ TEST(Engine, QueuedExecutionsRunInOrder) {
     e->release(all[i].execution_id);
   }
 }
+
+TEST(Engine, CloseSessionWhileRunningCancelsAndReleases) {
+  int before = test::count_rings();
+  auto e = start_engine();
+  uint64_t s = e->open_session();
+  uint64_t other = e->open_session();
+  auto running = e->execute({s, "print('r')\nimport time\ntime.sleep(1000)", "", "<shmrepl>", {}, false, 0});
+  auto queued = e->execute({s, "print('q')", "", "<shmrepl>", {}, false, 0});
+  shmrepl_reader_t* r = nullptr;
+  ASSERT_EQ(shmrepl_reader_open(running.ring_name.c_str(), nullptr, &r), SHMREPL_OK);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto t0 = std::chrono::steady_clock::now();
+  e->close_session(s);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_EQ(test::count_rings(), before + 1);  // only `other`'s background ring is left
+  // The reader mapped before still sees a finished ring.
+  shmrepl_record_t rec;
+  uint32_t last_kind = 0;
+  shmrepl_status_t st;
+  while ((st = shmrepl_reader_next(r, 1'000'000'000, &rec)) == SHMREPL_OK) {
+    last_kind = rec.kind;
+    shmrepl_reader_release(r, 1);
+  }
+  EXPECT_EQ(st, SHMREPL_E_EOF);
+  EXPECT_EQ(last_kind, SHMREPL_RECORD_FINISHED);
+  shmrepl_reader_close(r);
+  EXPECT_THROW(e->execute({s, "pass", "", "<shmrepl>", {}, false, 0}), std::invalid_argument);
+  EXPECT_THROW(e->wait(queued.execution_id), std::invalid_argument);  // released with the session
+  Collected c = run(*e, other, "print('other lives')");
+  EXPECT_EQ(c.out, "other lives\n");
+}
+
+TEST(Engine, ShutdownWithBusySessionsAndLingeringThreads) {
+  int before = test::count_rings();
+  {
+    auto e = start_engine();
+    uint64_t s = e->open_session();
+    // A thread that outlives everything, still printing (to the engine's log at the end).
+    run(*e, s,
+        "import threading, time\n"
+        "def late():\n    time.sleep(0.3)\n    print('(expected in the log) printed after shutdown')\n"
+        "t = threading.Thread(target=late, daemon=True)\nt.start()\n");
+    e->execute({s, "while True:\n    pass", "", "<shmrepl>", {}, false, 0});
+    e->execute({s, "print('never')", "", "<shmrepl>", {}, false, 0});
+    uint64_t s2 = e->open_session();
+    e->execute({s2, "import time\ntime.sleep(1000)", "", "<shmrepl>", {}, false, 4096});
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto t0 = std::chrono::steady_clock::now();
+    e->shutdown();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    EXPECT_EQ(test::count_rings(), before);
+    EXPECT_THROW(e->open_session(), std::runtime_error);
+  }
+  // The next engine in this process works, and the old thread's output has nowhere to go
+  // but the log.
+  auto e = start_engine();
+  uint64_t s = e->open_session();
+  Collected c = run(*e, s, "import time\ntime.sleep(0.4)\nprint('new engine')");
+  EXPECT_EQ(c.out, "new engine\n");  // not the old thread's line
+}
+
+TEST(Engine, ManyExecutionsFromManyThreads) {
+  auto e = start_engine();
+  std::vector<uint64_t> sessions;
+  for (int i = 0; i < 4; ++i) sessions.push_back(e->open_session());
+  std::vector<std::thread> clients;
+  std::atomic<int> good{0};
+  for (int k = 0; k < 8; ++k)
+    clients.emplace_back([&, k] {
+      for (int i = 0; i < 10; ++i) {
+        std::string tag = std::to_string(k) + "-" + std::to_string(i);
+        Collected c = run(*e, sessions[static_cast<std::size_t>(k) % sessions.size()], "print('" + tag + "')");
+        if (c.out == tag + "\n" && c.seq_ok && c.exec_id_ok && c.finished_count == 1) ++good;
+      }
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(good.load(), 80);
+}
