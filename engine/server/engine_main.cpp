@@ -1,13 +1,17 @@
 // What shmrepl-engine does, given a way to start the engine core.
+#include <dirent.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <exception>
 #include <string>
 #include <vector>
@@ -25,6 +29,24 @@ namespace {
 using shmrepl::server::log_line;
 
 std::atomic<shmrepl::server::Server*> g_server{nullptr};
+
+// One line per fatal signal, formatted before anything can crash: the handler may
+// only call async-signal-safe functions (no malloc, no stdio).
+constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+constexpr std::size_t kFatalCount = sizeof kFatalSignals / sizeof kFatalSignals[0];
+char g_fatal_msg[kFatalCount][160];
+std::size_t g_fatal_len[kFatalCount];
+
+extern "C" void on_fatal_signal(int sig) {
+  for (std::size_t i = 0; i < kFatalCount; ++i) {
+    if (kFatalSignals[i] != sig) continue;
+    ssize_t ignored = write(shmrepl::server::log_fd(), g_fatal_msg[i], g_fatal_len[i]);
+    (void)ignored;
+  }
+  // SA_RESETHAND restored the default action: die by the same signal (readers of the
+  // running executions see SHMREPL_E_PRODUCER_DIED, clients SHMREPL_E_ENGINE_DIED).
+  raise(sig);
+}
 
 extern "C" void on_stop_signal(int) {
   shmrepl::server::Server* s = g_server.load();
@@ -60,6 +82,9 @@ int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactor
     return 1;
   }
 
+  const int stale = shmrepl::server::remove_stale_rings(geteuid());
+  if (stale > 0) log_line("removed " + std::to_string(stale) + " rings of dead engines");
+
   shmrepl::engine::EngineOptions eo;
   if (opt.ring_capacity != 0) eo.ring_capacity = opt.ring_capacity;
   std::unique_ptr<shmrepl::engine::Engine> engine = factory(eo);
@@ -91,8 +116,52 @@ int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactor
 
 namespace shmrepl::server {
 
+int remove_stale_rings(uid_t uid, const std::string& dir) {
+  const std::string prefix = "shmrepl." + std::to_string(uid) + ".";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return 0;
+  int removed = 0;
+  const pid_t self = getpid();
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    // shmrepl.<uid>.<pid>.<rest>: the pid is all digits and followed by a dot.
+    std::size_t i = prefix.size(), j = i;
+    while (j < name.size() && name[j] >= '0' && name[j] <= '9') ++j;
+    if (j == i || j - i > 9 || j >= name.size() || name[j] != '.') continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name.substr(i, j - i)));
+    if (pid <= 0 || pid == self) continue;
+    // EPERM means alive (another user's process with a reused pid): keep it.
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    struct stat st {};
+    const std::string path = dir + "/" + name;
+    if (lstat(path.c_str(), &st) != 0 || st.st_uid != uid || !S_ISREG(st.st_mode)) continue;
+    const int rc = dir == "/dev/shm" ? shm_unlink(("/" + name).c_str()) : unlink(path.c_str());
+    if (rc == 0) ++removed;
+  }
+  closedir(d);
+  return removed;
+}
+
+void install_fatal_signal_handlers() noexcept {
+  const char* names[kFatalCount] = {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT"};
+  for (std::size_t i = 0; i < kFatalCount; ++i) {
+    const int n = std::snprintf(g_fatal_msg[i], sizeof g_fatal_msg[i],
+                                "shmrepl-engine[%d]: fatal signal %s in the engine (likely the code "
+                                "of an execution); every execution ends with it\n",
+                                static_cast<int>(getpid()), names[i]);
+    g_fatal_len[i] = n > 0 ? std::min(static_cast<std::size_t>(n), sizeof g_fatal_msg[i] - 1) : 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_fatal_signal;
+    sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(kFatalSignals[i], &sa, nullptr);
+  }
+}
+
 int engine_main(int argc, char** argv, const EngineFactory& factory) {
   shmrepl::server::log_init();
+  shmrepl::server::install_fatal_signal_handlers();
   shmrepl::server::Options opt;
   std::string err;
   if (!shmrepl::server::parse_options(std::vector<std::string>(argv + 1, argv + argc), &opt, &err)) {

@@ -16,6 +16,8 @@ void log_init() noexcept {
   if (fd >= 0) g_log_fd = fd;
 }
 
+int log_fd() noexcept { return g_log_fd; }
+
 void log_line(std::string_view line) noexcept {
   try {
     std::string s = "shmrepl-engine[" + std::to_string(getpid()) + "]: ";

@@ -11,5 +11,7 @@ namespace shmrepl::server {
 void log_init() noexcept;
 // Writes "shmrepl-engine[pid]: <line>\n" in one write(2).
 void log_line(std::string_view line) noexcept;
+// The log's descriptor (for the fatal-signal handler, which may only write(2)).
+int log_fd() noexcept;
 
 }  // namespace shmrepl::server
