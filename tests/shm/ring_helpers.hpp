@@ -111,6 +111,7 @@ struct Rng {
       p += 8;
       n -= 8;
     }
+    if (n == 0) return;
     uint64_t v = next();
     std::memcpy(p, &v, n);
   }

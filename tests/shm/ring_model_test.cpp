@@ -236,7 +236,8 @@ class RingModel {
     RC_ASSERT(rec.flags == w.flags);
     RC_ASSERT(rec.timestamp_ns == rec.seq * 10);
     RC_ASSERT(rec.data_len == w.data.size());
-    RC_ASSERT(std::memcmp(rec.data, w.data.data(), w.data.size()) == 0);
+    const bool same = w.data.empty() || std::memcmp(rec.data, w.data.data(), w.data.size()) == 0;
+    RC_ASSERT(same);
   }
 
   // Held views must still show their records: the producer never overwrote them.
@@ -315,7 +316,7 @@ void run_model() {
 TEST(RingModel, MatchesTheModel) {
   g_cov = {};
   rc::detail::TestParams params = rc::detail::configuration().testParams;
-  params.maxSuccess = static_cast<int>(std::max(20.0, 300 * test::test_scale()));
+  params.maxSuccess = static_cast<int>(std::max(50.0, 300 * test::test_scale()));
   const rc::detail::TestMetadata meta{"RingModel/MatchesTheModel", "ring vs model"};
   auto result = rc::detail::checkTestable([] { run_model(); }, meta, params);
   std::ostringstream ss;

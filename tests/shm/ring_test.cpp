@@ -182,7 +182,9 @@ TEST(RingFrames, HeadersAreAlignedAndCarryLengthAndFlags) {
     FrameHeader h = m.frame_at(off);
     EXPECT_EQ(h.length, lens[i]) << i;
     EXPECT_EQ(h.flags, flags[i] & ~kFlagPad) << i;  // a caller cannot forge a pad
-    EXPECT_EQ(std::memcmp(m.base + kDataOffset + off + kFrameHeaderSize, indexed_payload(static_cast<uint32_t>(i), lens[i]).data(), lens[i]), 0);
+    if (lens[i] > 0) {
+      EXPECT_EQ(std::memcmp(m.base + kDataOffset + off + kFrameHeaderSize, indexed_payload(static_cast<uint32_t>(i), lens[i]).data(), lens[i]), 0);
+    }
     off += frame_size(lens[i]);
     EXPECT_EQ(off % kFrameAlign, 0u);
   }
