@@ -64,12 +64,12 @@ uint64_t RecordClock::resync() noexcept {
   if (measured || old_tsc == 0) {
     uint32_t s = seq_.load(std::memory_order_relaxed);
     seq_.store(s + 1, std::memory_order_relaxed);  // odd: readers fall back to this function
-    std::atomic_thread_fence(std::memory_order_release);
-    base_tsc_.store(tsc, std::memory_order_relaxed);
-    base_ns_.store(now_ns, std::memory_order_relaxed);
-    mult_.store(mult, std::memory_order_relaxed);
+    // Release stores: a reader that sees one of them also sees the odd seq.
+    base_tsc_.store(tsc, std::memory_order_release);
+    base_ns_.store(now_ns, std::memory_order_release);
+    mult_.store(mult, std::memory_order_release);
     uint64_t limit = mult != 0 ? (kResyncNs << 32) / mult : 0;
-    limit_tsc_.store(limit, std::memory_order_relaxed);
+    limit_tsc_.store(limit, std::memory_order_release);
     seq_.store(s + 2, std::memory_order_release);
     if (mult != 0) enabled_.store(true, std::memory_order_relaxed);
   }

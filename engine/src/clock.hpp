@@ -16,15 +16,16 @@ class RecordClock {
   static uint64_t now() noexcept {
 #if defined(__x86_64__)
     if (enabled_.load(std::memory_order_relaxed)) {
+      // Seqlock read (acquire loads, no fences: TSan checks it). Pairs with the
+      // release stores in resync(): if a field comes from a newer anchor, the seq
+      // read after it has moved on, so an even, unchanged seq means the fields
+      // belong together. d < limit keeps d * mult within 64 bits.
       uint32_t s1 = seq_.load(std::memory_order_acquire);
-      uint64_t base_tsc = base_tsc_.load(std::memory_order_relaxed);
-      uint64_t base_ns = base_ns_.load(std::memory_order_relaxed);
-      uint64_t mult = mult_.load(std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_acquire);
-      uint64_t limit = limit_tsc_.load(std::memory_order_relaxed);
+      uint64_t base_tsc = base_tsc_.load(std::memory_order_acquire);
+      uint64_t base_ns = base_ns_.load(std::memory_order_acquire);
+      uint64_t mult = mult_.load(std::memory_order_acquire);
+      uint64_t limit = limit_tsc_.load(std::memory_order_acquire);
       uint64_t d = __builtin_ia32_rdtsc() - base_tsc;
-      // Seqlock read; pairs with the fences in resync(): an even, unchanged seq
-      // means the fields belong together. d < limit keeps d * mult within 64 bits.
       if ((s1 & 1) == 0 && s1 == seq_.load(std::memory_order_relaxed) && d < limit)
         return base_ns + ((d * mult) >> 32);
     }
