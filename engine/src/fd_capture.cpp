@@ -86,11 +86,24 @@ namespace {
 
 FdCapture::State* g_active = nullptr;  // [GIL]
 
+// C code of an execution closed fd 1 or 2 (os.close leaves them): put the pipe back,
+// so C code and children of later executions are captured again. A number reused
+// meanwhile (open, but not our pipe) is left alone: it belongs to someone else now.
+void restore_closed_fds(FdCapture::State* st) {
+  for (int fd = 1; fd <= 2; ++fd) {
+    struct stat sb;
+    if (::fstat(fd, &sb) != 0 && errno == EBADF && st->wr[fd] >= 0) ::dup3(st->wr[fd], fd, 0);
+  }
+}
+
 // Drain hook: called while owning the sink `ex` writes to.
 void drain(Sink& sink, Execution& ex, uint64_t now, bool force) {
   FdCapture::State* st = g_active;
   if (st == nullptr) return;
   if (st->running.empty() ? st->last_finished.get() != &ex : st->running.back().get() != &ex) return;
+  // Forced drains come before Result/Error/Finished: fds are back before a client
+  // can see the end and make the engine open a descriptor (its next ring).
+  if (force) restore_closed_fds(st);
   uint64_t quiet = now - st->last_write_ns;  // huge if the clock stepped back: drain
   st->last_write_ns = now;
   if (!force && !st->pending.load(std::memory_order_relaxed) && quiet < kQuietGap) return;
@@ -247,13 +260,7 @@ void FdCapture::execution_finished(Execution* ex) {
       break;
     }
   }
-  // The execution closed fd 1 or 2 (os.close(1)): put the pipe back, so C code and
-  // children of later executions are captured again. A number reused meanwhile (the
-  // fd is open but no longer our pipe) is left alone: it belongs to someone else now.
-  for (int fd = 1; fd <= 2; ++fd) {
-    struct stat sb;
-    if (::fstat(fd, &sb) != 0 && errno == EBADF && st->wr[fd] >= 0) ::dup3(st->wr[fd], fd, 0);
-  }
+  restore_closed_fds(st);
 }
 
 }  // namespace shmrepl::engine

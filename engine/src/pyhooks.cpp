@@ -107,6 +107,10 @@ PyObject* ret_none(PyObject*, PyObject*) { Py_RETURN_NONE; }
 PyObject* ret_false(PyObject*, PyObject*) { Py_RETURN_FALSE; }
 PyObject* ret_true(PyObject*, PyObject*) { Py_RETURN_TRUE; }
 
+// Libraries call sys.stdout.reconfigure(...) to change buffering or encoding: the
+// writer is unbuffered UTF-8 already, so it accepts and ignores the request.
+PyObject* writer_reconfigure(PyObject*, PyObject*, PyObject*) { Py_RETURN_NONE; }
+
 PyObject* writer_fileno(PyObject* self, PyObject*) {
   return PyLong_FromLong(reinterpret_cast<WriterObject*>(self)->fd);
 }
@@ -150,6 +154,8 @@ PyMethodDef g_writer_methods[] = {
     {"writable", ret_true, METH_NOARGS, nullptr},
     {"readable", ret_false, METH_NOARGS, nullptr},
     {"seekable", ret_false, METH_NOARGS, nullptr},
+    {"reconfigure", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(writer_reconfigure)),
+     METH_VARARGS | METH_KEYWORDS, nullptr},
     {nullptr, nullptr, 0, nullptr}};
 
 PyGetSetDef g_writer_getset[] = {
@@ -450,6 +456,26 @@ PyMethodDef g_os_exit_def = {
     "_exit", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_os_exit)),
     METH_FASTCALL, "Exit the execution with the given status (SystemExit in the engine)."};
 
+// ---- os.close ------------------------------------------------------------------
+
+PyObject* g_orig_os_close = nullptr;
+
+// os.close(1|2) while fds 1/2 are the capture pipes leaves them open: a freed number
+// would be taken by the next descriptor the engine opens (a ring, a connection), and
+// raw writes to fd 1/2 would land there. Output of the execution goes on as before.
+PyObject* hooked_os_close(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  if (kwnames == nullptr && nargs == 1 && g_fd_captured != nullptr && PyLong_CheckExact(args[0]) && getpid() == g_engine_pid) {
+    int overflow = 0;
+    long fd = PyLong_AsLongAndOverflow(args[0], &overflow);
+    if ((fd == 1 || fd == 2) && g_fd_captured(static_cast<int>(fd))) Py_RETURN_NONE;
+  }
+  return PyObject_Vectorcall(g_orig_os_close, args, static_cast<size_t>(nargs), kwnames);
+}
+
+PyMethodDef g_os_close_def = {
+    "close", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_os_close)),
+    METH_FASTCALL | METH_KEYWORDS, "Close a file descriptor (fds 1 and 2 stay captured in the engine)."};
+
 // ---- thread start --------------------------------------------------------------
 
 // The callable a new thread runs: adopts the starting thread's execution, then
@@ -581,6 +607,7 @@ void install_hooks() {
   replace(os, "write", &g_os_write_def, &g_orig_os_write);
   g_engine_pid = getpid();
   replace(os, "_exit", &g_os_exit_def, &g_orig_os_exit);
+  replace(os, "close", &g_os_close_def, &g_orig_os_close);
   Py_DECREF(os);
 
   // threading copies _thread.start_new_thread when it is imported: patch both.

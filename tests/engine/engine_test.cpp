@@ -256,6 +256,7 @@ TEST(Engine, WriterBehavesLikeTextIOWrapper) {
                     "r.append(o.closed); r.append(o.name); r.append(sys.stderr.name); r.append(o.line_buffering)\n"
                     "r.append(o.write('abc')); r.append(o.flush())\n"
                     "r.append(o.buffer.write(b'raw\\n')); r.append(o.buffer.write(memoryview(b'mv\\n')))\n"
+                    "o.reconfigure(line_buffering=True, encoding='utf-8')\n"
                     "print(r)\n");
   expect_well_formed(c);
   EXPECT_EQ(c.out, "abcraw\nmv\n[False, 'utf-8', 'strict', 'backslashreplace', 1, 2, True, False, False, "
