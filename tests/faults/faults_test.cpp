@@ -377,6 +377,12 @@ TEST_F(FaultsTest, ClosingFd1And2DoesNotBreakTheEngine) {
       s, "import os, subprocess\nos.write(1, b'raw\\n')\nprint('py')\nsubprocess.run(['/bin/echo', 'child'])\n");
   EXPECT_EQ(n.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
   EXPECT_EQ(n.out.head, "raw\npy\nchild\n");
+  // Closed beneath Python (C code): the pipes come back when the execution ends.
+  Collected cc = execute_and_collect(
+      s, "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.close(1)\nlibc.close(2)\nprint('after C close')\n");
+  EXPECT_EQ(cc.out.head, "after C close\n");
+  Collected n2 = execute_and_collect(s, "import os\nos.write(1, b'raw again\\n')\nprint('py')\n");
+  EXPECT_EQ(n2.out.head, "raw again\npy\n");
   // The forwarder does not spin on a hung-up pipe: the engine is idle.
   std::ifstream f("/proc/" + std::to_string(engine->pid()) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
