@@ -163,7 +163,10 @@ SHMREPL_API void shmrepl_reader_close(shmrepl_reader_t* reader);
  * else wait at most that long. Returns OK and *out; E_AGAIN (timeout 0, nothing
  * yet); E_TIMEOUT; E_EOF (finished and everything read); E_PRODUCER_DIED (the
  * writer died; every record it published was delivered first); E_CORRUPT.
- * The record stays valid until released; records must be released in order. */
+ * The record stays valid until released; records must be released in order.
+ * Release what you are done with before waiting for more: the producer waits for
+ * space the held records occupy, so a reader that holds most of the ring and then
+ * waits forever waits for itself. */
 SHMREPL_API shmrepl_status_t shmrepl_reader_next(shmrepl_reader_t* reader, int64_t timeout_ns,
                                                  shmrepl_record_t* out);
 
