@@ -162,10 +162,12 @@ void Producer::commit(std::size_t length, uint32_t flags) noexcept {
   std::memcpy(data_ + (reserved_at_ & mask_), &h, sizeof h);
   pos_ = reserved_at_ + frame_size(length);
   // Release: a reader that loads this position sees the frame. Seq_cst with the load
-  // below (Dekker-style, pairs with Reader::wait's seq_cst increment and load):
-  // either the sleeping reader sees the new position or we see it sleeping.
+  // below (Dekker-style, pairs with Reader::wait's seq_cst store and load): either
+  // the sleeping reader sees the new position or we see its flag. Clearing the flag
+  // makes this one wake per sleep, not one per record until the reader runs again.
   block_->write_pos.store(pos_, std::memory_order_seq_cst);
-  if (block_->readers_sleeping.load(std::memory_order_seq_cst) != 0) {
+  if (block_->readers_sleeping.load(std::memory_order_seq_cst) != 0 &&
+      block_->readers_sleeping.exchange(0, std::memory_order_seq_cst) != 0) {
     block_->data_seq.fetch_add(1, std::memory_order_release);
     futex_wake(&block_->data_seq, INT_MAX);
   }

@@ -149,10 +149,16 @@ Reader::~Reader() {
     slot_->owner_start_time.store(0, std::memory_order_relaxed);
     slot_->owner_pid.store(0, std::memory_order_seq_cst);
     // The producer may be waiting on us alone.
-    if (block_->producer_sleeping.load(std::memory_order_seq_cst) != 0) {
-      block_->space_seq.fetch_add(1, std::memory_order_release);
-      futex_wake(&block_->space_seq, 1);
-    }
+    wake_producer();
+  }
+}
+
+// Wakes a producer sleeping for space, once per sleep: its flag is cleared here.
+void Reader::wake_producer() noexcept {
+  if (block_->producer_sleeping.load(std::memory_order_seq_cst) != 0 &&
+      block_->producer_sleeping.exchange(0, std::memory_order_seq_cst) != 0) {
+    block_->space_seq.fetch_add(1, std::memory_order_release);
+    futex_wake(&block_->space_seq, 1);
   }
 }
 
@@ -186,7 +192,9 @@ shmrepl_status_t Reader::wait(int64_t timeout_ns, std::string* error) {
   }
   const uint64_t start = monotonic_ns();
   for (;;) {
-    block_->readers_sleeping.fetch_add(1, std::memory_order_seq_cst);
+    // A flag, not a count: the producer clears it when it wakes the sleepers, so a
+    // reader that dies asleep costs the producer one wake-up, not one per record.
+    block_->readers_sleeping.store(1, std::memory_order_seq_cst);
     uint32_t seq = block_->data_seq.load(std::memory_order_seq_cst);
     // Pairs with the seq_cst store of write_pos and load of readers_sleeping in
     // Producer::commit: either we see its new position here or it wakes us.
@@ -199,7 +207,6 @@ shmrepl_status_t Reader::wait(int64_t timeout_ns, std::string* error) {
       }
       if (slice > 0) futex_wait(&block_->data_seq, seq, slice);
     }
-    block_->readers_sleeping.fetch_sub(1, std::memory_order_relaxed);
     if (ready()) return SHMREPL_OK;
     if (end_of_stream()) return SHMREPL_E_EOF;
     if (!producer_alive()) {
@@ -273,10 +280,7 @@ shmrepl_status_t Reader::release(std::size_t n) noexcept {
   // Pairs with the producer's seq_cst loads in refresh_limit; and, Dekker-style,
   // with Producer::wait_for_space (it stores producer_sleeping, then reads read_pos).
   slot_->read_pos.store(to, std::memory_order_seq_cst);
-  if (block_->producer_sleeping.load(std::memory_order_seq_cst) != 0) {
-    block_->space_seq.fetch_add(1, std::memory_order_release);
-    futex_wake(&block_->space_seq, 1);
-  }
+  wake_producer();
   return SHMREPL_OK;
 }
 

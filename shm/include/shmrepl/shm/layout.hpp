@@ -53,10 +53,10 @@ struct RingHeader {
 struct ProducerBlock {
   alignas(64) std::atomic<uint64_t> write_pos;  // free-running; release-stored per frame
   alignas(64) std::atomic<uint32_t> data_seq;   // futex: bumped when data comes and readers sleep
-  std::atomic<uint32_t> readers_sleeping;
+  std::atomic<uint32_t> readers_sleeping;      // 1: some reader may sleep on data_seq
   alignas(64) std::atomic<uint64_t> tail;       // oldest byte the producer still keeps
   alignas(64) std::atomic<uint32_t> space_seq;  // futex: bumped on release when the producer sleeps
-  std::atomic<uint32_t> producer_sleeping;
+  std::atomic<uint32_t> producer_sleeping;     // 1: the producer may sleep on space_seq
 };
 
 // Page 2: one cache line per reader.

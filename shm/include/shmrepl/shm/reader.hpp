@@ -55,6 +55,7 @@ class Reader {
   shmrepl_status_t init(shmrepl_reader_start_t start, std::string* error);
   shmrepl_status_t wait(int64_t timeout_ns, std::string* error);
   bool producer_alive() const noexcept;
+  void wake_producer() noexcept;
   void push_end(uint64_t end);
 
   std::unique_ptr<Mapping> map_;
