@@ -330,5 +330,6 @@ TEST_F(FakeEngineTest, EngineKilledGivesClearStatusesFast) {
   uint64_t sid = 0;
   EXPECT_EQ(shmrepl_session_open(c.c, &sid), SHMREPL_E_ENGINE_DIED);
   shmrepl_reader_close(reader);
+  unlink_ring(shmrepl_execution_ring_name(e));  // its engine cannot any more
   shmrepl_execution_close(e);
 }

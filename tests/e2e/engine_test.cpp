@@ -189,6 +189,8 @@ TEST_F(EngineTest, KilledEngineGivesClearStatusesWithinASecond) {
   EXPECT_EQ(st, SHMREPL_E_ENGINE_DIED) << status_text(st);
   EXPECT_LT(Clock::now() - t1, std::chrono::seconds(1));
   shmrepl_reader_close(reader);
+  unlink_ring(shmrepl_execution_ring_name(e));  // its engine cannot any more
+  unlink_ring(shmrepl_session_background_ring(c.c, s.id));
   shmrepl_execution_close(e);
 }
 

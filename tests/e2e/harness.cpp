@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <signal.h>
@@ -195,6 +196,8 @@ bool ring_exists(const std::string& name) {
   std::error_code ec;
   return std::filesystem::exists("/dev/shm/" + name, ec);
 }
+
+void unlink_ring(const std::string& name) { shm_unlink(("/" + name).c_str()); }
 
 std::vector<pid_t> children() {
   std::vector<pid_t> out;

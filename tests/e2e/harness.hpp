@@ -92,6 +92,8 @@ int wait_exit(pid_t pid, std::chrono::milliseconds timeout);
 bool process_gone(pid_t pid);
 // True while the shared-memory object of ring `name` exists.
 bool ring_exists(const std::string& name);
+// Removes ring `name` (a test that killed its engine cleans up after it).
+void unlink_ring(const std::string& name);
 // The live children of this process (e.g. engines re-parented to it as subreaper).
 std::vector<pid_t> children();
 // VmHWM (peak resident set) of a process, in bytes; 0 if unreadable.
