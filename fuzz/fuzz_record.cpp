@@ -145,6 +145,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     SHMREPL_FUZZ_CHECK(rec.stream == SHMREPL_STREAM_STDOUT || rec.stream == SHMREPL_STREAM_STDERR);
   else
     SHMREPL_FUZZ_CHECK(rec.stream == SHMREPL_STREAM_NONE);
+  // `raw` is promised to be a verified Record (clients read it with generated code),
+  // also when decode() took its fast path for the producer's own Output layout.
+  flatbuffers::Verifier verifier(data, size);
+  SHMREPL_FUZZ_CHECK(fbs::VerifyRecordBuffer(verifier));
+  const fbs::Record* root = fbs::GetRecord(data);
+  SHMREPL_FUZZ_CHECK(root->execution_id() == rec.execution_id && root->seq() == rec.seq &&
+                     root->timestamp_ns() == rec.timestamp_ns);
+  if (rec.kind == SHMREPL_RECORD_OUTPUT) {
+    const fbs::Output* o = root->body_as_Output();
+    SHMREPL_FUZZ_CHECK(o != nullptr && static_cast<uint32_t>(o->stream()) == rec.stream);
+    if (o->data() != nullptr)
+      SHMREPL_FUZZ_CHECK(o->data()->data() == rec.data && o->data()->size() == rec.data_len);
+    else
+      SHMREPL_FUZZ_CHECK(rec.data_len == 0);
+  }
   check_error_accessors(rec, data, size);
   check_round_trip(rec, data, size);
   return 0;
