@@ -44,28 +44,11 @@ struct Client {
   shmrepl_client_t* c;
 };
 
-// SHMREPL_TEST_SCALE (default 1; sanitizer runs set it lower) scales loop counts.
+// Loop counts scaled by SHMREPL_TEST_SCALE (harness.hpp; sanitizer runs set it lower).
 int scaled(int n) {
-  const char* e = std::getenv("SHMREPL_TEST_SCALE");
-  double f = e != nullptr && *e != '\0' ? std::strtod(e, nullptr) : 1.0;
-  if (!(f > 0)) f = 1.0;
-  const int v = static_cast<int>(n * f);
+  const int v = static_cast<int>(n * test_scale());
   return v < 1 ? 1 : v;
 }
-
-// ASan/TSan: RSS means nothing, and ASan aborts on absurd allocations.
-constexpr bool kUnderSanitizer =
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-    true;
-#else
-    false;
-#endif
-#else
-    false;
-#endif
 
 // Names of /dev/shm objects that start with `prefix`.
 std::vector<std::string> shm_names(const std::string& prefix) {
@@ -356,7 +339,7 @@ TEST_F(FaultsTest, SegfaultKillsTheEngineVisiblyAndAutostartRecovers) {
 TEST_F(FaultsTest, MemoryErrorAndRecursionErrorAreErrorsAndTheEngineSurvives) {
   Client c(socket);
   Session s(c.c);
-  if (!kUnderSanitizer) {  // ASan aborts on an allocation this size instead of returning NULL
+  if (!kSanitized) {  // ASan aborts on an allocation this size instead of returning NULL
     Collected m = execute_and_collect(s, "x = bytearray(10**13)\n", true, {}, {}, true);
     EXPECT_EQ(m.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_ERROR));
     EXPECT_NE(m.err.head.find("MemoryError"), std::string::npos) << m.err.head;
@@ -390,7 +373,7 @@ TEST_F(FaultsTest, ClosingFd1And2DoesNotBreakTheEngine) {
   // meanwhile (seen under ASan); either way the engine goes on.
   Collected n2 = execute_and_collect(s, "import os\ntry:\n    os.write(1, b'raw again\\n')\nexcept OSError:\n    pass\nprint('py')\n");
   EXPECT_EQ(n2.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
-  if (!kUnderSanitizer) EXPECT_EQ(n2.out.head, "raw again\npy\n");
+  if (!kSanitized) EXPECT_EQ(n2.out.head, "raw again\npy\n");
   else EXPECT_EQ(n2.out.head.substr(n2.out.head.size() - std::min<std::size_t>(3, n2.out.head.size())), "py\n");
   // The forwarder does not spin on a hung-up pipe: the engine is idle.
   std::ifstream f("/proc/" + std::to_string(engine->pid()) + "/stat");
@@ -465,7 +448,7 @@ TEST_F(FaultsTest, NoLeaksAfterManyExecutionsAndSessions) {
   EXPECT_TRUE(wait_until([&] { return count_dir(task_dir) <= tasks0; }, std::chrono::seconds(10)))
       << count_dir(task_dir) << " threads, baseline " << tasks0;
   EXPECT_LE(count_dir(fd_dir), fds0 + 2) << "baseline " << fds0;
-  if (!kUnderSanitizer) {
+  if (!kSanitized) {
     const uint64_t rss1 = rss_bytes(pid);
     EXPECT_LT(rss1, rss0 + (30u << 20)) << "RSS " << rss0 << " -> " << rss1;
   }
