@@ -43,6 +43,8 @@ root=${SHMREPL_BUILD_ROOT:-build}
 jobs=${SHMREPL_JOBS:-$(nproc)}
 if [ "${CI:-}" = "true" ]; then fuzz_default=60; else fuzz_default=20; fi
 fuzz_seconds=${SHMREPL_FUZZ_SECONDS:-$fuzz_default}
+[[ $fuzz_seconds =~ ^[1-9][0-9]*$ ]] || { echo "test.sh: SHMREPL_FUZZ_SECONDS must be a positive integer" >&2; exit 2; }
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "test.sh: SHMREPL_JOBS must be a positive integer" >&2; exit 2; }
 supp=$src/tools/sanitizers
 
 # Tests and benchmarks pin Python's buffering themselves; do not inherit it.
@@ -72,16 +74,20 @@ run_ctest() {  # dir timeout ctest-args...
 }
 
 # ---- stages: each returns non-zero on failure (set -e does not apply inside `if`) ----
+# Every option a stage depends on is passed explicitly: a build dir configured by hand
+# earlier (say with -DSHMREPL_SANITIZE=thread) must not change what a stage checks.
+plain_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMREPL_SANITIZE= -DSHMREPL_BUILD_FUZZ=OFF
+            -DSHMREPL_BUILD_BENCH=ON)
 
 stage_plain() {
   mkdir -p "$root"
-  configure_and_build "$root" all -DCMAKE_BUILD_TYPE=RelWithDebInfo || return 1
+  configure_and_build "$root" all "${plain_args[@]}" || return 1
   run_ctest "$root" 300 -LE '^abi$' || return 1
 }
 
 stage_abi() {
   mkdir -p "$root"
-  configure_and_build "$root" all -DCMAKE_BUILD_TYPE=RelWithDebInfo || return 1
+  configure_and_build "$root" all "${plain_args[@]}" || return 1
   run_ctest "$root" 300 -L '^abi$' || return 1
   # The baseline test exists only in a build like the baseline's: make sure it ran.
   ctest --test-dir "$root" -N -R '^abi_baseline$' | grep -q 'Total Tests: 1' || {
@@ -93,7 +99,7 @@ stage_abi() {
 stage_asan() {
   local dir=$root/asan
   mkdir -p "$dir"
-  configure_and_build "$dir" all -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  configure_and_build "$dir" all -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMREPL_BUILD_FUZZ=OFF \
     -DSHMREPL_SANITIZE=address,undefined -DSHMREPL_BUILD_BENCH=OFF || return 1
   # detect_leaks with suppressions for the uninstrumented libpython (see lsan.supp).
   ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1 \
@@ -106,7 +112,7 @@ stage_asan() {
 stage_tsan() {
   local dir=$root/tsan
   mkdir -p "$dir"
-  configure_and_build "$dir" all -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  configure_and_build "$dir" all -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMREPL_BUILD_FUZZ=OFF \
     -DSHMREPL_SANITIZE=thread -DSHMREPL_BUILD_BENCH=OFF || return 1
   TSAN_OPTIONS=suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1:print_suppressions=0 \
   SHMREPL_TEST_SCALE=0.1 \
@@ -117,7 +123,8 @@ stage_fuzz() {
   local dir=$root/fuzz exe name log
   mkdir -p "$dir"
   configure_and_build "$dir" fuzz_all -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMREPL_BUILD_FUZZ=ON \
-    -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang -DSHMREPL_BUILD_BENCH=OFF || return 1
+    -DSHMREPL_SANITIZE=address,undefined -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
+    -DSHMREPL_BUILD_BENCH=OFF || return 1
   local targets=()
   for exe in "$dir"/bin/fuzz_*; do
     name=$(basename "$exe")
