@@ -101,19 +101,12 @@ stage_asan() {
   mkdir -p "$dir"
   configure_and_build "$dir" all -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMREPL_BUILD_FUZZ=OFF \
     -DSHMREPL_SANITIZE=address,undefined -DSHMREPL_BUILD_BENCH=OFF || return 1
-  # detect_leaks with a suppression for the uninstrumented libpython (see lsan.supp).
-  # malloc_context_size=2 keeps two frames per allocation, so that suppression matches
-  # only blocks libpython itself allocated (its frame is #1), not ours allocated while
-  # Python called us (libpython deeper down). The price: allocation/free stacks in
-  # use-after-free reports are 2 frames; rerun such a test with malloc_context_size=30.
-  ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:malloc_context_size=2 \
+  # detect_leaks with suppressions for the uninstrumented libpython (see lsan.supp).
+  ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1 \
   LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=0 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   SHMREPL_TEST_SCALE=0.25 \
-    run_ctest "$dir" 900 || {
-    echo "asan: for full allocation stacks rerun the test with ASAN_OPTIONS=malloc_context_size=30"
-    return 1
-  }
+    run_ctest "$dir" 900 || return 1
 }
 
 stage_tsan() {
