@@ -9,7 +9,11 @@ packages=(
   libpython3-dev python3
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   clang libclang-rt-14-dev libfuzzer-14-dev abigail-tools
+  # bindings: Go (cgo), C# (Mono, NUnit 2.6)
+  golang-go mono-mcs libnunit-cil-dev nunit-console
 )
+# Rust: Debian's toolchain only where none is installed (rustup's cargo is kept).
+command -v cargo >/dev/null 2>&1 || packages+=(rustc cargo)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -128,6 +128,17 @@ SHMREPL_API uint64_t shmrepl_reader_execution_id(const shmrepl_reader_t* reader)
   return reader != nullptr ? reader->ring->execution_id() : 0;
 }
 
+SHMREPL_API shmrepl_status_t shmrepl_reader_mapping(const shmrepl_reader_t* reader,
+                                                    const uint8_t** base, size_t* len) {
+  return guarded([&] {
+    if (reader == nullptr || base == nullptr || len == nullptr)
+      return fail(SHMREPL_E_INVALID, "reader, base and len must not be NULL");
+    *base = reinterpret_cast<const uint8_t*>(reader->ring->mapping_base());
+    *len = reader->ring->mapping_size();
+    return SHMREPL_OK;
+  });
+}
+
 SHMREPL_API shmrepl_status_t shmrepl_record_error(const shmrepl_record_t* record,
                                                   shmrepl_bytes_t* ename,
                                                   shmrepl_bytes_t* evalue, size_t* n_lines) {

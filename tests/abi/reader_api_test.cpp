@@ -555,3 +555,36 @@ TEST(ReaderApi, ReaderDied) {
 }
 
 }  // namespace
+
+namespace {
+
+// shmrepl_reader_mapping (1.1): every view a reader hands out lies inside its mapping,
+// and the mapping is the ring's size (header pages + data), not a copy.
+TEST(ReaderApi, MappingContainsEveryView) {
+  const std::string name = unique_ring_name("mapping");
+  auto p = make_ring(name, 4096);
+  ReaderPtr r = open_reader(name);
+  ASSERT_NE(r, nullptr);
+  const uint8_t* base = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(shmrepl_reader_mapping(r.get(), &base, &len), SHMREPL_OK);
+  ASSERT_NE(base, nullptr);
+  EXPECT_GE(len, 4096u + 3 * 4096u);
+  for (uint64_t i = 0; i < 100; ++i) {
+    put(*p, i, "line " + std::to_string(i));
+    shmrepl_record_t rec{};
+    ASSERT_EQ(shmrepl_reader_next(r.get(), 0, &rec), SHMREPL_OK);
+    EXPECT_GE(rec.data, base);
+    EXPECT_LE(rec.data + rec.data_len, base + len);
+    EXPECT_GE(rec.raw, base);
+    EXPECT_LE(rec.raw + rec.raw_len, base + len);
+    EXPECT_EQ(data_of(rec), "line " + std::to_string(i));
+    ASSERT_EQ(shmrepl_reader_release(r.get(), 1), SHMREPL_OK);
+  }
+  EXPECT_EQ(shmrepl_reader_mapping(nullptr, &base, &len), SHMREPL_E_INVALID);
+  EXPECT_EQ(shmrepl_reader_mapping(r.get(), nullptr, &len), SHMREPL_E_INVALID);
+  EXPECT_EQ(shmrepl_reader_mapping(r.get(), &base, nullptr), SHMREPL_E_INVALID);
+  p->unlink();
+}
+
+}  // namespace

@@ -187,6 +187,12 @@ SHMREPL_API size_t shmrepl_reader_held(const shmrepl_reader_t* reader);
 /* The execution id that the ring's header carries. */
 SHMREPL_API uint64_t shmrepl_reader_execution_id(const shmrepl_reader_t* reader);
 
+/* The reader's whole mapping of the ring: every pointer of a record view lies in
+ * [*base, *base + *len). For bindings and tests that check views are zero-copy.
+ * Valid until the reader is closed. Since 1.1. E_INVALID for NULL arguments. */
+SHMREPL_API shmrepl_status_t shmrepl_reader_mapping(const shmrepl_reader_t* reader,
+                                                    const uint8_t** base, size_t* len);
+
 /* The structured part of an ERROR record: type name, message, and traceback line
  * `index` (0-based; *n_lines gets the count). Each pointer points into the mapping,
  * valid as long as the record. Any out pointer may be NULL. */

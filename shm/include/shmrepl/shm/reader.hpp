@@ -46,6 +46,9 @@ class Reader {
   bool ready() noexcept;
 
   uint64_t execution_id() const noexcept { return execution_id_; }
+  // The whole mapping of the ring (header, slots, data): every frame lies inside it.
+  const std::byte* mapping_base() const noexcept { return base_; }
+  std::size_t mapping_size() const noexcept { return size_; }
   uint64_t capacity() const noexcept { return capacity_; }
   uint32_t max_payload() const noexcept { return max_payload_; }
 
