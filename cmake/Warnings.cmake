@@ -1,4 +1,4 @@
-# Project-wide warnings; SHMREPL_WERROR (on by default, and in CI) makes them errors.
+# Project-wide warnings; SHMREPL_WERROR (off by default; on in tools/test.sh and CI) makes them errors.
 add_library(shmrepl_warnings INTERFACE)
 target_compile_options(shmrepl_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion

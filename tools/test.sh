@@ -77,7 +77,7 @@ run_ctest() {  # dir timeout ctest-args...
 # Every option a stage depends on is passed explicitly: a build dir configured by hand
 # earlier (say with -DSHMREPL_SANITIZE=thread) must not change what a stage checks.
 plain_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMREPL_SANITIZE= -DSHMREPL_BUILD_FUZZ=OFF
-            -DSHMREPL_BUILD_BENCH=ON)
+            -DSHMREPL_BUILD_BENCH=ON -DSHMREPL_WERROR=ON)
 
 stage_plain() {
   mkdir -p "$root"
@@ -100,7 +100,7 @@ stage_asan() {
   local dir=$root/asan
   mkdir -p "$dir"
   configure_and_build "$dir" all -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMREPL_BUILD_FUZZ=OFF \
-    -DSHMREPL_SANITIZE=address,undefined -DSHMREPL_BUILD_BENCH=OFF || return 1
+    -DSHMREPL_SANITIZE=address,undefined -DSHMREPL_BUILD_BENCH=OFF -DSHMREPL_WERROR=ON || return 1
   # detect_leaks with suppressions for the uninstrumented libpython (see lsan.supp).
   ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1 \
   LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=0 \
@@ -113,7 +113,7 @@ stage_tsan() {
   local dir=$root/tsan
   mkdir -p "$dir"
   configure_and_build "$dir" all -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMREPL_BUILD_FUZZ=OFF \
-    -DSHMREPL_SANITIZE=thread -DSHMREPL_BUILD_BENCH=OFF || return 1
+    -DSHMREPL_SANITIZE=thread -DSHMREPL_BUILD_BENCH=OFF -DSHMREPL_WERROR=ON || return 1
   TSAN_OPTIONS=suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1:print_suppressions=0 \
   SHMREPL_TEST_SCALE=0.1 \
     run_ctest "$dir" 900 || return 1
@@ -124,7 +124,7 @@ stage_fuzz() {
   mkdir -p "$dir"
   configure_and_build "$dir" fuzz_all -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMREPL_BUILD_FUZZ=ON \
     -DSHMREPL_SANITIZE=address,undefined -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
-    -DSHMREPL_BUILD_BENCH=OFF || return 1
+    -DSHMREPL_BUILD_BENCH=OFF -DSHMREPL_WERROR=ON || return 1
   local targets=()
   for exe in "$dir"/bin/fuzz_*; do
     name=$(basename "$exe")

@@ -65,9 +65,15 @@ void print_raw(const shmrepl_record_t& r) {
   } else if (r.kind == SHMREPL_RECORD_ERROR) {
     shmrepl_bytes_t ename{}, evalue{};
     size_t lines = 0;
-    if (shmrepl_record_error(&r, &ename, &evalue, &lines) == SHMREPL_OK)
-      line += " " + escaped(ename.ptr, ename.len) + " " + escaped(evalue.ptr, evalue.len) +
-              " traceback_lines=" + std::to_string(lines);
+    if (shmrepl_record_error(&r, &ename, &evalue, &lines) == SHMREPL_OK) {
+      // Appended piece by piece: `" " + std::string&&` trips GCC 12's -Wrestrict false
+      // positive at -O3 (GCC bug 105651).
+      line += " ";
+      line += escaped(ename.ptr, ename.len);
+      line += " ";
+      line += escaped(evalue.ptr, evalue.len);
+      line += " traceback_lines=" + std::to_string(lines);
+    }
   } else {
     line += " len=" + std::to_string(r.data_len) + " " + escaped(r.data, r.data_len);
   }
