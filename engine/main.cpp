@@ -1,9 +1,12 @@
-// shmrepl-engine: the engine core behind a Unix domain socket.
+// shmrepl-engine: the supervisor, its zygote, and one worker process per session,
+// each running the engine core (embedded CPython) for its session.
 #include "engine_main.hpp"
 #include "shmrepl/engine/engine.hpp"
 
 int main(int argc, char** argv) {
-  return shmrepl::server::engine_main(argc, argv, [](const shmrepl::engine::EngineOptions& o) {
-    return shmrepl::engine::Engine::start(o);
-  });
+  const shmrepl::server::ZygoteHooks hooks{shmrepl::engine::preinitialize,
+                                           shmrepl::engine::fork_interpreter};
+  return shmrepl::server::engine_main(
+      argc, argv, [](const shmrepl::engine::EngineOptions& o) { return shmrepl::engine::Engine::start(o); },
+      &hooks);
 }

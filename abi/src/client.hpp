@@ -16,7 +16,9 @@ namespace shmrepl::client {
 
 class Connection {
  public:
-  explicit Connection(int fd) : fd_(fd) {}
+  // `worker`: a connection to a session's worker process; its end means the
+  // session died (E_SESSION_DIED), not the engine.
+  explicit Connection(int fd, bool worker = false) : fd_(fd), worker_(worker) {}
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -45,10 +47,20 @@ class Connection {
   // Sets a receive timeout (0: none), e.g. while waiting for Hello.
   void set_receive_timeout(int64_t timeout_ns) noexcept;
 
+  // A descriptor that came with the last reply (SCM_RIGHTS), or -1. Call from
+  // the `take` callback of request(); the caller owns it then.
+  int take_received_fd() noexcept {
+    int fd = received_fd_;
+    received_fd_ = -1;
+    return fd;
+  }
+
   uint32_t engine_pid = 0;
-  // Background ring names of this client's open sessions (guarded by bg_mu).
+  // Background ring names and worker connections of this client's open sessions
+  // (guarded by bg_mu).
   std::mutex bg_mu;
   std::map<uint64_t, std::string> background_rings;
+  std::map<uint64_t, std::shared_ptr<Connection>> workers;
 
  private:
   shmrepl_status_t begin(uint64_t* id);
@@ -58,6 +70,8 @@ class Connection {
 
   std::mutex mu_;
   int fd_;
+  bool worker_ = false;
+  int received_fd_ = -1;
   bool closed_ = false;  // by shmrepl_client_close
   bool dead_ = false;    // the engine went away or broke the protocol
   uint64_t next_id_ = 1;

@@ -40,6 +40,11 @@ SHMREPL_API shmrepl_status_t shmrepl_client_connect(const shmrepl_client_options
 
 SHMREPL_API void shmrepl_client_close(shmrepl_client_t* client) {
   if (client == nullptr) return;
+  {
+    std::lock_guard lock(client->conn->bg_mu);
+    for (auto& [id, w] : client->conn->workers) w->close();
+    client->conn->workers.clear();
+  }
   client->conn->close();
   delete client;
 }
@@ -53,16 +58,20 @@ SHMREPL_API shmrepl_status_t shmrepl_session_open(shmrepl_client_t* client, uint
     if (client == nullptr || session_id == nullptr)
       return fail(SHMREPL_E_INVALID, "client or session_id is NULL");
     std::string ring;
+    int worker_fd = -1;
     shmrepl_status_t st = client->conn->request(
         [](uint64_t id) { return control::open_session(id); }, ctl::Body::SessionOpened,
         [&](const ctl::Message* m) {
           const ctl::SessionOpened* o = m->body_as_SessionOpened();
           *session_id = o->session_id();
           if (o->background_ring() != nullptr) ring = o->background_ring()->str();
+          worker_fd = client->conn->take_received_fd();
         });
     if (st != SHMREPL_OK) return st;
     std::lock_guard lock(client->conn->bg_mu);
     client->conn->background_rings[*session_id] = std::move(ring);
+    // The session's own worker process: its executions go there directly.
+    if (worker_fd >= 0) client->conn->workers[*session_id] = std::make_shared<shmrepl::client::Connection>(worker_fd, true);
     return SHMREPL_OK;
   });
 }
@@ -76,6 +85,11 @@ SHMREPL_API shmrepl_status_t shmrepl_session_close(shmrepl_client_t* client, uin
     if (st == SHMREPL_OK) {
       std::lock_guard lock(client->conn->bg_mu);
       client->conn->background_rings.erase(session_id);
+      auto it = client->conn->workers.find(session_id);
+      if (it != client->conn->workers.end()) {
+        it->second->close();
+        client->conn->workers.erase(it);
+      }
     }
     return st;
   });
@@ -114,7 +128,12 @@ SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,
       return fail(SHMREPL_E_TOO_LARGE, "the request is larger than the 64 MiB message limit");
     auto e = std::make_unique<shmrepl_execution>();
     e->conn = client->conn;
-    shmrepl_status_t st = client->conn->request(
+    {
+      std::lock_guard lock(client->conn->bg_mu);
+      auto it = client->conn->workers.find(options->session_id);
+      if (it != client->conn->workers.end()) e->conn = it->second;
+    }
+    shmrepl_status_t st = e->conn->request(
         [&](uint64_t id) { return control::execute(id, f); },
         ctl::Body::Accepted, [&](const ctl::Message* m) {
           const ctl::Accepted* a = m->body_as_Accepted();

@@ -33,6 +33,8 @@ void Connection::close() noexcept {
   closed_ = true;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  if (received_fd_ >= 0) ::close(received_fd_);
+  received_fd_ = -1;
 }
 
 void Connection::set_receive_timeout(int64_t timeout_ns) noexcept {
@@ -67,7 +69,9 @@ shmrepl_status_t Connection::wait_closed(int64_t timeout_ns) {
 
 shmrepl_status_t Connection::begin(uint64_t* id) {
   if (closed_) return fail(SHMREPL_E_STATE, "the client is closed");
-  if (dead_) return fail(SHMREPL_E_ENGINE_DIED, "the connection to the engine is gone");
+  if (dead_)
+    return worker_ ? fail(SHMREPL_E_SESSION_DIED, "the session's worker process died; open a new session")
+                   : fail(SHMREPL_E_ENGINE_DIED, "the connection to the engine is gone");
   *id = next_id_++;
   return SHMREPL_OK;
 }
@@ -75,6 +79,10 @@ shmrepl_status_t Connection::begin(uint64_t* id) {
 shmrepl_status_t Connection::die(shmrepl_status_t status, std::string text) {
   // The stream is out of step or closed: no later reply could be trusted.
   dead_ = true;
+  if (worker_ && status == SHMREPL_E_ENGINE_DIED) {
+    status = SHMREPL_E_SESSION_DIED;
+    text = "the session's worker process died; open a new session";
+  }
   ::shutdown(fd_, SHUT_RDWR);
   return fail(status, std::move(text));
 }
@@ -85,7 +93,9 @@ shmrepl_status_t Connection::exchange(const control::Frame& frame, uint64_t id, 
   shmrepl_status_t st = control::write_all(fd_, frame.data(), frame.size(), &err);
   if (st != SHMREPL_OK) return die(st == SHMREPL_E_SYSTEM ? st : SHMREPL_E_ENGINE_DIED, err);
   const ctl::Message* m = nullptr;
-  st = control::read_message(fd_, &body_, &m, &err);
+  if (received_fd_ >= 0) ::close(received_fd_);  // not taken by the last caller
+  received_fd_ = -1;
+  st = control::read_message(fd_, &body_, &m, &err, &received_fd_);
   if (st == SHMREPL_E_EOF || st == SHMREPL_E_ENGINE_DIED)
     return die(SHMREPL_E_ENGINE_DIED, "the engine closed the connection");
   if (st == SHMREPL_E_TIMEOUT) return die(st, "the engine did not reply in time");

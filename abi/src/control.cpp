@@ -87,11 +87,12 @@ Frame hello_reply(uint64_t request_id, uint32_t abi_version, uint32_t engine_pid
                 ctl::CreateHelloReply(fbb, abi_version, engine_pid, v));
 }
 
-Frame session_opened(uint64_t request_id, uint64_t session_id, std::string_view background_ring) {
+Frame session_opened(uint64_t request_id, uint64_t session_id, std::string_view background_ring,
+                     uint32_t worker_pid) {
   flatbuffers::FlatBufferBuilder fbb(128);
   auto ring = background_ring.empty() ? 0 : str(fbb, background_ring);
   return finish(fbb, request_id, ctl::Body::SessionOpened,
-                ctl::CreateSessionOpened(fbb, session_id, ring));
+                ctl::CreateSessionOpened(fbb, session_id, ring, worker_pid));
 }
 
 Frame accepted(uint64_t request_id, uint64_t execution_id, std::string_view ring_name) {

@@ -45,7 +45,8 @@ Frame close_session(uint64_t request_id, uint64_t session_id);
 Frame shutdown(uint64_t request_id);
 Frame hello_reply(uint64_t request_id, uint32_t abi_version, uint32_t engine_pid,
                   std::string_view engine_version);
-Frame session_opened(uint64_t request_id, uint64_t session_id, std::string_view background_ring);
+Frame session_opened(uint64_t request_id, uint64_t session_id, std::string_view background_ring,
+                     uint32_t worker_pid = 0);
 Frame accepted(uint64_t request_id, uint64_t execution_id, std::string_view ring_name);
 Frame ok(uint64_t request_id);
 Frame error(uint64_t request_id, shmrepl_status_t code, std::string_view message);
@@ -93,7 +94,12 @@ bool peer_allowed(uid_t peer_uid, uid_t engine_uid) noexcept;
 shmrepl_status_t read_exact(int fd, void* buf, std::size_t len, std::string* error_text);
 shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string* error_text);
 // Reads one whole message into *body (aligned storage) and verifies it.
+// With `received_fd`: also takes a descriptor passed with the message (SCM_RIGHTS,
+// close-on-exec) into *received_fd (left as is if none came; the caller sets -1).
 shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
-                              std::string* error_text);
+                              std::string* error_text, int* received_fd = nullptr);
+// write_all, with descriptor `pass_fd` passed along (SCM_RIGHTS).
+shmrepl_status_t write_all_with_fd(int fd, const void* buf, std::size_t len, int pass_fd,
+                                   std::string* error_text);
 
 }  // namespace shmrepl::control

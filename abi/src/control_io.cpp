@@ -46,11 +46,79 @@ shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string
   return SHMREPL_OK;
 }
 
+shmrepl_status_t write_all_with_fd(int fd, const void* buf, std::size_t len, int pass_fd,
+                                   std::string* error_text) {
+  if (len == 0) return SHMREPL_OK;
+  // The descriptor rides on the first byte; the rest follows as usual.
+  iovec iov{const_cast<void*>(buf), 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  for (;;) {
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n == 1) break;
+    if (n < 0 && errno == EINTR) continue;
+    *error_text = std::string("sendmsg: ") + std::strerror(errno);
+    return (errno == EPIPE || errno == ECONNRESET) ? SHMREPL_E_ENGINE_DIED : SHMREPL_E_SYSTEM;
+  }
+  return write_all(fd, static_cast<const uint8_t*>(buf) + 1, len - 1, error_text);
+}
+
+namespace {
+// Reads the prefix, taking a descriptor that came with its first byte (close-on-exec).
+shmrepl_status_t read_prefix_fd(int fd, uint8_t* prefix, int* received_fd, std::string* error_text) {
+  iovec iov{prefix, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n == 0) {
+    *error_text = "connection closed by peer";
+    return SHMREPL_E_EOF;
+  }
+  if (n < 0) {
+    *error_text = std::string("recvmsg: ") + std::strerror(errno);
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return SHMREPL_E_TIMEOUT;
+    return errno == ECONNRESET ? SHMREPL_E_ENGINE_DIED : SHMREPL_E_SYSTEM;
+  }
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int got;
+      std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+      if (*received_fd < 0) *received_fd = got;
+      else ::close(got);  // only one is ever sent
+    }
+  }
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    *error_text = "a passed descriptor was cut off (MSG_CTRUNC)";
+    return SHMREPL_E_PROTOCOL;
+  }
+  return read_exact(fd, prefix + 1, kPrefixSize - 1, error_text);
+}
+}  // namespace
+
 shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
-                              std::string* error_text) {
+                              std::string* error_text, int* received_fd) {
   *out = nullptr;
   uint8_t prefix[kPrefixSize];
-  shmrepl_status_t st = read_exact(fd, prefix, sizeof prefix, error_text);
+  shmrepl_status_t st = received_fd != nullptr ? read_prefix_fd(fd, prefix, received_fd, error_text)
+                                               : read_exact(fd, prefix, sizeof prefix, error_text);
+  if (st == SHMREPL_E_EOF && received_fd != nullptr && *received_fd >= 0) st = SHMREPL_E_ENGINE_DIED;
   if (st != SHMREPL_OK) return st;
   uint32_t len = 0;
   st = parse_prefix(std::span<const uint8_t, kPrefixSize>(prefix), &len, error_text);

@@ -140,9 +140,11 @@ void encode_input_request(std::vector<std::byte>& out, const Meta& meta, std::st
 }
 
 void encode_finished(std::vector<std::byte>& out, const Meta& meta,
-                     shmrepl_finish_status_t status, int32_t exit_code, uint64_t duration_ns) {
+                     shmrepl_finish_status_t status, int32_t exit_code, uint64_t duration_ns,
+                     int32_t signal) {
   flatbuffers::FlatBufferBuilder fbb(128);
-  auto body = fbs::CreateFinished(fbb, static_cast<fbs::FinishStatus>(status), exit_code, duration_ns);
+  auto body = fbs::CreateFinished(fbb, static_cast<fbs::FinishStatus>(status), exit_code, duration_ns,
+                                  signal);
   finish_record(fbb, meta, fbs::Body::Finished, body.Union());
   copy_out(fbb, out);
 }
@@ -256,6 +258,7 @@ shmrepl_status_t decode(std::span<const std::byte> payload, uint32_t frame_flags
       out->finish_status = static_cast<uint32_t>(f->status());
       out->exit_code = f->exit_code();
       out->duration_ns = f->duration_ns();
+      out->reserved[0] = static_cast<uint64_t>(static_cast<uint32_t>(f->signal()));
       break;
     }
     case fbs::Body::NONE:

@@ -41,7 +41,8 @@ void encode_error(std::vector<std::byte>& out, const Meta& meta, std::string_vie
 void encode_input_request(std::vector<std::byte>& out, const Meta& meta, std::string_view prompt,
                           bool password);
 void encode_finished(std::vector<std::byte>& out, const Meta& meta,
-                     shmrepl_finish_status_t status, int32_t exit_code, uint64_t duration_ns);
+                     shmrepl_finish_status_t status, int32_t exit_code, uint64_t duration_ns,
+                     int32_t signal = 0);
 
 // Where to split a write too large for one record: the longest prefix of `data` of
 // at most `max` bytes that ends on a UTF-8 character boundary. It cuts inside a

@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "shmrepl/shm/layout.hpp"
+#include "workers.hpp"
 
 namespace shmrepl::server {
 
@@ -37,7 +38,9 @@ Reply Dispatcher::handle(std::span<const uint8_t> body) noexcept {
   } catch (const std::bad_alloc&) {
     return error(request_id, SHMREPL_E_NOMEM, "out of memory");
   } catch (const std::system_error& e) {
-    return error(request_id, SHMREPL_E_SYSTEM, e.what());
+    // ENOSPC: /dev/shm has no room for a ring.
+    const int c = e.code().value();
+    return error(request_id, c == ENOSPC || c == ENOMEM ? SHMREPL_E_NOMEM : SHMREPL_E_SYSTEM, e.what());
   } catch (const std::exception& e) {
     return error(request_id, SHMREPL_E_INTERNAL, e.what());
   } catch (...) {
@@ -53,6 +56,12 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
   if (!hello_ && type != ctl::Body::Hello)
     return error(rid, SHMREPL_E_PROTOCOL, "expected Hello first, got " + name);
 
+  if (worker_ && type != ctl::Body::Execute && type != ctl::Body::Cancel && type != ctl::Body::Release)
+    return error(rid, SHMREPL_E_PROTOCOL, name + " goes to the engine, not to a session's worker");
+  if (pool_ != nullptr && (type == ctl::Body::Execute || type == ctl::Body::Cancel || type == ctl::Body::Release))
+    return error(rid, SHMREPL_E_PROTOCOL,
+                 name + " goes to the session's worker (the connection that came with SessionOpened)");
+
   switch (type) {
     case ctl::Body::Hello: {
       if (hello_) return error(rid, SHMREPL_E_PROTOCOL, "Hello was already said");
@@ -67,9 +76,15 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
                    false, false};
     }
     case ctl::Body::OpenSession: {
-      const uint64_t id = engine_.open_session();
+      if (pool_ != nullptr) {
+        WorkerPool::Spawned w = pool_->spawn();
+        sessions_.insert(w.session_id);
+        return Reply{control::session_opened(rid, w.session_id, w.background_ring, static_cast<uint32_t>(w.pid)),
+                     false, false, w.client_fd};
+      }
+      const uint64_t id = engine_->open_session();
       sessions_.insert(id);
-      return Reply{control::session_opened(rid, id, engine_.session_background_ring(id)), false, false};
+      return Reply{control::session_opened(rid, id, engine_->session_background_ring(id)), false, false};
     }
     case ctl::Body::Execute: {
       const ctl::Execute* x = m.body_as_Execute();
@@ -89,7 +104,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
         for (const flatbuffers::String* a : *x->argv()) req.argv.push_back(str(a));
       req.script = x->script();
       req.ring_capacity = cap;
-      engine::Accepted a = engine_.execute(req);
+      engine::Accepted a = engine_->execute(req);
       executions_[a.execution_id] = req.session_id;
       return Reply{control::accepted(rid, a.execution_id, a.ring_name), false, false};
     }
@@ -97,14 +112,14 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
       const uint64_t id = m.body_as_Cancel()->execution_id();
       if (executions_.count(id) == 0)
         return error(rid, SHMREPL_E_NOT_FOUND, "unknown execution " + std::to_string(id));
-      engine_.cancel(id);  // false: it had already finished, which is fine
+      engine_->cancel(id);  // false: it had already finished, which is fine
       return ok(rid);
     }
     case ctl::Body::Release: {
       const uint64_t id = m.body_as_Release()->execution_id();
       if (executions_.count(id) == 0)
         return error(rid, SHMREPL_E_NOT_FOUND, "unknown execution " + std::to_string(id));
-      engine_.release(id);
+      engine_->release(id);
       executions_.erase(id);
       return ok(rid);
     }
@@ -114,7 +129,8 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
         return error(rid, SHMREPL_E_NOT_FOUND, "unknown session " + std::to_string(id));
       sessions_.erase(id);
       std::erase_if(executions_, [id](const auto& kv) { return kv.second == id; });
-      engine_.close_session(id);
+      if (pool_ != nullptr) pool_->close(id);
+      else engine_->close_session(id);
       return ok(rid);
     }
     case ctl::Body::Shutdown:
@@ -127,7 +143,8 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
 void Dispatcher::cleanup() noexcept {
   for (uint64_t id : sessions_) {
     try {
-      engine_.close_session(id);
+      if (pool_ != nullptr) pool_->close(id);
+      else engine_->close_session(id);
     } catch (...) {
       // Already gone (e.g. the engine is shutting down): nothing left to free.
     }

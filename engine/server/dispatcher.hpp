@@ -19,11 +19,24 @@ struct Reply {
   control::Frame frame;       // always one reply frame
   bool close = false;         // close the connection after sending it
   bool stop_engine = false;   // a Shutdown request: stop after sending it
+  int pass_fd = -1;           // a descriptor sent with the frame, then closed (owned)
 };
+
+class WorkerPool;
 
 class Dispatcher {
  public:
-  Dispatcher(engine::Engine& engine, uint32_t engine_pid) : engine_(engine), engine_pid_(engine_pid) {}
+  // Sessions run in `engine`, in this process.
+  Dispatcher(engine::Engine& engine, uint32_t engine_pid) : engine_(&engine), engine_pid_(engine_pid) {}
+  // The supervisor: each session gets a worker process from `pool`; the client
+  // sends its executions there.
+  Dispatcher(WorkerPool& pool, uint32_t engine_pid) : pool_(&pool), engine_pid_(engine_pid) {}
+  // A worker's connection to its client: Hello was said to the supervisor; the one
+  // session is `session_id`.
+  Dispatcher(engine::Engine& engine, uint32_t engine_pid, uint64_t session_id)
+      : engine_(&engine), engine_pid_(engine_pid), hello_(true), worker_(true) {
+    sessions_.insert(session_id);
+  }
   ~Dispatcher() { cleanup(); }
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
@@ -35,13 +48,16 @@ class Dispatcher {
 
   std::size_t sessions() const noexcept { return sessions_.size(); }
   std::size_t executions() const noexcept { return executions_.size(); }
+  bool has_execution(uint64_t id) const { return executions_.count(id) != 0; }
 
  private:
   Reply dispatch(uint64_t request_id, const control::ctl::Message& m);
 
-  engine::Engine& engine_;
+  engine::Engine* engine_ = nullptr;
+  WorkerPool* pool_ = nullptr;
   uint32_t engine_pid_;
   bool hello_ = false;
+  bool worker_ = false;
   std::set<uint64_t> sessions_;
   std::map<uint64_t, uint64_t> executions_;  // execution id -> session id
 };

@@ -23,6 +23,7 @@
 #include "server.hpp"
 #include "shmrepl/engine/engine.hpp"
 #include "shmrepl/shm/layout.hpp"
+#include "shmrepl/shm/sys.hpp"
 
 namespace {
 
@@ -53,7 +54,8 @@ extern "C" void on_stop_signal(int) {
   if (s != nullptr) s->request_stop();
 }
 
-int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactory& factory) {
+int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactory& factory,
+        const shmrepl::server::ZygoteHooks* hooks) {
   bool is_default = false;
   const std::string path =
       shmrepl::control::socket_path(opt.socket.empty() ? nullptr : opt.socket.c_str(), &is_default);
@@ -87,9 +89,16 @@ int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactor
 
   shmrepl::engine::EngineOptions eo;
   if (opt.ring_capacity != 0) eo.ring_capacity = opt.ring_capacity;
-  std::unique_ptr<shmrepl::engine::Engine> engine = factory(eo);
+  // The zygote is forked first, while this process has one thread.
+  std::unique_ptr<shmrepl::server::WorkerPool> pool;
+  std::unique_ptr<shmrepl::engine::Engine> engine;
+  if (hooks != nullptr) pool = shmrepl::server::WorkerPool::start(*hooks, factory, eo);
+  else engine = factory(eo);
 
-  shmrepl::server::Server server(*engine);
+  std::unique_ptr<shmrepl::server::Server> owned_server =
+      pool != nullptr ? std::make_unique<shmrepl::server::Server>(*pool)
+                      : std::make_unique<shmrepl::server::Server>(*engine);
+  shmrepl::server::Server& server = *owned_server;
   server.listen(path);
   g_server = &server;
   struct sigaction sa {};
@@ -103,10 +112,12 @@ int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactor
   log_line("stopping: cancelling executions");
   // The engine first: cancelling everything lets connection threads that wait on
   // it finish; then the connections (their sessions are closed) and the socket.
-  engine->shutdown();
+  if (pool != nullptr) pool->close_all();
+  if (engine != nullptr) engine->shutdown();
   server.close();
   g_server = nullptr;
   engine.reset();  // unlinks what rings remain
+  pool.reset();    // ends the zygote
   log_line("stopped");
   close(lock_fd);
   return 0;
@@ -131,8 +142,10 @@ int remove_stale_rings(uid_t uid, const std::string& dir) {
     if (j == i || j - i > 9 || j >= name.size() || name[j] != '.') continue;
     const pid_t pid = static_cast<pid_t>(std::stol(name.substr(i, j - i)));
     if (pid <= 0 || pid == self) continue;
-    // EPERM means alive (another user's process with a reused pid): keep it.
-    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    // EPERM means alive (another user's process with a reused pid): keep it. A
+    // zombie is dead (nobody reaped it yet).
+    if (kill(pid, 0) != 0 && errno != ESRCH) continue;
+    if (shmrepl::shm::process_alive(pid, 0)) continue;
     struct stat st {};
     const std::string path = dir + "/" + name;
     if (lstat(path.c_str(), &st) != 0 || st.st_uid != uid || !S_ISREG(st.st_mode)) continue;
@@ -159,7 +172,7 @@ void install_fatal_signal_handlers() noexcept {
   }
 }
 
-int engine_main(int argc, char** argv, const EngineFactory& factory) {
+int engine_main(int argc, char** argv, const EngineFactory& factory, const ZygoteHooks* hooks) {
   shmrepl::server::log_init();
   shmrepl::server::install_fatal_signal_handlers();
   shmrepl::server::Options opt;
@@ -184,7 +197,7 @@ int engine_main(int argc, char** argv, const EngineFactory& factory) {
     return 2;
   }
   try {
-    return run(opt, factory);
+    return run(opt, factory, hooks);
   } catch (const std::exception& e) {
     log_line(std::string("fatal: ") + e.what());
     return 1;

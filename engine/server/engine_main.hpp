@@ -9,14 +9,14 @@
 #include <sys/types.h>
 
 #include "shmrepl/engine/engine.hpp"
+#include "workers.hpp"
 
 namespace shmrepl::server {
 
-using EngineFactory =
-    std::function<std::unique_ptr<engine::Engine>(const engine::EngineOptions& options)>;
-
-// main() of shmrepl-engine. Returns the process exit status.
-int engine_main(int argc, char** argv, const EngineFactory& factory);
+// main() of shmrepl-engine. Returns the process exit status. With `hooks`, every
+// session gets a worker process (forked from a zygote that `hooks` prepare, running
+// an engine from `factory`); without, sessions run in this process's engine.
+int engine_main(int argc, char** argv, const EngineFactory& factory, const ZygoteHooks* hooks = nullptr);
 
 // Unlinks <dir>/shmrepl.<uid>.<pid>.* of every pid that is not alive (rings
 // of killed engines of this user). `dir` is for tests. Returns how many.

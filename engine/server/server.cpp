@@ -9,12 +9,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <system_error>
 #include <vector>
 
 #include "control.hpp"
 #include "dispatcher.hpp"
 #include "log.hpp"
+#include "workers.hpp"
 
 namespace shmrepl::server {
 
@@ -26,7 +28,11 @@ namespace {
 
 }  // namespace
 
-Server::Server(engine::Engine& engine) : engine_(engine) {
+Server::Server(engine::Engine& engine) : engine_(&engine) {
+  if (pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe");
+}
+
+Server::Server(WorkerPool& pool) : pool_(&pool) {
   if (pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe");
 }
 
@@ -100,7 +106,10 @@ void Server::run() {
 
 void Server::serve(Conn* conn) {
   const int fd = conn->fd;
-  Dispatcher dispatcher(engine_, static_cast<uint32_t>(getpid()));
+  const auto pid = static_cast<uint32_t>(getpid());
+  std::unique_ptr<Dispatcher> owned =
+      pool_ != nullptr ? std::make_unique<Dispatcher>(*pool_, pid) : std::make_unique<Dispatcher>(*engine_, pid);
+  Dispatcher& dispatcher = *owned;
   std::vector<uint8_t> body;
   std::string err;
   bool stop = false;
@@ -119,12 +128,27 @@ void Server::serve(Conn* conn) {
     body.resize(len);
     if (control::read_exact(fd, body.data(), len, &err) != SHMREPL_OK) break;
     Reply reply = dispatcher.handle(body);
-    if (control::write_all(fd, reply.frame.data(), reply.frame.size(), &err) != SHMREPL_OK) break;
+    shmrepl_status_t sent;
+    if (reply.pass_fd >= 0) {
+      sent = control::write_all_with_fd(fd, reply.frame.data(), reply.frame.size(), reply.pass_fd, &err);
+      ::close(reply.pass_fd);
+    } else {
+      sent = control::write_all(fd, reply.frame.data(), reply.frame.size(), &err);
+    }
+    if (sent != SHMREPL_OK) break;
     if (reply.stop_engine) {
       stop = true;
       break;
     }
     if (reply.close) break;
+  }
+  if (stop) {
+    // What the client waits for is done before it sees the connection end: every
+    // session ended (their rings finished) and the socket gone.
+    if (pool_ != nullptr) pool_->close_all();
+    std::lock_guard lock(mu_);
+    if (!path_.empty()) ::unlink(path_.c_str());
+    path_.clear();  // once: a new engine may bind the path right after
   }
   // The peer sees the end now; the descriptor itself is closed by reap().
   ::shutdown(fd, SHUT_RDWR);
@@ -158,8 +182,9 @@ void Server::close() {
     ::close(listen_fd_);
     listen_fd_ = -1;
   }
-  if (!path_.empty()) {
-    ::unlink(path_.c_str());
+  {
+    std::lock_guard lock(mu_);
+    if (!path_.empty()) ::unlink(path_.c_str());
     path_.clear();
   }
   reap(true);

@@ -12,9 +12,13 @@
 
 namespace shmrepl::server {
 
+class WorkerPool;
+
 class Server {
  public:
   explicit Server(engine::Engine& engine);
+  // The supervisor: sessions live in worker processes of `pool`.
+  explicit Server(WorkerPool& pool);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -39,7 +43,8 @@ class Server {
   void serve(Conn* conn);
   void reap(bool all);
 
-  engine::Engine& engine_;
+  engine::Engine* engine_ = nullptr;
+  WorkerPool* pool_ = nullptr;
   std::string path_;
   int listen_fd_ = -1;
   int wake_[2] = {-1, -1};

@@ -3,8 +3,14 @@
 #include "shmrepl/engine/engine.hpp"
 
 #include <Python.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
 
 #include <algorithm>
 #include <cerrno>
@@ -22,6 +28,7 @@
 #include "clock.hpp"
 #include "fd_capture.hpp"
 #include "output.hpp"
+#include "pyhooks.hpp"
 #include "records.hpp"
 #include "runtime.hpp"
 #include "shmrepl/shm/sys.hpp"
@@ -34,22 +41,30 @@ namespace {
 std::atomic<uint64_t> g_next_execution{1};
 std::atomic<uint64_t> g_next_session{1};
 
-std::unique_ptr<shm::Producer> create_ring(const std::string& name, uint64_t capacity,
-                                           uint64_t execution_id) {
+// A random suffix makes a ring's name unguessable: nobody can create it first.
+std::string random_suffix() {
+  uint64_t r = 0;
+  if (getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r))
+    r = shm::monotonic_ns() * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(::getpid());
+  char buf[24];
+  std::snprintf(buf, sizeof buf, ".%016" PRIx64, r);
+  return buf;
+}
+
+// Creates the ring `base` + a random suffix. Its name taken already means someone
+// squats it: another suffix. Out of memory in /dev/shm is a system_error (ENOSPC).
+std::unique_ptr<shm::Producer> create_ring(const std::string& base, uint64_t capacity,
+                                           uint64_t execution_id, pid_t guardian) {
   shm::ProducerOptions o;
   o.capacity = capacity;
   o.execution_id = execution_id;
-  try {
-    return shm::Producer::create(name, o);
-  } catch (const std::system_error& e) {
-    if (e.code().value() != EEXIST) throw std::runtime_error(e.what());
-  }
-  // Our pid is in the name: the object is a leftover of a dead process.
-  ::shm_unlink(("/" + name).c_str());
-  try {
-    return shm::Producer::create(name, o);
-  } catch (const std::system_error& e) {
-    throw std::runtime_error(e.what());
+  o.guardian_pid = static_cast<uint32_t>(guardian);
+  for (int attempt = 0;; ++attempt) {
+    try {
+      return shm::Producer::create(base + random_suffix(), o);
+    } catch (const std::system_error& e) {
+      if (e.code().value() != EEXIST || attempt == 8) throw;
+    }
   }
 }
 
@@ -116,8 +131,61 @@ void encode_error_fitted(std::vector<std::byte>& out, const records::Meta& meta,
   encode();
 }
 
+// ---- worker mode -------------------------------------------------------------
+
+int g_child_closes[2] = {-1, -1};
+
+extern "C" void on_fork_child() {
+  // A child of user code: no ring, no socket of the worker (its peers must see the
+  // worker's end when the worker dies, not when this child does).
+  mark_forked_child();
+  for (int fd : g_child_closes)
+    if (fd >= 0) ::close(fd);
+}
+
+void set_sigint_blocked(bool blocked) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
+}
+
+// [GIL] SIGINT is blocked: takes a pending one, and runs Python's handler for one
+// already delivered, dropping the KeyboardInterrupt it raises.
+void drain_sigint() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  timespec zero{};
+  while (sigtimedwait(&set, nullptr, &zero) == SIGINT) {
+  }
+  if (PyErr_CheckSignals() != 0) PyErr_Clear();
+}
+
+void become_worker(const int child_closes[2]) {
+  g_child_closes[0] = child_closes[0];
+  g_child_closes[1] = child_closes[1];
+  reset_engine_pid();
+  pthread_atfork(nullptr, nullptr, on_fork_child);
+  // As python3: Ctrl-C is KeyboardInterrupt, a closed pipe is an error, not a death.
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);
+  PyGILState_STATE g = PyGILState_Ensure();
+  PyObject* r = PyRun_String("import signal as _s\n_s.signal(_s.SIGINT, _s.default_int_handler)\ndel _s\n",
+                             Py_file_input, PyModule_GetDict(PyImport_AddModule("__main__")),
+                             PyModule_GetDict(PyImport_AddModule("__main__")));
+  if (r == nullptr) PyErr_Print();
+  Py_XDECREF(r);
+  PyGILState_Release(g);
+  // Every thread started from here on inherits the block; user code unblocks it
+  // on this thread only while it runs.
+  set_sigint_blocked(true);
+}
+
 struct Session {
   uint64_t id = 0;
+  bool caller_runs = false;  // run_session() runs it (worker mode), not `thread`
+  bool executor_done = false;  // [mu] its executor loop has returned
   PyObject* ns = nullptr;  // [GIL] the namespace, kept between executions
   std::shared_ptr<Sink> background;
   std::string background_name;
@@ -143,6 +211,9 @@ class EngineImpl final : public Engine {
   void release(uint64_t execution_id) override;
   void shutdown() override;
   std::string session_background_ring(uint64_t session_id) override;
+  void open_session_as(uint64_t session_id) override;
+  void run_session(uint64_t session_id) override;
+  bool finished(uint64_t execution_id) override;
 
   std::unique_ptr<FdCapture> fd_capture;
 
@@ -154,8 +225,14 @@ class EngineImpl final : public Engine {
   void finish(Execution& ex, shmrepl_finish_status_t status, int32_t exit_code);
   void finish_queued(Execution& ex);
   void forget_if_done(Execution& ex);
+  uint64_t add_session(uint64_t id, bool caller_runs);
+  uint64_t next_execution_id() {
+    return options_.execution_ids != nullptr ? options_.execution_ids->fetch_add(1)
+                                             : g_next_execution.fetch_add(1);
+  }
 
   EngineOptions options_;
+  pthread_t main_thread_{};  // worker mode: where user code runs
   std::string prefix_;
   std::mutex mu_;
   std::condition_variable finished_cv_;
@@ -164,13 +241,37 @@ class EngineImpl final : public Engine {
   bool stopped_ = false;                                       // [mu]
 };
 
-uint64_t EngineImpl::open_session() {
+uint64_t EngineImpl::open_session() { return add_session(g_next_session.fetch_add(1), false); }
+
+void EngineImpl::open_session_as(uint64_t session_id) { add_session(session_id, true); }
+
+uint64_t EngineImpl::add_session(uint64_t id, bool caller_runs) {
   auto s = std::make_shared<Session>();
-  s->id = g_next_session.fetch_add(1);
-  s->background_name = prefix_ + "bg" + std::to_string(s->id);
+  s->id = id;
+  s->caller_runs = caller_runs;
   s->background = std::make_shared<Sink>();
-  init_sink(*s->background, create_ring(s->background_name, options_.ring_capacity, 0));
-  {
+  try {
+    init_sink(*s->background, create_ring(prefix_ + "bg" + std::to_string(s->id), options_.ring_capacity, 0,
+                                          options_.guardian_pid));
+  } catch (const std::system_error& e) {
+    throw std::runtime_error(e.what());
+  }
+  s->background_name = s->background->producer->name();
+  if (options_.worker) {
+    // The program's namespace is __main__ itself: pickle (multiprocessing) finds its
+    // functions and classes there.
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject* main = PyImport_AddModule("__main__");  // borrowed
+    PyObject* ns = main != nullptr ? PyModule_GetDict(main) : nullptr;
+    if (ns == nullptr) {
+      PyErr_Clear();
+      PyGILState_Release(g);
+      throw std::runtime_error("cannot find the __main__ module");
+    }
+    Py_INCREF(ns);
+    s->ns = ns;
+    PyGILState_Release(g);
+  } else {
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject* ns = PyDict_New();
     PyObject* name = PyUnicode_FromString("__main__");
@@ -193,10 +294,34 @@ uint64_t EngineImpl::open_session() {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (stopped_) throw std::runtime_error("engine is shut down");
+    if (sessions_.count(s->id) != 0) throw std::invalid_argument("session id in use");
     sessions_[s->id] = s;
-    s->thread = std::thread([this, s] { executor_main(s); });
+    if (!caller_runs) s->thread = std::thread([this, s] { executor_main(s); });
   }
   return s->id;
+}
+
+void EngineImpl::run_session(uint64_t session_id) {
+  std::shared_ptr<Session> s;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = sessions_.find(session_id);
+    if (it == sessions_.end() || !it->second->caller_runs) throw std::invalid_argument("unknown session");
+    s = it->second;
+  }
+  main_thread_ = pthread_self();
+  executor_main(s);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    s->executor_done = true;
+  }
+  finished_cv_.notify_all();
+}
+
+bool EngineImpl::finished(uint64_t execution_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = executions_.find(execution_id);
+  return it == executions_.end() || it->second->state == ExecState::kFinished;
 }
 
 std::string EngineImpl::session_background_ring(uint64_t session_id) {
@@ -213,13 +338,19 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   Session& s = *sit->second;
   if (s.closing || stopped_) throw std::runtime_error("session is closing");
   auto ex = std::make_shared<Execution>();
-  ex->id = g_next_execution.fetch_add(1);
+  ex->id = next_execution_id();
   ex->session_id = s.id;
   ex->request = request;
   ex->background = s.background;
   uint64_t capacity = request.ring_capacity != 0 ? request.ring_capacity : options_.ring_capacity;
-  std::string name = prefix_ + std::to_string(ex->id);
-  init_sink(ex->sink, create_ring(name, capacity, ex->id));
+  try {
+    init_sink(ex->sink, create_ring(prefix_ + std::to_string(ex->id), capacity, ex->id,
+                                    options_.guardian_pid));
+  } catch (const std::system_error& e) {
+    // ENOSPC/ENOMEM: /dev/shm is full; a clear status for the client.
+    throw;
+  }
+  const std::string name = ex->sink.producer->name();
 
   std::vector<std::byte> rec;
   std::string client_id = request.client_execution_id;
@@ -290,6 +421,32 @@ int32_t system_exit_code(PyObject* value) {
   return exit_code;
 }
 
+// [GIL] The forked child of user code finished the code it inherited: it ends as
+// python3 ends a program (uncaught exception printed, exit code, atexit).
+[[noreturn]] void exit_forked_child(bool ok) {
+  int code = 0;
+  if (!ok) {
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+      PyObject *type, *value, *tb;
+      PyErr_Fetch(&type, &value, &tb);
+      PyErr_NormalizeException(&type, &value, &tb);
+      code = system_exit_code(value);
+      Py_XDECREF(type);
+      Py_XDECREF(value);
+      Py_XDECREF(tb);
+    } else {
+      PyErr_Print();
+      code = 1;
+    }
+  }
+  PyObject* atexit = PyImport_ImportModule("atexit");
+  PyObject* r = atexit != nullptr ? PyObject_CallMethod(atexit, "_run_exitfuncs", nullptr) : nullptr;
+  Py_XDECREF(r);
+  Py_XDECREF(atexit);
+  PyErr_Clear();
+  _exit(code);
+}
+
 void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
   Execution& ex = *ex_ref;
   const ExecuteRequest& req = ex.request;
@@ -303,6 +460,7 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
   }
   ex.phase = Phase::kUser;
   FdCapture::execution_started(ex_ref);
+  if (options_.worker) set_sigint_blocked(false);  // Ctrl-C / cancel reach user code
 
   PyObject* saved_argv = nullptr;
   if (!req.argv.empty()) {
@@ -359,10 +517,16 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
     }
     Py_XDECREF(compiled);
   }
+  if (forked_child()) exit_forked_child(ok);  // a fork of user code: never back to us
   PyObject *type = nullptr, *exc = nullptr, *tb = nullptr;
   if (!ok) PyErr_Fetch(&type, &exc, &tb);
   // From here on a cancel has no effect; drop one that is still in flight.
   ex.phase = Phase::kPost;
+  if (options_.worker) {
+    // A SIGINT sent while user code ran must not hit the next execution.
+    set_sigint_blocked(true);
+    drain_sigint();
+  }
   if (raise_pending_async()) PyErr_Clear();
   ex.cancel_pending.store(false);
 
@@ -527,6 +691,9 @@ bool EngineImpl::cancel(uint64_t execution_id) {
               ex->cancel_pending.store(true, std::memory_order_release);
             }
             ex->wake_cv.notify_all();
+          } else if (options_.worker) {
+            // As Ctrl-C in python3: also interrupts blocking system calls.
+            pthread_kill(main_thread_, SIGINT);
           } else {
             PyThreadState_SetAsyncExc(ex->thread_ident, PyExc_KeyboardInterrupt);
           }
@@ -577,6 +744,10 @@ void EngineImpl::close_session(uint64_t session_id) {
   finished_cv_.notify_all();
   if (running != nullptr) cancel(running->id);
   if (s->thread.joinable()) s->thread.join();
+  if (s->caller_runs) {
+    std::unique_lock<std::mutex> l(mu_);
+    finished_cv_.wait(l, [&] { return s->executor_done; });
+  }
 
   {
     PyGILState_STATE g = PyGILState_Ensure();
@@ -621,8 +792,24 @@ void EngineImpl::shutdown() {
 
 }  // namespace
 
+void preinitialize() { ensure_python(); }
+
+pid_t fork_interpreter() {
+  PyGILState_STATE g = PyGILState_Ensure();
+  PyOS_BeforeFork();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    PyOS_AfterFork_Child();
+  } else {
+    PyOS_AfterFork_Parent();
+  }
+  PyGILState_Release(g);
+  return pid;
+}
+
 std::unique_ptr<Engine> Engine::start(const EngineOptions& options) {
   ensure_python();
+  if (options.worker) become_worker(options.child_closes);
   auto engine = std::make_unique<EngineImpl>(options);
   if (options.capture_fds) engine->fd_capture = FdCapture::start();
   return engine;

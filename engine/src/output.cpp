@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <new>
 #include <string>
 
 #include "records.hpp"
@@ -23,6 +24,29 @@ std::atomic<int> g_log_fd{2};
 DrainHook g_drain = nullptr;  // [GIL]
 
 constexpr auto kWaitSlice = std::chrono::milliseconds(50);
+
+bool g_forked = false;  // this process is a child that user code forked
+
+void write_fd_segments(int fd, const Segment* segs, std::size_t n) {
+  std::string text;
+  for (std::size_t i = 0; i < n; ++i) {
+    bool sur = false;
+    std::size_t size = utf8_size(segs[i], &sur);
+    std::size_t at = text.size();
+    text.resize(at + size);
+    std::size_t pos = 0;
+    encode_some(segs[i], &pos, reinterpret_cast<unsigned char*>(text.data() + at), size, false);
+  }
+  const char* p = text.data();
+  std::size_t left = text.size();
+  while (left > 0) {
+    ssize_t w = ::write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    left -= static_cast<std::size_t>(w);
+  }
+}
 
 void write_log_segments(const Segment* segs, std::size_t n) {
   std::string text;
@@ -81,6 +105,16 @@ void terminate_split(Sink& s, uint64_t execution_id, shmrepl_stream_t stream) {
 }
 
 }  // namespace
+
+void mark_forked_child() noexcept {
+  g_forked = true;
+  t_exec = nullptr;
+  t_executor = false;
+  // The parent's reference stays counted: freeing here could run a destructor
+  // that touches state only the parent owns.
+  new (&t_exec_ref) std::shared_ptr<Execution>();
+}
+bool forked_child() noexcept { return g_forked; }
 
 Execution* current_execution() noexcept { return t_exec; }
 std::shared_ptr<Execution> current_execution_ref() { return t_exec_ref; }
@@ -266,6 +300,12 @@ bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text
   if (total == 0) return true;
   Execution* ex = t_exec;
   if (ex == nullptr) {
+    if (g_forked) {
+      // A forked child has no ring: its output takes the way of its other writes
+      // to fds 1/2 (the parent's capture pipes), as python3's would.
+      write_fd_segments(stream == SHMREPL_STREAM_STDERR ? 2 : 1, segs, n);
+      return true;
+    }
     write_log_segments(segs, n);
     return true;
   }

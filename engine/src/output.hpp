@@ -19,6 +19,10 @@ namespace shmrepl::engine {
 // The calling thread's current execution (nullptr: an engine thread, or a thread
 // that user code did not start). Threads started by user code inherit it.
 Execution* current_execution() noexcept;
+// In a child that user code forked (worker mode): forget the execution, and write
+// Python output to fds 1/2 from now on. Called by the at-fork child handler.
+void mark_forked_child() noexcept;
+bool forked_child() noexcept;
 std::shared_ptr<Execution> current_execution_ref();
 // `executor`: this thread is the execution's own (cancel raises in it).
 void set_current_execution(std::shared_ptr<Execution> ex, bool executor);

@@ -435,13 +435,14 @@ PyMethodDef g_os_write_def = {
 
 PyObject* g_orig_os_exit = nullptr;
 pid_t g_engine_pid = 0;
+bool g_real_os_exit = false;  // a worker process: os._exit ends it, as in python3
 
 // os._exit(n) in an execution would end the engine and every session with it: it
 // raises SystemExit(n) instead, so the execution finishes Exited with code n. Unlike
 // the real one, `finally` blocks run and `except SystemExit` can catch it. A forked
 // child (multiprocessing) and threads without an execution get the real os._exit.
 PyObject* hooked_os_exit(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs == 1 && getpid() == g_engine_pid && current_execution() != nullptr) {
+  if (!g_real_os_exit && nargs == 1 && getpid() == g_engine_pid && current_execution() != nullptr) {
     if (!PyLong_Check(args[0])) {
       PyErr_SetString(PyExc_TypeError, "'status' must be an integer");
       return nullptr;
@@ -574,6 +575,11 @@ void replace(PyObject* module, const char* name, PyMethodDef* def, PyObject** or
 }  // namespace
 
 void set_fd_captured_fn(FdCapturedFn fn) noexcept { g_fd_captured = fn; }
+
+void reset_engine_pid() noexcept {
+  g_engine_pid = getpid();
+  g_real_os_exit = true;
+}
 
 void install_hooks() {
   g_writer_type = reinterpret_cast<PyTypeObject*>(must(PyType_FromSpec(&g_writer_spec), "writer type"));

@@ -10,6 +10,9 @@ namespace shmrepl::engine {
 
 // Installs everything above. GIL held; once per process. Throws on failure.
 void install_hooks();
+// A forked worker: the process whose os.close is ours is this one now, and
+// os._exit is the real one (it ends the worker, and the supervisor reports its code).
+void reset_engine_pid() noexcept;
 
 // Set by fd capture: true if `fd` (1 or 2) is still our capture pipe. [GIL]
 using FdCapturedFn = bool (*)(int fd);

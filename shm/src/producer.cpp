@@ -1,5 +1,7 @@
 #include "shmrepl/shm/producer.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,8 +55,17 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
   // From here the destructor unlinks the name if anything below throws.
   // shm_open applies the umask; the ring must be exactly owner-only.
   ::fchmod(p->map_->object.get_mapping_handle().handle, 0600);
+  const int fd = p->map_->object.get_mapping_handle().handle;
   p->map_->object.truncate(static_cast<bip::offset_t>(kDataOffset + capacity));
+  // Reserve every page now: a full /dev/shm is an error here, not a SIGBUS on the
+  // first write to a page that cannot be allocated.
+  if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(kDataOffset + capacity)); rc != 0)
+    throw std::system_error(rc, std::system_category(),
+                            "reserving " + std::to_string(kDataOffset + capacity) + " bytes for ring " +
+                                p->name_ + " (is /dev/shm full?)");
   p->map_->region = bip::mapped_region(p->map_->object, bip::read_write);
+  // A child that user code forks must never write to (or hold) the ring.
+  ::madvise(p->map_->region.get_address(), p->map_->region.get_size(), MADV_DONTFORK);
 
   auto* base = static_cast<std::byte*>(p->map_->region.get_address());
   // ftruncate zero-filled the object; the atomics start at zero.
@@ -66,6 +77,7 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
   p->capacity_ = capacity;
   p->mask_ = capacity - 1;
   p->max_payload_ = static_cast<uint32_t>(max_payload);
+  p->closing_reserve_ = std::min<uint64_t>(1024, capacity / 8);
 
   RingHeader& h = *p->header_;
   h.layout_version = kLayoutVersion;
@@ -77,10 +89,74 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
   h.producer_start_time = process_start_time(::getpid());
   h.reader_slots = kReaderSlots;
   h.max_payload = p->max_payload_;
+  h.closing_reserve = static_cast<uint32_t>(p->closing_reserve_);
+  if (options.guardian_pid != 0) {
+    h.guardian_pid = options.guardian_pid;
+    h.guardian_start_time = process_start_time(static_cast<pid_t>(options.guardian_pid));
+  }
   // The magic last: a reader that sees it sees every field above.
   std::atomic_ref<uint64_t>(h.magic).store(kMagic, std::memory_order_release);
   return p;
 }
+
+std::unique_ptr<Producer> Producer::take_over(const std::string& name) {
+  if (!valid_ring_name(name)) throw std::invalid_argument("invalid ring name: " + name);
+  std::unique_ptr<Producer> p(new Producer());
+  p->map_ = std::make_unique<Mapping>();
+  try {
+    p->map_->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+    bip::offset_t size = 0;
+    if (!p->map_->object.get_size(size) || size < static_cast<bip::offset_t>(kDataOffset))
+      throw std::runtime_error("ring " + name + " is truncated");
+    p->map_->region = bip::mapped_region(p->map_->object, bip::read_write);
+  } catch (const bip::interprocess_exception& e) {
+    throw std::system_error(e.get_native_error(), std::system_category(), "opening ring " + name);
+  }
+  p->name_ = name;
+  p->unlink_on_close_ = false;
+  auto* base = static_cast<std::byte*>(p->map_->region.get_address());
+  const std::size_t size = p->map_->region.get_size();
+  p->header_ = reinterpret_cast<RingHeader*>(base);
+  const RingHeader& h = *p->header_;
+  const uint64_t cap = h.capacity;
+  if (std::atomic_ref<uint64_t>(p->header_->magic).load(std::memory_order_acquire) != kMagic ||
+      h.layout_version != kLayoutVersion || h.header_size != kDataOffset || cap < kMinCapacity ||
+      cap > kMaxCapacity || !std::has_single_bit(cap) || size - kDataOffset < cap ||
+      h.max_payload == 0 || h.max_payload > cap / 4 || h.closing_reserve > cap / 8)
+    throw std::runtime_error("ring " + name + " has a bad header");
+  p->block_ = reinterpret_cast<ProducerBlock*>(base + kProducerOffset);
+  p->slots_ = reinterpret_cast<ReaderSlot*>(base + kSlotsOffset);
+  p->data_ = base + kDataOffset;
+  p->capacity_ = cap;
+  p->mask_ = cap - 1;
+  p->max_payload_ = h.max_payload;
+  p->closing_reserve_ = h.closing_reserve;
+  p->pos_ = p->block_->write_pos.load(std::memory_order_acquire);
+  p->reserved_at_ = p->block_->last_frame.load(std::memory_order_acquire);
+  const uint64_t tail = p->block_->tail.load(std::memory_order_acquire);
+  if (p->pos_ % kFrameAlign != 0 || tail > p->pos_ || p->pos_ - tail > cap ||
+      (p->pos_ != 0 && (p->reserved_at_ >= p->pos_ || p->pos_ - p->reserved_at_ > cap)))
+    throw std::runtime_error("ring " + name + " has positions out of range");
+  p->limit_ = p->refresh_limit();
+  return p;
+}
+
+std::span<const std::byte> Producer::last_payload() const noexcept {
+  if (pos_ == 0 || reserved_at_ >= pos_) return {};
+  const uint64_t off = reserved_at_ & mask_;
+  if (capacity_ - off < kFrameHeaderSize) return {};
+  FrameHeader h;
+  std::memcpy(&h, data_ + off, sizeof h);
+  if ((h.flags & kFlagPad) != 0 || h.length > max_payload_ || frame_size(h.length) > capacity_ - off)
+    return {};
+  return {data_ + off + kFrameHeaderSize, h.length};
+}
+
+bool Producer::finished() const noexcept {
+  return header_->state.load(std::memory_order_acquire) == static_cast<uint32_t>(RingState::kFinished);
+}
+uint32_t Producer::producer_pid() const noexcept { return header_->producer_pid; }
+uint64_t Producer::producer_start_time() const noexcept { return header_->producer_start_time; }
 
 Producer::~Producer() {
   if (unlink_on_close_ && !name_.empty()) unlink();
@@ -137,12 +213,13 @@ inline uint64_t footprint(uint64_t pos, uint64_t capacity, uint64_t mask, std::s
 }
 }  // namespace
 
-std::span<std::byte> Producer::try_reserve(std::size_t payload) noexcept {
+std::span<std::byte> Producer::try_reserve(std::size_t payload, bool closing) noexcept {
   if (payload > max_payload_) return {};
+  const uint64_t room = closing ? capacity_ : capacity_ - closing_reserve_;
   uint64_t total = footprint(pos_, capacity_, mask_, payload);
-  if (pos_ + total - limit_ > capacity_) {
+  if (pos_ + total - limit_ > room) {
     limit_ = refresh_limit();
-    if (pos_ + total - limit_ > capacity_) return {};
+    if (pos_ + total - limit_ > room) return {};
   }
   uint64_t need = frame_size(payload);
   uint64_t off = pos_ & mask_;
@@ -161,6 +238,7 @@ void Producer::commit(std::size_t length, uint32_t flags) noexcept {
   FrameHeader h{static_cast<uint32_t>(length), flags & ~kFlagPad};
   std::memcpy(data_ + (reserved_at_ & mask_), &h, sizeof h);
   pos_ = reserved_at_ + frame_size(length);
+  block_->last_frame.store(reserved_at_, std::memory_order_relaxed);  // ordered by the store below
   // Release: a reader that loads this position sees the frame. Seq_cst with the load
   // below (Dekker-style, pairs with Reader::wait's seq_cst store and load): either
   // the sleeping reader sees the new position or we see its flag. Clearing the flag
@@ -188,11 +266,13 @@ void Producer::detach_dead_readers() noexcept {
   }
 }
 
-WaitResult Producer::wait_for_space(std::size_t payload, std::chrono::nanoseconds timeout) noexcept {
+WaitResult Producer::wait_for_space(std::size_t payload, std::chrono::nanoseconds timeout,
+                                    bool closing) noexcept {
   if (payload > max_payload_) return WaitResult::kReady;  // try_reserve will refuse it anyway
+  const uint64_t room = closing ? capacity_ : capacity_ - closing_reserve_;
   auto fits = [&] {
     limit_ = refresh_limit();
-    return pos_ + footprint(pos_, capacity_, mask_, payload) - limit_ <= capacity_;
+    return pos_ + footprint(pos_, capacity_, mask_, payload) - limit_ <= room;
   };
   for (int i = 0; i < 128; ++i) {
     if (fits()) return WaitResult::kReady;
@@ -226,12 +306,12 @@ WaitResult Producer::wait_for_space(std::size_t payload, std::chrono::nanosecond
   }
 }
 
-void Producer::write(std::span<const std::byte> payload, uint32_t flags) {
+void Producer::write(std::span<const std::byte> payload, uint32_t flags, bool closing) {
   if (payload.size() > max_payload_) throw std::length_error("record larger than the ring's max payload");
-  std::span<std::byte> room = try_reserve(payload.size());
+  std::span<std::byte> room = try_reserve(payload.size(), closing);
   while (room.data() == nullptr) {  // an empty payload gets an empty, non-null span
-    wait_for_space(payload.size(), std::chrono::milliseconds(100));
-    room = try_reserve(payload.size());
+    wait_for_space(payload.size(), std::chrono::milliseconds(100), closing);
+    room = try_reserve(payload.size(), closing);
   }
   if (!payload.empty()) std::memcpy(room.data(), payload.data(), payload.size());
   commit(payload.size(), flags);

@@ -1,5 +1,6 @@
 #include "shmrepl/shm/reader.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bit>
@@ -41,6 +42,15 @@ std::unique_ptr<Reader> Reader::open(const std::string& name, shmrepl_reader_sta
   r->map_ = std::make_unique<Mapping>();
   try {
     r->map_->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+    // Only a ring of our own user, open to nobody else, is trusted (a name another
+    // user created first is refused).
+    struct stat st {};
+    if (::fstat(r->map_->object.get_mapping_handle().handle, &st) != 0 || st.st_uid != ::geteuid() ||
+        (st.st_mode & 077) != 0) {
+      *status = fail(error, SHMREPL_E_PERMISSION,
+                     "ring '" + name + "' is not owned by us or is open to other users");
+      return nullptr;
+    }
     bip::offset_t size = 0;
     if (!r->map_->object.get_size(size) || size < static_cast<bip::offset_t>(kDataOffset)) {
       *status = fail(error, SHMREPL_E_CORRUPT, "ring '" + name + "' is truncated");
@@ -98,6 +108,8 @@ shmrepl_status_t Reader::init(shmrepl_reader_start_t start, std::string* error) 
   execution_id_ = header_->execution_id;
   producer_pid_ = header_->producer_pid;
   producer_start_time_ = header_->producer_start_time;
+  guardian_pid_ = header_->guardian_pid;
+  guardian_start_time_ = header_->guardian_start_time;
   block_ = reinterpret_cast<ProducerBlock*>(base_ + kProducerOffset);
   data_ = base_ + kDataOffset;
 
@@ -162,8 +174,11 @@ void Reader::wake_producer() noexcept {
   }
 }
 
+// A dead producer with a live guardian is not the end: the guardian is about to
+// write the closing records.
 bool Reader::producer_alive() const noexcept {
-  return process_alive(static_cast<pid_t>(producer_pid_), producer_start_time_);
+  if (process_alive(static_cast<pid_t>(producer_pid_), producer_start_time_)) return true;
+  return guardian_pid_ != 0 && process_alive(static_cast<pid_t>(guardian_pid_), guardian_start_time_);
 }
 
 bool Reader::ready() noexcept {

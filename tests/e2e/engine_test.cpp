@@ -186,7 +186,10 @@ TEST_F(EngineTest, KilledEngineGivesClearStatusesWithinASecond) {
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(1));
   const auto t1 = Clock::now();
   st = shmrepl_execution_cancel(e);
-  EXPECT_EQ(st, SHMREPL_E_ENGINE_DIED) << status_text(st);
+  // The session's worker died with its engine.
+  EXPECT_EQ(st, SHMREPL_E_SESSION_DIED) << status_text(st);
+  uint64_t sid = 0;
+  EXPECT_EQ(shmrepl_session_open(c.c, &sid), SHMREPL_E_ENGINE_DIED);
   EXPECT_LT(Clock::now() - t1, std::chrono::seconds(1));
   shmrepl_reader_close(reader);
   unlink_ring(shmrepl_execution_ring_name(e));  // its engine cannot any more
@@ -218,7 +221,10 @@ TEST_F(EngineTest, BadControlMessagesDoNotStopTheEngine) {
     EXPECT_EQ(r.reply(), SHMREPL_E_PROTOCOL);
     ASSERT_TRUE(r.send(control::hello(6, SHMREPL_ABI_VERSION, 0)));
     EXPECT_EQ(r.reply(), SHMREPL_OK);
+    // Executions go to a session's worker, never to the engine's socket.
     ASSERT_TRUE(r.send(control::execute(7, {123456, "print(1)", "", "", {}, true, 0})));
+    EXPECT_EQ(r.reply(), SHMREPL_E_PROTOCOL);
+    ASSERT_TRUE(r.send(control::close_session(8, 123456)));
     EXPECT_EQ(r.reply(), SHMREPL_E_NOT_FOUND);
   }
   Session s(good.c);

@@ -56,6 +56,8 @@ typedef int32_t shmrepl_status_t;
 #define SHMREPL_E_STATE (-15)         /* the call does not fit the handle's state */
 #define SHMREPL_E_CONNECT (-16)       /* no engine could be reached or started */
 #define SHMREPL_E_TOO_LARGE (-17)     /* a request exceeds a documented limit */
+#define SHMREPL_E_SESSION_DIED (-18)  /* the session's worker process died (crash, kill,
+                                       * os._exit): open a new session */
 #define SHMREPL_E_INTERNAL (-99)      /* a bug in shmrepl: please report it */
 
 /* ---- records ---------------------------------------------------------- */
@@ -80,7 +82,7 @@ typedef enum shmrepl_finish_status {
   SHMREPL_FINISH_ERROR = 1,
   SHMREPL_FINISH_CANCELLED = 2,
   SHMREPL_FINISH_EXITED = 3,
-  SHMREPL_FINISH_ABORTED = 4
+  SHMREPL_FINISH_ABORTED = 4 /* the worker died: exit_code, and the signal in reserved[0] */
 } shmrepl_finish_status_t;
 
 /* Record flags: one write larger than the ring's largest record arrives as several
@@ -96,7 +98,8 @@ typedef enum shmrepl_finish_status {
  *  - RESULT: data = the repr text (not NUL-terminated).
  *  - ERROR: data = the exception's message (evalue); see shmrepl_record_error().
  *  - INPUT_REQUEST: data = the prompt.
- *  - FINISHED: finish_status, exit_code, duration_ns.
+ *  - FINISHED: finish_status, exit_code, duration_ns; reserved[0] holds the number
+ *    of the signal that ended the session's worker process (0: none), since 1.1.
  *  - STARTED: data = the client's execution id string, if it gave one.
  * The layout is fixed for ABI version 1 (reserved fields keep room to grow). */
 typedef struct shmrepl_record {

@@ -3,9 +3,13 @@
 // sockets or clients; the control plane (engine/server) drives it.
 #pragma once
 
+#include <sys/types.h>
+
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -14,7 +18,28 @@ namespace shmrepl::engine {
 struct EngineOptions {
   uint64_t ring_capacity = 1 << 20;  // data bytes of each execution's ring
   bool capture_fds = true;           // capture raw writes to fd 1 and 2 through pipes
+  // Worker mode (one process per session, see docs/architecture.md): the session's
+  // namespace is the __main__ module, user code runs on the thread that calls
+  // run_session() (the process's main thread, SIGINT unblocked only while user code
+  // runs; cancel is a SIGINT to it), and a child that user code forks never writes a
+  // ring: its Python output goes to fds 1/2, and it exits where it would return to us.
+  bool worker = false;
+  // Recorded in every ring: the process that closes a ring whose producer died.
+  pid_t guardian_pid = 0;
+  // Execution ids: a counter shared by all workers of one engine (a shared
+  // mapping); nullptr = a counter of this process.
+  std::atomic<uint64_t>* execution_ids = nullptr;
+  // Descriptors a forked child of user code closes at once (the worker's sockets),
+  // so the peers see them close when the worker dies. -1 = none.
+  int child_closes[2] = {-1, -1};
 };
+
+// Worker mode, before any thread exists: initialises CPython in this process (the
+// zygote), so that forked workers start warm. Throws std::runtime_error.
+void preinitialize();
+// Forks this single-threaded, initialised process as CPython's os.fork() does.
+// Returns as fork() does.
+pid_t fork_interpreter();
 
 struct ExecuteRequest {
   uint64_t session_id = 0;
@@ -43,6 +68,19 @@ class Engine {
   // All calls below are thread-safe. They throw std::invalid_argument for an
   // unknown session/execution and std::runtime_error for other failures.
   virtual uint64_t open_session() = 0;
+  // Worker mode: the session with a given id, whose executions run on the thread
+  // that calls run_session(id); returns when the session is closed.
+  virtual void open_session_as(uint64_t session_id) {
+    (void)session_id;
+    throw std::runtime_error("sessions with a given id are not supported");
+  }
+  virtual void run_session(uint64_t session_id) { (void)session_id; }
+  // True once the execution wrote its Finished record (or is unknown). Never waits
+  // for the GIL.
+  virtual bool finished(uint64_t execution_id) {
+    (void)execution_id;
+    return true;
+  }
   // Cancels what runs or waits in the session, then drops its namespace.
   virtual void close_session(uint64_t session_id) = 0;
   // Queues an execution (a session runs one at a time, FIFO). Its ring exists and

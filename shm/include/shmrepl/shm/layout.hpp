@@ -9,7 +9,9 @@
 namespace shmrepl::shm {
 
 inline constexpr uint64_t kMagic = 0x004C5045524D4853ull;  // "SHMREPL\0" little-endian
-inline constexpr uint32_t kLayoutVersion = 1;
+// 2: guardian (the supervisor that closes a dead producer's ring), last_frame, and
+// room kept for closing records.
+inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kReaderSlots = 16;
 inline constexpr std::size_t kFrameHeaderSize = 8;
@@ -45,6 +47,12 @@ struct RingHeader {
   uint32_t max_payload;         // the largest record payload the producer writes
   uint32_t reserved0;
   std::atomic<uint32_t> state;  // RingState; release-stored after the last frame
+  uint32_t closing_reserve;     // data bytes only closing records may use
+  // The process that finishes the ring if the producer dies (0: none). While it
+  // lives, a dead producer is not the end of the stream: the guardian writes the
+  // closing records, then marks the ring finished.
+  uint64_t guardian_start_time;
+  uint32_t guardian_pid;
   uint32_t reserved1;
 };
 
@@ -52,6 +60,7 @@ struct RingHeader {
 // one side writes sits on its own cache line.
 struct ProducerBlock {
   alignas(64) std::atomic<uint64_t> write_pos;  // free-running; release-stored per frame
+  std::atomic<uint64_t> last_frame;            // start of the newest frame (for a guardian)
   alignas(64) std::atomic<uint32_t> data_seq;   // futex: bumped when data comes and readers sleep
   std::atomic<uint32_t> readers_sleeping;      // 1: some reader may sleep on data_seq
   alignas(64) std::atomic<uint64_t> tail;       // oldest byte the producer still keeps
@@ -75,7 +84,7 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(sizeof(std::atomic<uint64_t>) == 8 && sizeof(std::atomic<uint32_t>) == 4);
 static_assert(sizeof(FrameHeader) == kFrameHeaderSize);
-static_assert(sizeof(RingHeader) == 72);
+static_assert(sizeof(RingHeader) == 88);
 static_assert(offsetof(RingHeader, state) == 64);
 static_assert(sizeof(ProducerBlock) == 256);
 static_assert(offsetof(ProducerBlock, tail) == 128);

@@ -18,6 +18,8 @@ struct ProducerOptions {
   uint64_t execution_id = 0;
   // Largest record payload; 0 = capacity / 4. Larger writes are split by the caller.
   uint32_t max_payload = 0;
+  // The guardian recorded in the header (see RingHeader); 0 = none.
+  uint32_t guardian_pid = 0;
 };
 
 enum class WaitResult { kReady, kTimeout };
@@ -26,7 +28,13 @@ class Producer {
  public:
   // Creates the shared-memory object `name` (no leading slash, e.g.
   // "shmrepl.1000.42.7"), mode 0600. Throws std::system_error / std::invalid_argument.
+  // The memory is reserved at creation (ENOSPC/ENOMEM as std::system_error, never a
+  // SIGBUS later); the mapping is not inherited by fork()ed children.
   static std::unique_ptr<Producer> create(std::string name, const ProducerOptions& options);
+  // Becomes the producer of an existing ring whose producer died (the guardian's
+  // job): writes continue at the published write position. The name is kept on
+  // destruction. Throws std::system_error / std::runtime_error (not a valid ring).
+  static std::unique_ptr<Producer> take_over(const std::string& name);
   ~Producer();  // unmaps; unlinks the object unless release_name() was called
   Producer(const Producer&) = delete;
   Producer& operator=(const Producer&) = delete;
@@ -39,16 +47,19 @@ class Producer {
   // Space for a payload of `payload` bytes (<= max_payload), or a span with a null
   // data() if the slowest reader has not released enough yet (payload 0 succeeds
   // with an empty, non-null span). Never blocks, no system call.
-  std::span<std::byte> try_reserve(std::size_t payload) noexcept;
+  // `closing`: a closing record (FINISHED) may also use the ring's closing reserve,
+  // so it always fits once readers release what they hold... or nobody reads.
+  std::span<std::byte> try_reserve(std::size_t payload, bool closing = false) noexcept;
   // Waits up to `timeout` until try_reserve(payload) can succeed; detaches readers
   // whose process died while waiting. Safe to call with no lock held by the caller
   // other than the producer's own exclusivity.
-  WaitResult wait_for_space(std::size_t payload, std::chrono::nanoseconds timeout) noexcept;
+  WaitResult wait_for_space(std::size_t payload, std::chrono::nanoseconds timeout,
+                            bool closing = false) noexcept;
   // Publishes the frame reserved last, with `length` <= reserved bytes of payload.
   // The record is readable once this returns.
   void commit(std::size_t length, uint32_t flags = 0) noexcept;
   // try_reserve + wait_for_space until ready, then copy and commit.
-  void write(std::span<const std::byte> payload, uint32_t flags = 0);
+  void write(std::span<const std::byte> payload, uint32_t flags = 0, bool closing = false);
 
   // Marks the ring finished (after the last commit) and wakes readers.
   void finish() noexcept;
@@ -58,6 +69,11 @@ class Producer {
   void unlink() noexcept;
 
   uint64_t write_pos() const noexcept { return pos_; }
+  // The payload of the newest frame (empty if none): a guardian reads its seq.
+  std::span<const std::byte> last_payload() const noexcept;
+  bool finished() const noexcept;
+  uint32_t producer_pid() const noexcept;
+  uint64_t producer_start_time() const noexcept;
   // Number of reader slots in use (for tests and diagnostics).
   std::size_t attached_readers() const noexcept;
 
@@ -76,6 +92,7 @@ class Producer {
   uint64_t capacity_ = 0;
   uint64_t mask_ = 0;
   uint32_t max_payload_ = 0;
+  uint64_t closing_reserve_ = 0;
   uint64_t pos_ = 0;        // local copy of write_pos
   uint64_t limit_ = 0;      // cached: nothing at or beyond limit_ + capacity_ may be written
   uint64_t reserved_at_ = 0;  // frame start of the current reservation

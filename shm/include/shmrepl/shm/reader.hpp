@@ -74,6 +74,8 @@ class Reader {
   uint64_t execution_id_ = 0;
   uint32_t producer_pid_ = 0;
   uint64_t producer_start_time_ = 0;
+  uint32_t guardian_pid_ = 0;
+  uint64_t guardian_start_time_ = 0;
 
   uint64_t read_pos_ = 0;  // our copy of slot_->read_pos
   uint64_t cursor_ = 0;    // the next frame to hand out

@@ -1,0 +1,545 @@
+#include "workers.hpp"
+
+#include <dirent.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <stdexcept>
+#include <system_error>
+
+#include "control.hpp"
+#include "dispatcher.hpp"
+#include "log.hpp"
+#include "records.hpp"
+#include "shmrepl/shm/producer.hpp"
+#include "shmrepl/shm/sys.hpp"
+#include "shmrepl/shmrepl_generated.h"
+
+namespace shmrepl::server {
+
+namespace {
+
+[[noreturn]] void throw_errno(const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
+// Supervisor -> zygote: fork a worker for this session; two descriptors ride along
+// (the worker's ends of the client connection and of the supervisor channel).
+struct SpawnRequest {
+  uint64_t session_id;
+};
+// Zygote -> supervisor: a worker ended (waitpid status).
+struct ExitNotice {
+  int32_t pid;
+  int32_t status;
+};
+// Worker -> supervisor, on the supervisor channel.
+enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3 };
+struct WorkerMessage {
+  uint32_t kind;
+  int32_t pid;
+  char text[240];  // kReady: the background ring; kFailed: why
+};
+// Supervisor -> worker: end the session.
+enum : uint32_t { kClose = 1 };
+
+void send_fds(int sock, const void* data, std::size_t len, const int* fds, std::size_t nfds) {
+  iovec iov{const_cast<void*>(data), len};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 2)] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  ssize_t n;
+  do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n != static_cast<ssize_t>(len)) throw_errno("sendmsg");
+}
+
+// One datagram, and up to two descriptors (close-on-exec). 0 at end of stream.
+ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* nfds) {
+  iovec iov{data, len};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  std::size_t got = 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      if (got < 2) fds[got++] = fd;
+      else ::close(fd);
+    }
+  }
+  if (nfds != nullptr) *nfds = got;
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    for (std::size_t i = 0; i < got; ++i) ::close(fds[i]);
+    if (nfds != nullptr) *nfds = 0;
+    errno = EMSGSIZE;
+    return -1;
+  }
+  return n;
+}
+
+void send_message(int sock, uint32_t kind, const std::string& text) {
+  WorkerMessage m{};
+  m.kind = kind;
+  m.pid = static_cast<int32_t>(::getpid());
+  std::strncpy(m.text, text.c_str(), sizeof m.text - 1);
+  ssize_t ignored = ::send(sock, &m, sizeof m, MSG_NOSIGNAL);
+  (void)ignored;
+}
+
+uint64_t now_ms() { return shm::monotonic_ns() / 1'000'000; }
+
+// ---- the worker ----------------------------------------------------------------
+
+// Runs engine.cancel (which needs the GIL, held as long as C code likes) away from
+// the connection's thread, so that thread keeps serving and keeps time.
+class Canceller {
+ public:
+  explicit Canceller(engine::Engine& e) : engine_(e), thread_([this] { loop(); }) { thread_.detach(); }
+  void post(uint64_t id) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.push_back(id);
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      uint64_t id;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return !queue_.empty(); });
+        id = queue_.front();
+        queue_.pop_front();
+      }
+      try {
+        engine_.cancel(id);
+      } catch (...) {
+      }
+    }
+  }
+  engine::Engine& engine_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<uint64_t> queue_;
+  std::thread thread_;
+};
+
+[[noreturn]] void kill_self_for_cancel(int sup_fd) {
+  send_message(sup_fd, kKillingForCancel, "");
+  ::kill(::getpid(), SIGKILL);
+  _exit(137);
+}
+
+// The worker's connection to its client (Execute, Cancel, Release) and to the
+// supervisor (close). Returns when either side ends the session.
+void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, int sup_fd) {
+  Dispatcher dispatcher(engine, static_cast<uint32_t>(::getpid()), session_id);
+  auto* canceller = new Canceller(engine);  // lives as long as the process
+  std::vector<std::pair<uint64_t, uint64_t>> deadlines;  // (when, execution id)
+  std::vector<uint8_t> body;
+  std::string err;
+  for (;;) {
+    int timeout = -1;
+    const uint64_t now = now_ms();
+    for (auto it = deadlines.begin(); it != deadlines.end();) {
+      if (engine.finished(it->second)) {
+        it = deadlines.erase(it);
+        continue;
+      }
+      if (it->first <= now) kill_self_for_cancel(sup_fd);
+      const int left = static_cast<int>(it->first - now);
+      timeout = timeout < 0 ? left : std::min(timeout, left);
+      ++it;
+    }
+    if (!deadlines.empty()) timeout = std::min(timeout < 0 ? 100 : timeout, 100);
+    pollfd p[2] = {{client_fd, POLLIN, 0}, {sup_fd, POLLIN, 0}};
+    if (::poll(p, 2, timeout) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p[1].revents != 0) break;  // close, or the supervisor is gone
+    if (p[0].revents == 0) continue;
+    const control::ctl::Message* m = nullptr;
+    if (control::read_message(client_fd, &body, &m, &err) != SHMREPL_OK) break;
+    if (m->body_type() == control::ctl::Body::Cancel &&
+        dispatcher.has_execution(m->body_as_Cancel()->execution_id())) {
+      const uint64_t id = m->body_as_Cancel()->execution_id();
+      if (!engine.finished(id)) {
+        deadlines.emplace_back(now_ms() + kGraceMs, id);
+        canceller->post(id);
+      }
+      control::Frame ok = control::ok(m->request_id());
+      if (control::write_all(client_fd, ok.data(), ok.size(), &err) != SHMREPL_OK) break;
+      continue;
+    }
+    Reply reply = dispatcher.handle(body);
+    if (control::write_all(client_fd, reply.frame.data(), reply.frame.size(), &err) != SHMREPL_OK) break;
+    if (reply.close) break;
+  }
+  // Closing cancels what runs; if that does not end it in time, the kill does.
+  std::thread([sup_fd] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(kGraceMs));
+    kill_self_for_cancel(sup_fd);
+  }).detach();
+  dispatcher.cleanup();
+}
+
+[[noreturn]] void worker_main(uint64_t session_id, int client_fd, int sup_fd, pid_t zygote,
+                              const EngineFactory& factory, engine::EngineOptions eo) {
+  // The zygote (and through it the supervisor) gone means we go too.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != zygote) _exit(1);
+  // Die of what user code does as python3 would: the supervisor reports the signal.
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD})
+    ::signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  eo.worker = true;
+  eo.capture_fds = true;
+  eo.child_closes[0] = client_fd;
+  eo.child_closes[1] = sup_fd;
+  std::unique_ptr<engine::Engine> engine;
+  std::string bg;
+  try {
+    engine = factory(eo);
+    engine->open_session_as(session_id);
+    bg = engine->session_background_ring(session_id);
+  } catch (const std::exception& e) {
+    send_message(sup_fd, kFailed, e.what());
+    _exit(1);
+  }
+  send_message(sup_fd, kReady, bg);
+  std::thread control([&] { serve_worker(*engine, session_id, client_fd, sup_fd); });
+  engine->run_session(session_id);  // user code runs here, on the main thread
+  control.join();
+  _exit(0);
+}
+
+// ---- the zygote ------------------------------------------------------------------
+
+[[noreturn]] void zygote_main(int sock, pid_t supervisor, const ZygoteHooks& hooks,
+                              const EngineFactory& factory, const engine::EngineOptions& eo) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != supervisor) _exit(1);
+  ::prctl(PR_SET_NAME, "shmrepl-zygote");
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &chld, nullptr);
+  const int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) _exit(1);
+  try {
+    hooks.preinitialize();
+  } catch (const std::exception& e) {
+    log_line(std::string("zygote: ") + e.what());
+    _exit(1);
+  }
+  for (;;) {
+    pollfd p[2] = {{sock, POLLIN, 0}, {sfd, POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      _exit(1);
+    }
+    if (p[1].revents != 0) {
+      signalfd_siginfo info;
+      while (::read(sfd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+      }
+      int status = 0;
+      pid_t pid;
+      while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        ExitNotice n{static_cast<int32_t>(pid), static_cast<int32_t>(status)};
+        ssize_t ignored = ::send(sock, &n, sizeof n, MSG_NOSIGNAL);
+        (void)ignored;
+      }
+    }
+    if (p[0].revents == 0) continue;
+    SpawnRequest req{};
+    int fds[2] = {-1, -1};
+    std::size_t nfds = 0;
+    const ssize_t n = recv_fds(sock, &req, sizeof req, fds, &nfds);
+    if (n == 0) _exit(0);  // the supervisor is done: workers follow (PDEATHSIG)
+    if (n != static_cast<ssize_t>(sizeof req) || nfds != 2) {
+      for (std::size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+      continue;
+    }
+    const pid_t self = ::getpid();
+    const pid_t pid = hooks.fork_interpreter();
+    if (pid == 0) {
+      ::close(sock);
+      ::close(sfd);
+      worker_main(req.session_id, fds[0], fds[1], self, factory, eo);
+    }
+    // A failed fork closes the worker's ends: the supervisor sees the channel end.
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+}
+
+}  // namespace
+
+// ---- the supervisor ----------------------------------------------------------------
+
+std::unique_ptr<WorkerPool> WorkerPool::start(const ZygoteHooks& hooks, const EngineFactory& factory,
+                                              const engine::EngineOptions& options) {
+  std::unique_ptr<WorkerPool> pool(new WorkerPool());
+  // Ids shared with every worker: sessions here, executions in the workers.
+  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) throw_errno("mmap");
+  pool->counters_ = new (page) std::atomic<uint64_t>[2];
+  pool->counters_[0].store(1);
+  pool->counters_[1].store(1);
+  engine::EngineOptions eo = options;
+  eo.guardian_pid = ::getpid();
+  eo.execution_ids = &pool->counters_[1];
+
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair");
+  const pid_t self = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid == 0) {
+    ::close(sv[0]);
+    zygote_main(sv[1], self, hooks, factory, eo);
+  }
+  ::close(sv[1]);
+  pool->zygote_fd_ = sv[0];
+  pool->zygote_pid_ = pid;
+  pool->reaper_ = std::thread([p = pool.get()] { p->reaper_loop(); });
+  return pool;
+}
+
+WorkerPool::~WorkerPool() {
+  close_all();
+  ::shutdown(zygote_fd_, SHUT_RDWR);  // the zygote exits; the reaper sees the end
+  if (reaper_.joinable()) reaper_.join();
+  ::close(zygote_fd_);
+  int status;
+  while (::waitpid(zygote_pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+WorkerPool::Spawned WorkerPool::spawn() {
+  int client[2], sup[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, client) != 0) throw_errno("socketpair");
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sup) != 0) {
+    const int e = errno;
+    ::close(client[0]);
+    ::close(client[1]);
+    throw std::system_error(e, std::generic_category(), "socketpair");
+  }
+  auto fail = [&](const std::string& what) {
+    ::close(client[0]);
+    ::close(sup[0]);
+    throw std::runtime_error(what);
+  };
+  const uint64_t session_id = counters_[0].fetch_add(1);
+  const SpawnRequest req{session_id};
+  const int fds[2] = {client[1], sup[1]};
+  try {
+    std::lock_guard<std::mutex> l(mu_);  // one request at a time on the zygote's socket
+    send_fds(zygote_fd_, &req, sizeof req, fds, 2);
+  } catch (const std::exception& e) {
+    ::close(client[1]);
+    ::close(sup[1]);
+    fail(std::string("asking the zygote for a worker: ") + e.what());
+  }
+  ::close(client[1]);
+  ::close(sup[1]);
+  // The worker says it is ready, or its end closes (it died, or the fork failed).
+  pollfd p{sup[0], POLLIN, 0};
+  int rc;
+  do rc = ::poll(&p, 1, 30'000);
+  while (rc < 0 && errno == EINTR);
+  WorkerMessage m{};
+  const ssize_t n = rc > 0 ? ::recv(sup[0], &m, sizeof m, 0) : -1;
+  if (n != static_cast<ssize_t>(sizeof m)) fail("the session's worker process did not start");
+  m.text[sizeof m.text - 1] = '\0';
+  if (m.kind != kReady) fail(std::string("the session's worker failed to start: ") + m.text);
+  auto w = std::make_shared<Worker>();
+  w->pid = m.pid;
+  w->session_id = session_id;
+  w->sup_fd = sup[0];
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    sessions_[session_id] = w;
+    pids_[w->pid] = w;
+  }
+  return Spawned{session_id, w->pid, client[0], m.text};
+}
+
+pid_t WorkerPool::worker_pid(uint64_t session_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = sessions_.find(session_id);
+  return it == sessions_.end() || it->second->exited ? 0 : it->second->pid;
+}
+
+void WorkerPool::end_worker(const std::shared_ptr<Worker>& w, bool ask) {
+  std::unique_lock<std::mutex> l(mu_);
+  w->closing = true;
+  if (ask && !w->exited) {
+    const uint32_t kind = kClose;
+    ssize_t ignored = ::send(w->sup_fd, &kind, sizeof kind, MSG_NOSIGNAL);
+    (void)ignored;
+  }
+}
+
+void WorkerPool::close(uint64_t session_id) {
+  std::shared_ptr<Worker> w;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = sessions_.find(session_id);
+    if (it == sessions_.end()) return;
+    w = it->second;
+  }
+  end_worker(w, true);
+  std::unique_lock<std::mutex> l(mu_);
+  if (!cv_.wait_for(l, std::chrono::milliseconds(kGraceMs), [&] { return w->exited; })) {
+    log_line("the worker of session " + std::to_string(session_id) + " (pid " + std::to_string(w->pid) +
+             ") did not end in time: killed");
+    ::kill(w->pid, SIGKILL);
+    cv_.wait(l, [&] { return w->exited; });
+  }
+  sessions_.erase(session_id);
+  pids_.erase(w->pid);
+  ::close(w->sup_fd);
+  for (const std::string& name : w->rings) ::shm_unlink(("/" + name).c_str());
+}
+
+void WorkerPool::close_all() {
+  std::vector<uint64_t> ids;
+  std::vector<std::shared_ptr<Worker>> all;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [id, w] : sessions_) {
+      ids.push_back(id);
+      all.push_back(w);
+    }
+  }
+  for (auto& w : all) end_worker(w, true);  // all at once: one grace period in all
+  for (uint64_t id : ids) close(id);
+}
+
+void WorkerPool::reaper_loop() {
+  for (;;) {
+    ExitNotice n{};
+    ssize_t got;
+    do got = ::recv(zygote_fd_, &n, sizeof n, 0);
+    while (got < 0 && errno == EINTR);
+    if (got <= 0) break;
+    if (got == static_cast<ssize_t>(sizeof n)) on_exit(n.pid, n.status);
+  }
+  // The zygote is gone: its workers died with it (PDEATHSIG); no more spawns.
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& [pid, w] : pids_) w->exited = true;
+  cv_.notify_all();
+}
+
+void WorkerPool::on_exit(pid_t pid, int status) {
+  std::shared_ptr<Worker> w;
+  bool cancelled = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = pids_.find(pid);
+    if (it != pids_.end()) {
+      w = it->second;
+      cancelled = w->closing;
+    }
+  }
+  if (w != nullptr) {
+    // A kill it asked for after a cancel's grace period is a cancel too.
+    WorkerMessage m{};
+    while (::recv(w->sup_fd, &m, sizeof m, MSG_DONTWAIT) == static_cast<ssize_t>(sizeof m))
+      if (m.kind == kKillingForCancel) cancelled = true;
+  }
+  const int32_t code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+  const int32_t sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  std::vector<std::string> rings =
+      close_rings_of(pid, cancelled ? SHMREPL_FINISH_CANCELLED : SHMREPL_FINISH_ABORTED, code, sig);
+  if (w != nullptr && !cancelled && (sig != 0 || code != 0))
+    log_line("the worker of session " + std::to_string(w->session_id) + " (pid " + std::to_string(pid) +
+             ") died: " + (sig != 0 ? "signal " + std::to_string(sig) : "exit " + std::to_string(code)));
+  std::lock_guard<std::mutex> l(mu_);
+  if (w != nullptr) {
+    w->exited = true;
+    w->rings = std::move(rings);
+  }
+  cv_.notify_all();
+}
+
+std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit_code, int32_t signal) {
+  std::vector<std::string> names;
+  const std::string prefix = "shmrepl." + std::to_string(::geteuid()) + "." + std::to_string(pid) + ".";
+  DIR* d = ::opendir("/dev/shm");
+  if (d == nullptr) return names;
+  while (dirent* e = ::readdir(d))
+    if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) names.emplace_back(e->d_name);
+  ::closedir(d);
+  for (const std::string& name : names) {
+    try {
+      std::unique_ptr<shm::Producer> p = shm::Producer::take_over(name);
+      if (p->finished() || p->producer_pid() != static_cast<uint32_t>(pid)) continue;
+      // The next seq follows the last record the worker published.
+      std::span<const std::byte> last = p->last_payload();
+      uint64_t seq = 0;
+      if (!last.empty()) {
+        flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(last.data()), last.size());
+        if (!fb::VerifyRecordBuffer(v)) continue;
+        seq = fb::GetRecord(last.data())->seq() + 1;
+      }
+      std::vector<std::byte> rec;
+      records::encode_finished(rec, {p->execution_id(), seq, shm::realtime_ns()},
+                               static_cast<shmrepl_finish_status_t>(status), exit_code, 0, signal);
+      // The closing reserve holds it, unless a reader holds the whole ring: then wait
+      // for it, a bounded time (a reader that never reads gets E_PRODUCER_DIED).
+      std::span<std::byte> room = p->try_reserve(rec.size(), true);
+      for (int i = 0; room.data() == nullptr && i < 20; ++i) {
+        p->wait_for_space(rec.size(), std::chrono::milliseconds(100), true);
+        room = p->try_reserve(rec.size(), true);
+      }
+      if (room.data() == nullptr) continue;
+      std::memcpy(room.data(), rec.data(), rec.size());
+      p->commit(rec.size());
+      p->finish();
+    } catch (const std::exception& e) {
+      log_line("closing ring " + name + " of dead worker " + std::to_string(pid) + ": " + e.what());
+    }
+  }
+  return names;
+}
+
+}  // namespace shmrepl::server

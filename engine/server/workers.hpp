@@ -1,0 +1,96 @@
+// One worker process per session (docs/architecture.md, "Processes").
+//
+// The supervisor (shmrepl-engine's first process) forks a zygote before it starts
+// any thread. The zygote initialises CPython once, stays single-threaded, and forks
+// one worker per session on request. A worker runs its session's executions on its
+// main thread and is the only producer of its rings; the client talks to it over a
+// socket pair that the supervisor hands over (SCM_RIGHTS). The zygote reaps workers
+// and reports each exit to the supervisor, which then closes every ring the dead
+// worker left open (it is the rings' guardian) with a Finished record.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shmrepl/engine/engine.hpp"
+
+namespace shmrepl::server {
+
+using EngineFactory =
+    std::function<std::unique_ptr<engine::Engine>(const engine::EngineOptions& options)>;
+
+// What the zygote needs of the engine core (kept out of this Python-free library).
+struct ZygoteHooks {
+  std::function<void()> preinitialize;      // in the zygote, before any fork
+  std::function<pid_t()> fork_interpreter;  // fork() as CPython's os.fork does
+};
+
+// How long a worker may take to end after a close, a shutdown or a cancel before
+// it is killed (SIGKILL). Documented in docs/engine.md.
+inline constexpr int kGraceMs = 3000;
+
+class WorkerPool {
+ public:
+  // Forks the zygote. Call before any thread of this process exists.
+  // Throws std::system_error.
+  static std::unique_ptr<WorkerPool> start(const ZygoteHooks& hooks, const EngineFactory& factory,
+                                           const engine::EngineOptions& options);
+  ~WorkerPool();  // closes every worker (killing what lingers) and ends the zygote
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  struct Spawned {
+    uint64_t session_id = 0;
+    pid_t pid = 0;
+    int client_fd = -1;  // the client's end of the connection to the worker (owned)
+    std::string background_ring;
+  };
+  // A new session in a new worker. Throws std::runtime_error / std::system_error.
+  Spawned spawn();
+  // Asks the session's worker to end; kills it after kGraceMs. Its rings are closed
+  // (Cancelled if it had to be killed) and unlinked. Unknown sessions are ignored.
+  void close(uint64_t session_id);
+  void close_all();
+  // The worker's pid, 0 if the session is unknown or its worker is gone.
+  pid_t worker_pid(uint64_t session_id);
+
+ private:
+  WorkerPool() = default;
+  struct Worker {
+    pid_t pid = 0;
+    uint64_t session_id = 0;
+    int sup_fd = -1;
+    bool exited = false;
+    bool closing = false;  // we asked it to end: a kill after that is a cancel
+    std::vector<std::string> rings;  // left open at its death, closed by us
+  };
+  void reaper_loop();
+  void on_exit(pid_t pid, int status);
+  void end_worker(const std::shared_ptr<Worker>& w, bool ask);
+
+  int zygote_fd_ = -1;
+  pid_t zygote_pid_ = 0;
+  std::atomic<uint64_t>* counters_ = nullptr;  // [0]: next session id, [1]: next execution id
+  std::mutex mu_;
+  std::condition_variable cv_;  // a worker exited
+  std::map<uint64_t, std::shared_ptr<Worker>> sessions_;  // [mu_]
+  std::map<pid_t, std::shared_ptr<Worker>> pids_;         // [mu_]
+  std::thread reaper_;
+};
+
+// Closes every ring named shmrepl.<uid>.<pid>.* that is still open with a Finished
+// record of `status` (the guardian's job after its producer died). Returns the
+// names it found (closed or not).
+std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit_code, int32_t signal);
+
+}  // namespace shmrepl::server

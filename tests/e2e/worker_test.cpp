@@ -1,0 +1,371 @@
+// One worker process per session (issue: a user program can no longer corrupt, hang
+// or kill anyone else's output): crashes, signals, fork, multiprocessing, hangs and
+// per-process state, each with another session of another client beside it.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace shmrepl::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Client {
+  explicit Client(const std::string& socket) : c(connect_to(socket)) {}
+  ~Client() { shmrepl_client_close(c); }
+  shmrepl_client_t* c;
+};
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  TempDir dir;
+  std::string socket = dir.file("engine.sock");
+  EngineProcess engine{engine_binary(), socket};
+};
+
+struct Job {
+  shmrepl_execution_t* ex = nullptr;
+  shmrepl_reader_t* reader = nullptr;
+  Job(Session& s, const std::string& code) {
+    ex = s.execute(code);
+    EXPECT_EQ(shmrepl_execution_reader(ex, nullptr, &reader), SHMREPL_OK) << shmrepl_last_error();
+  }
+  ~Job() {
+    shmrepl_reader_close(reader);
+    shmrepl_execution_close(ex);
+  }
+  Collected collect(bool keep = true, int seconds = 60) {
+    return shmrepl::test::collect(reader, shmrepl_execution_id(ex), keep, std::chrono::seconds(seconds));
+  }
+};
+
+std::string stdout_of(const Collected& c) {
+  std::string s;
+  for (const Rec& r : c.kept)
+    if (r.kind == SHMREPL_RECORD_OUTPUT && r.stream == SHMREPL_STREAM_STDOUT) s += r.data;
+  return s;
+}
+std::string stderr_of(const Collected& c) {
+  std::string s;
+  for (const Rec& r : c.kept)
+    if (r.kind == SHMREPL_RECORD_OUTPUT && r.stream == SHMREPL_STREAM_STDERR) s += r.data;
+  return s;
+}
+
+// The signal of the FINISHED record, read straight from the ring (reserved[0]).
+struct Finish {
+  uint32_t status = 99;
+  int64_t exit_code = -1;
+  uint64_t signal = 0;
+  int finished = 0;
+  bool gap_free = true;
+  std::string out;
+  shmrepl_status_t end = SHMREPL_OK;
+};
+Finish read_all(shmrepl_reader_t* r, int seconds = 60) {
+  Finish f;
+  uint64_t expect = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < deadline) {
+    shmrepl_record_t rec;
+    shmrepl_status_t st = shmrepl_reader_next(r, 100'000'000, &rec);
+    if (st == SHMREPL_E_TIMEOUT) continue;
+    if (st != SHMREPL_OK) {
+      f.end = st;
+      return f;
+    }
+    if (rec.seq != expect++) f.gap_free = false;
+    if (rec.kind == SHMREPL_RECORD_OUTPUT && rec.stream == SHMREPL_STREAM_STDOUT)
+      f.out.append(reinterpret_cast<const char*>(rec.data), rec.data_len);
+    if (rec.kind == SHMREPL_RECORD_FINISHED) {
+      ++f.finished;
+      f.status = rec.finish_status;
+      f.exit_code = rec.exit_code;
+      f.signal = rec.reserved[0];
+    }
+    shmrepl_reader_release(r, 1);
+  }
+  f.end = SHMREPL_E_TIMEOUT;
+  return f;
+}
+
+// A streaming session that must lose nothing while the other one dies.
+constexpr const char* kStream = "for i in range(200000): print(f'Line {i}: ' + 'x' * 100)\n";
+
+void expect_stream_whole(const Finish& f) {
+  EXPECT_EQ(f.end, SHMREPL_E_EOF);
+  EXPECT_TRUE(f.gap_free);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  std::size_t expected = 0;
+  for (int i = 0; i < 200000; ++i) expected += 7 + std::to_string(i).size() + 100 + 1;
+  EXPECT_EQ(f.out.size(), expected);
+  EXPECT_NE(f.out.find("Line 199999: "), std::string::npos);
+}
+
+TEST_F(WorkerTest, ACrashEndsOnlyItsSession) {
+  struct Case {
+    const char* name;
+    const char* code;
+    int signal;
+  } cases[] = {
+      {"segfault", "import ctypes\nctypes.string_at(0)\n", SIGSEGV},
+      {"self-SIGTERM", "import os, signal\nprint('before', flush=True)\nos.kill(os.getpid(), signal.SIGTERM)\n",
+       SIGTERM},
+      {"abort", "import os\nos.abort()\n", SIGABRT},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Client a(socket), b(socket);
+    Session streaming(a.c), dying(b.c);
+    Job stream(streaming, kStream);
+    Job crash(dying, c.code);
+    const Finish died = read_all(crash.reader);
+    EXPECT_EQ(died.end, SHMREPL_E_EOF) << status_text(died.end);
+    EXPECT_EQ(died.finished, 1);
+    EXPECT_TRUE(died.gap_free);
+    EXPECT_EQ(died.status, static_cast<uint32_t>(SHMREPL_FINISH_ABORTED));
+    EXPECT_EQ(died.signal, static_cast<uint64_t>(c.signal));
+    expect_stream_whole(read_all(stream.reader));
+    // The engine is the same process; the dead session says so; a new one works.
+    EXPECT_EQ(shmrepl_client_engine_pid(b.c), static_cast<uint32_t>(engine.pid()));
+    EXPECT_EQ(kill(engine.pid(), 0), 0);
+    shmrepl_execute_options_t o{};
+    o.struct_size = sizeof o;
+    o.session_id = dying.id;
+    o.code = "pass";
+    o.code_len = 4;
+    shmrepl_execution_t* ex = nullptr;
+    EXPECT_EQ(shmrepl_execute(b.c, &o, &ex), SHMREPL_E_SESSION_DIED);
+    Session again(b.c);
+    Collected ok = execute_and_collect(again, "print('alive')", true, {}, {}, true);
+    EXPECT_EQ(ok.end, SHMREPL_E_EOF);
+    EXPECT_EQ(stdout_of(ok), "alive\n");
+  }
+}
+
+TEST_F(WorkerTest, OsExitEndsTheSessionWithItsCode) {
+  Client a(socket);
+  Session s(a.c);
+  Job r(s, "import os\ntry:\n    os._exit(7)\nfinally:\n    print('finally must not run')\n");
+  const Finish f = read_all(r.reader);
+  EXPECT_EQ(f.end, SHMREPL_E_EOF);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_ABORTED));
+  EXPECT_EQ(f.exit_code, 7);
+  EXPECT_EQ(f.signal, 0u);
+  EXPECT_EQ(f.out, "");
+}
+
+TEST_F(WorkerTest, ForkedChildOutputArrivesAndOnlyTheParentFinishes) {
+  Client a(socket);
+  Session s(a.c);
+  {
+    Job r(s,
+          "import os\n"
+          "pid = os.fork()\n"
+          "if pid == 0:\n"
+          "    for i in range(2000): print(f'child {i}')\n"
+          "    os._exit(0)\n"
+          "os.waitpid(pid, 0)\n"
+          "print('parent done')\n");
+    const Finish f = read_all(r.reader);
+    EXPECT_EQ(f.end, SHMREPL_E_EOF);
+    EXPECT_EQ(f.finished, 1);
+    EXPECT_TRUE(f.gap_free);
+    std::string expected;
+    for (int i = 0; i < 2000; ++i) expected += "child " + std::to_string(i) + "\n";
+    expected += "parent done\n";
+    EXPECT_EQ(f.out, expected);
+  }
+  {
+    // A child that falls off the end of the code exits there, as python3's would.
+    Job r(s,
+          "import os\n"
+          "pid = os.fork()\n"
+          "if pid == 0:\n"
+          "    print('child ends here')\n"
+          "else:\n"
+          "    _, st = os.waitpid(pid, 0)\n"
+          "    print('parent saw', os.waitstatus_to_exitcode(st))\n");
+    const Finish f = read_all(r.reader);
+    EXPECT_EQ(f.end, SHMREPL_E_EOF);
+    EXPECT_EQ(f.finished, 1);
+    EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+    EXPECT_EQ(f.out, "child ends here\nparent saw 0\n");
+  }
+  // The session goes on.
+  Collected c = execute_and_collect(s, "print('still here')", true, {}, {}, true);
+  EXPECT_EQ(stdout_of(c), "still here\n");
+}
+
+TEST_F(WorkerTest, MultiprocessingWorks) {
+  Client a(socket);
+  Session s(a.c);
+  Collected pool = execute_and_collect(s,
+                                       "from multiprocessing import Pool\n"
+                                       "def square(x):\n"
+                                       "    return x * x\n"
+                                       "with Pool(2) as p:\n"
+                                       "    print(p.map(square, range(10)))\n",
+                                       true, {}, {}, true);
+  EXPECT_EQ(pool.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK)) << stderr_of(pool);
+  EXPECT_EQ(stdout_of(pool), "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n");
+  Collected term = execute_and_collect(s,
+                                       "import multiprocessing as mp, time\n"
+                                       "def sleeper():\n"
+                                       "    time.sleep(100)\n"
+                                       "p = mp.Process(target=sleeper)\n"
+                                       "p.start()\n"
+                                       "p.terminate()\n"
+                                       "p.join()\n"
+                                       "print(p.exitcode)\n",
+                                       true, {}, {}, true);
+  EXPECT_EQ(stdout_of(term), "-15\n") << stderr_of(term);
+  Collected after = execute_and_collect(s, "print('worker alive')", true, {}, {}, true);
+  EXPECT_EQ(stdout_of(after), "worker alive\n");
+}
+
+TEST_F(WorkerTest, PerProcessStateIsTheSessionsOwn) {
+  Client a(socket), b(socket);
+  Session one(a.c), two(b.c);
+  Collected set = execute_and_collect(one,
+                                      "import os, sys, io\n"
+                                      "os.chdir('/tmp')\n"
+                                      "os.environ['SHMREPL_ISOLATION'] = 'one'\n"
+                                      "sys.argv = ['changed']\n"
+                                      "sys.stdout = io.StringIO()\n",
+                                      true, {}, {}, true);
+  EXPECT_EQ(set.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  Collected seen = execute_and_collect(two,
+                                       "import os, sys\n"
+                                       "print(os.getcwd() != '/tmp', os.environ.get('SHMREPL_ISOLATION'),\n"
+                                       "      sys.argv == ['changed'], type(sys.stdout).__name__ != 'StringIO')\n",
+                                       true, {}, {}, true);
+  EXPECT_EQ(stdout_of(seen), "True None False True\n") << stderr_of(seen);
+}
+
+TEST_F(WorkerTest, CancelInterruptsABlockingWait) {
+  Client a(socket);
+  Session s(a.c);
+  Job r(s, "import threading\nprint('waiting', flush=True)\nthreading.Event().wait()\n");
+  shmrepl_record_t rec;
+  // Wait until it runs, then cancel: SIGINT interrupts the wait as Ctrl-C would.
+  for (int i = 0; i < 2;) {
+    ASSERT_EQ(shmrepl_reader_next(r.reader, 10'000'000'000, &rec), SHMREPL_OK);
+    ++i;
+    shmrepl_reader_release(r.reader, 1);
+  }
+  const auto t0 = Clock::now();
+  ASSERT_EQ(shmrepl_execution_cancel(r.ex), SHMREPL_OK);
+  const Finish f = read_all(r.reader);
+  EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(2500));
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+  // Interrupted, not killed: the session lives on, and no late SIGINT hits it.
+  Collected after = execute_and_collect(s, "import time\ntime.sleep(0.2)\nprint('next')", true, {}, {}, true);
+  EXPECT_EQ(after.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(stdout_of(after), "next\n");
+}
+
+TEST_F(WorkerTest, CancelThatCannotInterruptKillsAfterTheGracePeriod) {
+  Client a(socket);
+  Session s(a.c);
+  Job r(s, "import signal, threading\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('x', flush=True)\nthreading.Event().wait()\n");
+  shmrepl_record_t rec;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(shmrepl_reader_next(r.reader, 10'000'000'000, &rec), SHMREPL_OK);
+    shmrepl_reader_release(r.reader, 1);
+  }
+  const auto t0 = Clock::now();
+  ASSERT_EQ(shmrepl_execution_cancel(r.ex), SHMREPL_OK);
+  const Finish f = read_all(r.reader);
+  const auto took = Clock::now() - t0;
+  EXPECT_GE(took, std::chrono::milliseconds(2500));
+  EXPECT_LT(took, std::chrono::milliseconds(8000));
+  EXPECT_EQ(f.end, SHMREPL_E_EOF);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+  EXPECT_EQ(f.signal, static_cast<uint64_t>(SIGKILL));
+}
+
+TEST_F(WorkerTest, CloseAndShutdownEndWithinTheGracePeriod) {
+  Client a(socket), b(socket);
+  Session s(a.c);
+  Job r(s, "import signal, threading\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nthreading.Event().wait()\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto t0 = Clock::now();
+  EXPECT_EQ(shmrepl_session_close(a.c, s.id), SHMREPL_OK) << shmrepl_last_error();
+  EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(6000));
+  s.id = 0;
+  const Finish f = read_all(r.reader);
+  EXPECT_EQ(f.end, SHMREPL_E_EOF);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+
+  Session other(b.c);
+  Job stuck(other, "import threading\nthreading.Event().wait()\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  t0 = Clock::now();
+  EXPECT_EQ(shmrepl_engine_shutdown(b.c), SHMREPL_OK) << shmrepl_last_error();
+  EXPECT_EQ(engine.wait(std::chrono::milliseconds(8000)), 0);
+  EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(8000));
+  const Finish g = read_all(stuck.reader);
+  EXPECT_EQ(g.end, SHMREPL_E_EOF);
+  EXPECT_EQ(g.status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+}
+
+TEST_F(WorkerTest, RingNamesAreUnguessableAndForeignRingsRefused) {
+  Client a(socket);
+  Session s(a.c);
+  shmrepl_execution_t* e1 = s.execute("pass");
+  shmrepl_execution_t* e2 = s.execute("pass");
+  const std::string n1 = shmrepl_execution_ring_name(e1), n2 = shmrepl_execution_ring_name(e2);
+  // shmrepl.<uid>.<worker pid>.<id>.<64 random bits>
+  EXPECT_EQ(std::count(n1.begin(), n1.end(), '.'), 4) << n1;
+  EXPECT_NE(n1.substr(n1.rfind('.')), n2.substr(n2.rfind('.')));
+  shmrepl_execution_close(e1);
+  shmrepl_execution_close(e2);
+  // A ring open to others (as another user's squat would be) is refused.
+  const std::string squat = "shmrepl." + std::to_string(geteuid()) + ".1.squat";
+  const std::string path = "/dev/shm/" + squat;
+  write_file(path, std::string(4 * 4096 + 4096, '\0'));
+  chmod(path.c_str(), 0644);
+  shmrepl_reader_t* r = nullptr;
+  EXPECT_EQ(shmrepl_reader_open(squat.c_str(), nullptr, &r), SHMREPL_E_PERMISSION);
+  unlink(path.c_str());
+}
+
+TEST(WorkerShm, FullDevShmIsAClearError) {
+  if (geteuid() != 0 || access("/usr/bin/unshare", X_OK) != 0) GTEST_SKIP() << "needs root and unshare";
+  TempDir dir;
+  const std::string socket = dir.file("engine.sock");
+  // The engine in its own mount namespace, with a 2 MiB /dev/shm.
+  const std::string script = "mount -t tmpfs -o size=2m tmpfs /dev/shm && exec " + std::string(engine_binary()) +
+                             " --socket " + socket;
+  const pid_t pid = spawn({"/usr/bin/unshare", "-m", "/bin/sh", "-c", script}, {}, dir.file("engine.log"));
+  for (int i = 0; i < 500 && access(socket.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  shmrepl_client_t* c = connect_to(socket);
+  uint64_t session = 0;
+  ASSERT_EQ(shmrepl_session_open(c, &session), SHMREPL_OK) << shmrepl_last_error();
+  shmrepl_execute_options_t o{};
+  o.struct_size = sizeof o;
+  o.session_id = session;
+  o.code = "print('x')";
+  o.code_len = 10;
+  o.ring_capacity = 8 << 20;  // more than the whole /dev/shm
+  shmrepl_execution_t* ex = nullptr;
+  EXPECT_EQ(shmrepl_execute(c, &o, &ex), SHMREPL_E_NOMEM) << shmrepl_last_error();
+  o.ring_capacity = 64 << 10;
+  EXPECT_EQ(shmrepl_execute(c, &o, &ex), SHMREPL_OK) << shmrepl_last_error();
+  shmrepl_execution_close(ex);
+  EXPECT_EQ(kill(pid, 0), 0);
+  EXPECT_EQ(shmrepl_engine_shutdown(c), SHMREPL_OK);
+  shmrepl_client_close(c);
+  EXPECT_EQ(wait_exit(pid, std::chrono::milliseconds(10000)), 0);
+}
+
+}  // namespace
