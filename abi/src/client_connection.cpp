@@ -81,7 +81,7 @@ shmrepl_status_t Connection::die(shmrepl_status_t status, std::string text) {
   dead_ = true;
   if (worker_ && status == SHMREPL_E_ENGINE_DIED) {
     status = SHMREPL_E_SESSION_DIED;
-    text = "the session's worker process died; open a new session";
+    text = "the session's worker process died; open a new session (" + text + ")";
   }
   ::shutdown(fd_, SHUT_RDWR);
   return fail(status, std::move(text));

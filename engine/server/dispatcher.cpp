@@ -104,9 +104,12 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
         for (const flatbuffers::String* a : *x->argv()) req.argv.push_back(str(a));
       req.script = x->script();
       req.ring_capacity = cap;
+      req.held = worker_;
       engine::Accepted a = engine_->execute(req);
       executions_[a.execution_id] = req.session_id;
-      return Reply{control::accepted(rid, a.execution_id, a.ring_name), false, false};
+      Reply r{control::accepted(rid, a.execution_id, a.ring_name), false, false};
+      if (worker_) r.held_execution = a.execution_id;
+      return r;
     }
     case ctl::Body::Cancel: {
       const uint64_t id = m.body_as_Cancel()->execution_id();

@@ -20,6 +20,7 @@ struct Reply {
   bool close = false;         // close the connection after sending it
   bool stop_engine = false;   // a Shutdown request: stop after sending it
   int pass_fd = -1;           // a descriptor sent with the frame, then closed (owned)
+  uint64_t held_execution = 0;  // a worker's Execute: call engine.go(id) once the reply is out
 };
 
 class WorkerPool;

@@ -194,7 +194,10 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     if (p[1].revents != 0) break;  // close, or the supervisor is gone
     if (p[0].revents == 0) continue;
     const control::ctl::Message* m = nullptr;
-    if (control::read_message(client_fd, &body, &m, &err) != SHMREPL_OK) break;
+    if (const shmrepl_status_t st = control::read_message(client_fd, &body, &m, &err); st != SHMREPL_OK) {
+      if (st != SHMREPL_E_EOF) log_line("session " + std::to_string(session_id) + ": " + err);
+      break;
+    }
     if (m->body_type() == control::ctl::Body::Cancel &&
         dispatcher.has_execution(m->body_as_Cancel()->execution_id())) {
       const uint64_t id = m->body_as_Cancel()->execution_id();
@@ -207,8 +210,9 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
       continue;
     }
     Reply reply = dispatcher.handle(body);
-    if (control::write_all(client_fd, reply.frame.data(), reply.frame.size(), &err) != SHMREPL_OK) break;
-    if (reply.close) break;
+    const shmrepl_status_t sent = control::write_all(client_fd, reply.frame.data(), reply.frame.size(), &err);
+    if (reply.held_execution != 0) engine.go(reply.held_execution);
+    if (sent != SHMREPL_OK || reply.close) break;
   }
   // Closing cancels what runs; if that does not end it in time, the kill does.
   std::thread([sup_fd] {
@@ -488,11 +492,12 @@ void WorkerPool::on_exit(pid_t pid, int status) {
   }
   const int32_t code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
   const int32_t sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  std::vector<std::string> rings =
-      close_rings_of(pid, cancelled ? SHMREPL_FINISH_CANCELLED : SHMREPL_FINISH_ABORTED, code, sig);
-  if (w != nullptr && !cancelled && (sig != 0 || code != 0))
+  // Logged before the rings end: whoever reads a ring's end finds the reason here.
+  if (w != nullptr && !cancelled)
     log_line("the worker of session " + std::to_string(w->session_id) + " (pid " + std::to_string(pid) +
              ") died: " + (sig != 0 ? "signal " + std::to_string(sig) : "exit " + std::to_string(code)));
+  std::vector<std::string> rings =
+      close_rings_of(pid, cancelled ? SHMREPL_FINISH_CANCELLED : SHMREPL_FINISH_ABORTED, code, sig);
   std::lock_guard<std::mutex> l(mu_);
   if (w != nullptr) {
     w->exited = true;

@@ -162,6 +162,31 @@ void drain_sigint() {
   if (PyErr_CheckSignals() != 0) PyErr_Clear();
 }
 
+// Python's SIGINT handler in a worker: default_int_handler, counted, so cancel can
+// tell a SIGINT that was handled from one that was lost before a blocking call.
+std::atomic<uint64_t> g_sigint_handled{0};
+PyObject* g_sigint_handler = nullptr;
+
+PyObject* on_sigint(PyObject*, PyObject* const*, Py_ssize_t) {
+  g_sigint_handled.fetch_add(1);
+  PyErr_SetNone(PyExc_KeyboardInterrupt);
+  return nullptr;
+}
+PyMethodDef g_sigint_def = {"default_int_handler",
+                            reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(on_sigint)),
+                            METH_FASTCALL, "Raises KeyboardInterrupt (SIGINT: Ctrl-C or a cancel)."};
+
+// [GIL]
+bool sigint_handler_is_ours() {
+  PyObject* signal = PyImport_ImportModule("signal");
+  PyObject* h = signal != nullptr ? PyObject_CallMethod(signal, "getsignal", "i", SIGINT) : nullptr;
+  const bool ours = h != nullptr && h == g_sigint_handler;
+  Py_XDECREF(h);
+  Py_XDECREF(signal);
+  PyErr_Clear();
+  return ours;
+}
+
 void become_worker(const int child_closes[2]) {
   g_child_closes[0] = child_closes[0];
   g_child_closes[1] = child_closes[1];
@@ -171,11 +196,14 @@ void become_worker(const int child_closes[2]) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN);
   PyGILState_STATE g = PyGILState_Ensure();
-  PyObject* r = PyRun_String("import signal as _s\n_s.signal(_s.SIGINT, _s.default_int_handler)\ndel _s\n",
-                             Py_file_input, PyModule_GetDict(PyImport_AddModule("__main__")),
-                             PyModule_GetDict(PyImport_AddModule("__main__")));
+  g_sigint_handler = PyCFunction_New(&g_sigint_def, nullptr);
+  PyObject* signal = PyImport_ImportModule("signal");
+  PyObject* r = signal != nullptr && g_sigint_handler != nullptr
+                    ? PyObject_CallMethod(signal, "signal", "iO", SIGINT, g_sigint_handler)
+                    : nullptr;
   if (r == nullptr) PyErr_Print();
   Py_XDECREF(r);
+  Py_XDECREF(signal);
   PyGILState_Release(g);
   // Every thread started from here on inherits the block; user code unblocks it
   // on this thread only while it runs.
@@ -214,6 +242,7 @@ class EngineImpl final : public Engine {
   void open_session_as(uint64_t session_id) override;
   void run_session(uint64_t session_id) override;
   bool finished(uint64_t execution_id) override;
+  void go(uint64_t execution_id) override;
 
   std::unique_ptr<FdCapture> fd_capture;
 
@@ -318,6 +347,14 @@ void EngineImpl::run_session(uint64_t session_id) {
   finished_cv_.notify_all();
 }
 
+void EngineImpl::go(uint64_t execution_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = executions_.find(execution_id);
+  if (it == executions_.end()) return;
+  it->second->held = false;
+  if (auto sit = sessions_.find(it->second->session_id); sit != sessions_.end()) sit->second->cv.notify_all();
+}
+
 bool EngineImpl::finished(uint64_t execution_id) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = executions_.find(execution_id);
@@ -358,6 +395,7 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   records::encode_started(rec, {ex->id, ex->sink.seq++, RecordClock::now()}, s.id, client_id);
   write_record(ex->sink, rec, false);  // the ring is new: nobody else writes to it yet
 
+  ex->held = request.held;
   executions_[ex->id] = ex;
   s.queue.push_back(ex);
   s.cv.notify_one();
@@ -371,7 +409,7 @@ void EngineImpl::executor_main(const std::shared_ptr<Session>& s) {
     std::shared_ptr<Execution> ex;
     {
       std::unique_lock<std::mutex> l(mu_);
-      s->cv.wait(l, [&] { return !s->queue.empty() || s->closing; });
+      s->cv.wait(l, [&] { return (!s->queue.empty() && !s->queue.front()->held) || s->closing; });
       if (s->queue.empty()) break;
       ex = std::move(s->queue.front());
       s->queue.pop_front();
@@ -665,6 +703,8 @@ void EngineImpl::forget_if_done(Execution& ex) {
 
 bool EngineImpl::cancel(uint64_t execution_id) {
   bool found = false;
+  bool signalled = false;
+  const uint64_t handled_before = g_sigint_handled.load();
   PyGILState_STATE g = PyGILState_Ensure();
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -694,6 +734,7 @@ bool EngineImpl::cancel(uint64_t execution_id) {
           } else if (options_.worker) {
             // As Ctrl-C in python3: also interrupts blocking system calls.
             pthread_kill(main_thread_, SIGINT);
+            signalled = true;
           } else {
             PyThreadState_SetAsyncExc(ex->thread_ident, PyExc_KeyboardInterrupt);
           }
@@ -703,6 +744,25 @@ bool EngineImpl::cancel(uint64_t execution_id) {
   }
   PyGILState_Release(g);
   finished_cv_.notify_all();
+  // A SIGINT that lands after the interpreter's last look at its signals and before
+  // it blocks (a lock, a read) is seen only when the call returns: python3 leaves
+  // such a Ctrl-C to the user to repeat. We repeat it while our handler (not one of
+  // the program's) has not run, so a cancel does not wait for the kill.
+  for (int i = 0; signalled && i < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (finished(execution_id) || g_sigint_handled.load() != handled_before) break;
+    PyGILState_STATE g2 = PyGILState_Ensure();
+    bool again = sigint_handler_is_ours();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = executions_.find(execution_id);
+      again = again && it != executions_.end() && it->second->state == ExecState::kRunning &&
+              it->second->phase == Phase::kUser;
+    }
+    if (again) pthread_kill(main_thread_, SIGINT);
+    PyGILState_Release(g2);
+    if (!again) break;
+  }
   return found;
 }
 

@@ -51,6 +51,7 @@ struct Execution {
   std::shared_ptr<Sink> background;
 
   ExecState state = ExecState::kQueued;  // [mu], and [GIL] for the move to kFinished
+  bool held = false;                     // [mu] queued, not to run before go()
   bool released = false;                 // [mu]
   Phase phase = Phase::kStarting;        // [GIL]
   uint64_t start_ns = 0;                 // monotonic, when it started running

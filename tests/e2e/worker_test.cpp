@@ -120,12 +120,17 @@ TEST_F(WorkerTest, ACrashEndsOnlyItsSession) {
        SIGTERM},
       {"abort", "import os\nos.abort()\n", SIGABRT},
   };
-  for (const Case& c : cases) {
+  const char* step = "";
+  for (const Case& c : cases) try {
     SCOPED_TRACE(c.name);
+    step = "sessions";
     Client a(socket), b(socket);
     Session streaming(a.c), dying(b.c);
+    step = "stream";
     Job stream(streaming, kStream);
+    step = "crash";
     Job crash(dying, c.code);
+    step = "after";
     const Finish died = read_all(crash.reader);
     EXPECT_EQ(died.end, SHMREPL_E_EOF) << status_text(died.end);
     EXPECT_EQ(died.finished, 1);
@@ -143,10 +148,13 @@ TEST_F(WorkerTest, ACrashEndsOnlyItsSession) {
     o.code_len = 4;
     shmrepl_execution_t* ex = nullptr;
     EXPECT_EQ(shmrepl_execute(b.c, &o, &ex), SHMREPL_E_SESSION_DIED);
+    step = "again";
     Session again(b.c);
     Collected ok = execute_and_collect(again, "print('alive')", true, {}, {}, true);
     EXPECT_EQ(ok.end, SHMREPL_E_EOF);
     EXPECT_EQ(stdout_of(ok), "alive\n");
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << c.name << " at " << step << ": " << e.what() << "\nengine log:\n" << read_file(engine.log());
   }
 }
 

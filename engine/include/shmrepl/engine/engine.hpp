@@ -51,6 +51,9 @@ struct ExecuteRequest {
   // true: run as a program (python3 FILE): no Result record for a trailing expression.
   bool script = false;
   uint64_t ring_capacity = 0;       // 0 = EngineOptions::ring_capacity
+  // Held until go(id): a worker replies to its client before the code may run (and,
+  // say, crash the process before the reply is out).
+  bool held = false;
 };
 
 struct Accepted {
@@ -75,6 +78,8 @@ class Engine {
     throw std::runtime_error("sessions with a given id are not supported");
   }
   virtual void run_session(uint64_t session_id) { (void)session_id; }
+  // Lets a held execution run.
+  virtual void go(uint64_t execution_id) { (void)execution_id; }
   // True once the execution wrote its Finished record (or is unknown). Never waits
   // for the GIL.
   virtual bool finished(uint64_t execution_id) {
