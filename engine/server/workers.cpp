@@ -191,7 +191,15 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
       if (errno == EINTR) continue;
       break;
     }
-    if (p[1].revents != 0) break;  // close, or the supervisor is gone
+    if (p[1].revents != 0) {
+      uint32_t kind = 0;
+      if (::recv(sup_fd, &kind, sizeof kind, MSG_DONTWAIT) == static_cast<ssize_t>(sizeof kind) && kind == kClose)
+        break;
+      // The supervisor is gone: end now, as if killed with it (readers see the
+      // producer die; nobody is left to close the rings).
+      ::kill(::getpid(), SIGKILL);
+      _exit(137);
+    }
     if (p[0].revents == 0) continue;
     const control::ctl::Message* m = nullptr;
     if (const shmrepl_status_t st = control::read_message(client_fd, &body, &m, &err); st != SHMREPL_OK) {
