@@ -1,0 +1,5 @@
+package shmrepl
+
+import "errors"
+
+func isEOF(err error) bool { return errors.Is(err, ErrEOF) }
