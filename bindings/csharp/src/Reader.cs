@@ -138,6 +138,7 @@ namespace Shmrepl
             if (n == 0) return;
             Check.Ok(Native.shmrepl_reader_release(h, (UIntPtr)(ulong)n));
             released += n;
+            validFrom = released;
             while (inUse.Count > 0 && inUse.Peek().End <= released) free.Add(inUse.Dequeue());
         }
 
@@ -154,10 +155,15 @@ namespace Shmrepl
             if (end > released) Release(end - released);
         }
 
-        internal void CheckHeld(long ordinal)
+        // A record of ordinal o is held while o >= validFrom: validFrom is the count of
+        // released records, and long.MaxValue once the reader is disposed.
+        internal long validFrom;
+
+        internal static void ThrowNotHeld(Reader r)
         {
-            if (handle == IntPtr.Zero) throw new ObjectDisposedException(nameof(Reader), "shmrepl: the record's reader was disposed");
-            if (ordinal < released) throw new InvalidOperationException("shmrepl: the record was released");
+            if (r == null) throw new InvalidOperationException("shmrepl: an empty Record");
+            if (r.handle == IntPtr.Zero) throw new ObjectDisposedException(nameof(Reader), "shmrepl: the record's reader was disposed");
+            throw new InvalidOperationException("shmrepl: the record was released");
         }
 
         IntPtr Handle
@@ -207,6 +213,7 @@ namespace Shmrepl
             var h = handle;
             if (h == IntPtr.Zero) return;
             handle = IntPtr.Zero;
+            validFrom = long.MaxValue;
             Native.shmrepl_reader_close(h);
             foreach (var c in free) Marshal.FreeHGlobal((IntPtr)c.Mem);
             foreach (var c in inUse) Marshal.FreeHGlobal((IntPtr)c.Mem);

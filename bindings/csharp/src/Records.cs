@@ -76,12 +76,14 @@ namespace Shmrepl
             this.ordinal = ordinal;
         }
 
+        // One compare on the fast path (small enough for Mono to inline); the throwing
+        // part lives in Reader.ThrowNotHeld.
         NativeRecord* P
         {
             get
             {
-                if (reader == null) throw new InvalidOperationException("shmrepl: an empty Record");
-                reader.CheckHeld(ordinal);
+                var r = reader;
+                if (r == null || ordinal < r.validFrom) Reader.ThrowNotHeld(r);
                 return rec;
             }
         }
@@ -102,7 +104,10 @@ namespace Shmrepl
             get { var p = P; return new ReadOnlySpan<byte>(p->Data, Length(p->DataLen)); }
         }
 
-        public int DataLength => Length(P->DataLen);
+        public int DataLength
+        {
+            get { ulong n = (ulong)P->DataLen; return n <= int.MaxValue ? (int)n : Length((UIntPtr)n); }
+        }
 
         // The address of Data in this process (for zero-copy checks).
         public IntPtr DataAddress => (IntPtr)P->Data;
