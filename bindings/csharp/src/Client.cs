@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Shmrepl.Interop;
 
@@ -55,7 +56,14 @@ namespace Shmrepl
         public static Client Connect(ClientOptions options = null)
         {
             Library.EnsureLoaded();
-            options = options ?? new ClientOptions();
+            return ConnectLoaded(options ?? new ClientOptions());
+        }
+
+        // Mono binds a P/Invoke when it compiles the calling method: methods that call the
+        // library are first compiled after Library.EnsureLoaded() ran ($SHMREPL_LIBRARY).
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static Client ConnectLoaded(ClientOptions options)
+        {
             byte[] socket = Utf8.ToC(options.SocketPath), engine = Utf8.ToC(options.EnginePath);
             IntPtr h;
             fixed (byte* s = socket)

@@ -46,9 +46,7 @@ namespace Shmrepl
         static string Describe(Status status, string detail)
         {
             string name = Enum.IsDefined(typeof(Status), status) ? status.ToString() : "status " + (int)status;
-            string text;
-            try { text = Utf8.FromC(Native.shmrepl_status_str((int)status)); }
-            catch (Exception) { text = ""; }
+            string text = Library.Loaded ? Library.StatusText(status) : "";
             string s = "shmrepl: " + name;
             if (text.Length > 0) s += " (" + text + ")";
             if (!string.IsNullOrEmpty(detail)) s += ": " + detail;

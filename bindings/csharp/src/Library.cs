@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.CompilerServices;
 using Shmrepl.Interop;
 
 namespace Shmrepl
@@ -12,9 +13,26 @@ namespace Shmrepl
         static volatile bool loaded;
 
         // The version string of the loaded library ("MAJOR.MINOR.PATCH").
-        public static string Version { get { EnsureLoaded(); return Utf8.FromC(Native.shmrepl_version()); } }
+        public static string Version { get { EnsureLoaded(); return ReadVersion(); } }
 
-        public static uint AbiVersion { get { EnsureLoaded(); return Native.shmrepl_abi_version(); } }
+        public static uint AbiVersion { get { EnsureLoaded(); return ReadAbiVersion(); } }
+
+        internal static bool Loaded => loaded;
+
+        // Mono binds a P/Invoke when it compiles the method that calls it, and a failed
+        // binding sticks: every method calling the library is compiled only after the
+        // preload below (NoInlining here, and the *Loaded methods of Client and Reader).
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static string ReadVersion()
+        {
+            return Utf8.FromC(Native.shmrepl_version());
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        internal static string StatusText(Status status)
+        {
+            return Utf8.FromC(Native.shmrepl_status_str((int)status));
+        }
 
         public static void EnsureLoaded()
         {
@@ -24,7 +42,7 @@ namespace Shmrepl
                 if (loaded) return;
                 PreloadFromEnvironment();
                 uint v;
-                try { v = Native.shmrepl_abi_version(); }
+                try { v = ReadAbiVersion(); }
                 catch (DllNotFoundException e)
                 {
                     throw new DllNotFoundException(
@@ -40,6 +58,12 @@ namespace Shmrepl
                         "libshmrepl has ABI version " + v + ", this binding needs " + RequiredAbiVersion);
                 loaded = true;
             }
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static uint ReadAbiVersion()
+        {
+            return Native.shmrepl_abi_version();
         }
 
         // $SHMREPL_LIBRARY names the library file. Loaded first, it answers the later

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading;
 using Shmrepl.Interop;
@@ -49,6 +50,13 @@ namespace Shmrepl
         {
             if (ringName == null) throw new ArgumentNullException(nameof(ringName));
             Library.EnsureLoaded();
+            return OpenLoaded(ringName, start);
+        }
+
+        // Compiled after the library is loaded (see Client.ConnectLoaded).
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static Reader OpenLoaded(string ringName, ReaderStart start)
+        {
             byte[] name = Utf8.ToC(ringName);
             var opts = Options(start);
             IntPtr h;
