@@ -181,7 +181,7 @@ class Batch:
         self._buf = buf        # bytes: a copy of the shmrepl_record_t array (not ring memory)
         self._n = n
         self._done = 0         # records [0, _done) are released
-        self._views = None     # [(index, base view, handed-out view)]
+        self._views = None     # [(index, ctypes array, handed-out view)]
 
     def __len__(self):
         return self._n
@@ -229,15 +229,13 @@ class Batch:
         if i < self._done:
             raise Closed("record (released)")
         if n:
-            base = memoryview((ctypes.c_ubyte * n).from_address(ptr)).cast("B").toreadonly()
+            arr = (ctypes.c_ubyte * n).from_address(ptr)
+            v = memoryview(arr).cast("B").toreadonly()
         else:
-            base = memoryview(b"")
-        # Hand out a view *of* base: slices or exports taken by the caller keep base
-        # exported, so base.release() tells us when they outlive the record.
-        v = memoryview(base)
+            arr, v = None, memoryview(b"")  # no ring memory, but released like the others
         if self._views is None:
             self._views = []
-        self._views.append((i, base, v))
+        self._views.append((i, arr, v))
         return v
 
     def _end_views(self, upto):
@@ -246,18 +244,27 @@ class Batch:
         if not views:
             return
         keep = []
-        for item in views:
-            i, base, v = item
-            if i >= upto:
+        reader = self._reader
+        while views:
+            item = views.pop()
+            if item[0] >= upto:
                 keep.append(item)
                 continue
             try:
-                v.release()
-                base.release()
+                item[2].release()
             except BufferError:
-                # A slice or export of the view is still alive: it cannot be revoked, so
-                # the reader keeps the ring mapped until it is gone (never a crash).
-                self._reader._pin(base)
+                pass  # exported by the caller (e.g. memoryview(view)): it keeps the array
+            if item[1] is None:
+                continue
+            alive = weakref.ref(item[1])
+            del item
+            arr = alive()
+            if arr is not None:
+                # A slice or export outlives the record and cannot be revoked: the reader
+                # keeps the ring mapped until it is gone, so it never reads unmapped memory.
+                reader._pin(arr)
+                del arr
+        keep.reverse()
         self._views = keep
 
 
@@ -419,10 +426,10 @@ class Reader:
                 raise error_for(st, "shmrepl_reader_release")
 
     # -- closing
-    def _pin(self, base):
+    def _pin(self, arr):
         with self._pin_lock:
             self._pins += 1
-        weakref.finalize(base, self._unpin)
+        weakref.finalize(arr, self._unpin)
 
     def _unpin(self):
         with self._pin_lock:
