@@ -9,7 +9,6 @@
 //                                                 its expected values (review the diff!)
 // $SHMREPL_EXECUTION_VECTORS overrides the file the tests read.
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -344,13 +343,13 @@ class Engine {
     }
   }
   ~Engine() {
-    const pid_t pid = static_cast<pid_t>(shmrepl_client_engine_pid(client_));
     const shmrepl_status_t st = shmrepl_engine_shutdown(client_);
     if (st != SHMREPL_OK) std::fprintf(stderr, "engine shutdown: %s\n", status_text(st).c_str());
     shmrepl_client_close(client_);
-    // The engine may still be removing its socket and log: wait for it to be gone.
-    for (int i = 0; i < 500 && pid > 0 && kill(pid, 0) == 0; ++i) usleep(10'000);
+    // The engine removes its socket just after it replied; removing the folder
+    // meanwhile would race with it.
     std::error_code ec;
+    for (int i = 0; i < 500 && std::filesystem::exists(socket_, ec); ++i) usleep(10'000);
     for (int i = 0; i < 10 && std::filesystem::exists(dir_, ec); ++i) std::filesystem::remove_all(dir_, ec);
   }
   Engine(const Engine&) = delete;
