@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Shmrepl.Interop;
 
@@ -69,6 +70,7 @@ namespace Shmrepl
         readonly NativeRecord* rec;
         readonly long ordinal;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         internal Record(Reader reader, NativeRecord* rec, long ordinal)
         {
             this.reader = reader;
@@ -80,6 +82,7 @@ namespace Shmrepl
         // part lives in Reader.ThrowNotHeld.
         NativeRecord* P
         {
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
             get
             {
                 var r = reader;
@@ -101,11 +104,13 @@ namespace Shmrepl
         // The payload (see shmrepl.h: output bytes, repr, error message, prompt, client id).
         public ReadOnlySpan<byte> Data
         {
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
             get { var p = P; return new ReadOnlySpan<byte>(p->Data, Length(p->DataLen)); }
         }
 
         public int DataLength
         {
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
             get { ulong n = (ulong)P->DataLen; return n <= int.MaxValue ? (int)n : Length((UIntPtr)n); }
         }
 
@@ -206,6 +211,7 @@ namespace Shmrepl
         // True when the ring is finished and fully read (E_EOF): no records, stop reading.
         public bool IsEnd => count == 0;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Record Get(int index)
         {
             if ((uint)index >= (uint)count) throw new ArgumentOutOfRangeException(nameof(index));
