@@ -59,19 +59,23 @@ class Message:
     view: the same bytes as a read-only memoryview into the ring, zero-copy. It is valid
     only until the next message is asked for; then it is released and any use raises
     ValueError. Copy it (bytes(msg.view)) to keep it.
+    Also: type, stream, execution_id (ExecuteMessage.id), engine_execution_id, seq,
+    timestamp_ns, flags; finish_status, exit_code, duration_ns (FINISHED, else None);
+    error (ErrorInfo for ERROR, else None); ring_name (the execution's ring).
     """
 
     __slots__ = ("type", "data", "view", "stream", "execution_id", "engine_execution_id",
                  "seq", "timestamp_ns", "flags", "finish_status", "exit_code", "duration_ns",
-                 "error")
+                 "error", "ring_name")
 
     def __repr__(self):
         return (f"Message(type={self.type.name}, seq={self.seq}, stream={self.stream.name}, "
                 f"data={self.data!r})")
 
 
-def _message(rec, execution_id):
+def _message(rec, execution_id, ring_name):
     m = Message()
+    m.ring_name = ring_name
     m.type = _TYPES.get(rec.kind_value, MessageType.UNKNOWN)
     view = rec.data
     m.view = view
@@ -108,6 +112,7 @@ class Session:
         self._max_batch = max_batch
         self._client = None
         self._session = None
+        self._bg = None
         self._pending = set()   # cleanups of executions not yet done (concurrent futures)
 
     @property
@@ -120,6 +125,12 @@ class Session:
         return self._session.id if self._session else None
 
     @property
+    def background_ring(self):
+        """Name of the session's background ring (output of threads that outlive their
+        execution), or None."""
+        return self._bg
+
+    @property
     def engine_pid(self):
         return self._client.engine_pid if self._client else None
 
@@ -130,6 +141,7 @@ class Session:
         client = await loop.run_in_executor(None, lambda: Client(**self._opts))
         try:
             self._session = await loop.run_in_executor(None, client.open_session)
+            self._bg = await loop.run_in_executor(None, lambda: self._session.background_ring)
         except BaseException:
             await loop.run_in_executor(None, client.close)
             raise
@@ -207,7 +219,7 @@ class Session:
                 # No read is in flight now: the reader is ours on this thread until the next.
                 try:
                     for rec in batch:
-                        m = _message(rec, message.id)
+                        m = _message(rec, message.id, ex.ring_name)
                         if m.type == MessageType.FINISHED:
                             finished = True
                         yield m
