@@ -77,6 +77,10 @@ namespace Shmrepl.Tests
             session.Dispose();
             string socket = engine.SocketPath;
             engine.Dispose();
+            // shmrepl_engine_shutdown returns when the connection closed, which the engine
+            // may do just before it unlinks the socket: allow it a moment.
+            var deadline = DateTime.UtcNow.AddSeconds(5);
+            while (File.Exists(socket) && DateTime.UtcNow < deadline) Thread.Sleep(10);
             Assert.IsFalse(File.Exists(socket), "the engine removes its socket at shutdown");
         }
 
