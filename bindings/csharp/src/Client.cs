@@ -85,7 +85,13 @@ namespace Shmrepl
         // The engine's process id.
         public int EnginePid
         {
-            get { lock (gate) return (int)Native.shmrepl_client_engine_pid(Handle); }
+            get
+            {
+                int pid;
+                lock (gate) pid = (int)Native.shmrepl_client_engine_pid(Handle);
+                GC.KeepAlive(this);
+                return pid;
+            }
         }
 
         // A new session: its own Python namespace, one execution at a time.
@@ -103,6 +109,7 @@ namespace Shmrepl
             lock (gate)
             {
                 string s = Utf8.FromC(Native.shmrepl_session_background_ring(Handle, sessionId));
+                GC.KeepAlive(this);
                 return s.Length == 0 ? null : s;
             }
         }
@@ -111,6 +118,7 @@ namespace Shmrepl
         public void CloseSession(ulong sessionId)
         {
             lock (gate) Check.Ok(Native.shmrepl_session_close(Handle, sessionId));
+            GC.KeepAlive(this);
         }
 
         // Queues code in a session; the ring exists (holding STARTED) when this returns.
@@ -158,6 +166,7 @@ namespace Shmrepl
             {
                 foreach (var g in handles) if (g.IsAllocated) g.Free();
             }
+            GC.KeepAlive(this);
             return new Execution(h);
         }
 
@@ -166,6 +175,7 @@ namespace Shmrepl
         public void ShutdownEngine()
         {
             lock (gate) Check.Ok(Native.shmrepl_engine_shutdown(Handle));
+            GC.KeepAlive(this);
         }
 
         IntPtr Handle
@@ -263,6 +273,7 @@ namespace Shmrepl
             var o = Reader.Options(start);
             IntPtr r;
             lock (gate) Check.Ok(Native.shmrepl_execution_reader(Handle, &o, out r));
+            GC.KeepAlive(this);
             return new Reader(r);
         }
 
@@ -271,6 +282,7 @@ namespace Shmrepl
         public void Cancel()
         {
             lock (gate) Check.Ok(Native.shmrepl_execution_cancel(Handle));
+            GC.KeepAlive(this);
         }
 
         IntPtr Handle

@@ -73,7 +73,15 @@ namespace Shmrepl
         public bool IsDisposed => handle == IntPtr.Zero;
 
         // The execution id the ring's header carries.
-        public ulong ExecutionId => Native.shmrepl_reader_execution_id(Handle);
+        public ulong ExecutionId
+        {
+            get
+            {
+                ulong id = Native.shmrepl_reader_execution_id(Handle);
+                GC.KeepAlive(this);  // no finalizer may close the handle during the call
+                return id;
+            }
+        }
 
         // Records handed out and not yet released.
         public long Held { get { var h = Handle; return handedOut - released; } }
@@ -84,6 +92,7 @@ namespace Shmrepl
             byte* b;
             UIntPtr len;
             Check.Ok(Native.shmrepl_reader_mapping(Handle, out b, out len));
+            GC.KeepAlive(this);
             return new ReaderMapping((IntPtr)b, (ulong)len);
         }
 
