@@ -66,7 +66,7 @@ func readAll(t *testing.T, rd *Reader, timeout time.Duration) ([]rec, error) {
 	for {
 		n, err := rd.NextBatch(buf, time.Until(deadline))
 		if err != nil {
-			if err == nil || isEOF(err) {
+			if isEOF(err) {
 				return out, nil
 			}
 			return out, err
