@@ -44,6 +44,31 @@ namespace Shmrepl.Tests
         }
 
         [Test]
+        public void ALibraryOfAnotherAbiVersionIsRefused()
+        {
+            // In a child process: this one has loaded the real library already.
+            string fake = Environment.GetEnvironmentVariable("SHMREPL_FAKE_ABI_LIBRARY");
+            if (string.IsNullOrEmpty(fake)) Assert.Fail("set SHMREPL_FAKE_ABI_LIBRARY to the fake-abi libshmrepl.so (the CMake build makes it)");
+            var psi = new ProcessStartInfo(Process.GetCurrentProcess().MainModule.FileName,
+                                           "\"" + Path.Combine(TestContext.CurrentContext.TestDirectory, "BenchReader.exe") + "\" some-ring")
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            psi.EnvironmentVariables["SHMREPL_LIBRARY"] = fake;
+            psi.EnvironmentVariables["LD_LIBRARY_PATH"] = Path.GetDirectoryName(fake);
+            using (var p = Process.Start(psi))
+            {
+                string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
+                p.WaitForExit();
+                Assert.AreEqual(1, p.ExitCode, stdout + stderr);
+                StringAssert.Contains("libshmrepl has ABI version 2, this binding needs 1", stderr);
+                Assert.AreEqual("", stdout);
+            }
+        }
+
+        [Test]
         public void UnknownCodesKeepTheirNumber()
         {
             var e = ShmreplException.Create((Status)(-1234), "detail");
