@@ -107,9 +107,7 @@ impl Client {
             },
             socket_path: opt_ptr(&socket),
             engine_path: opt_ptr(&engine),
-            connect_timeout_ns: options
-                .connect_timeout
-                .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64),
+            connect_timeout_ns: options.connect_timeout.map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64),
         };
         let mut out = std::ptr::null_mut();
         // SAFETY: options and the strings it points to outlive the call.
@@ -148,8 +146,7 @@ impl Client {
             Some(s) => Some(c_string("filename", s.as_bytes())?),
             None => None,
         };
-        let argv: Vec<CString> =
-            options.argv.iter().map(|a| c_string("argv", a.as_bytes())).collect::<Result<_>>()?;
+        let argv: Vec<CString> = options.argv.iter().map(|a| c_string("argv", a.as_bytes())).collect::<Result<_>>()?;
         let argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         let raw = ffi::shmrepl_execute_options_t {
             struct_size: std::mem::size_of::<ffi::shmrepl_execute_options_t>() as u32,
@@ -168,9 +165,8 @@ impl Client {
         check(unsafe { ffi::shmrepl_execute(self.raw.as_ptr(), &raw, &mut out) })?;
         let raw = NonNull::new(out).expect("shmrepl returned OK and a NULL execution");
         // SAFETY: valid as long as the handle; copied now.
-        let ring_name = unsafe { CStr::from_ptr(ffi::shmrepl_execution_ring_name(raw.as_ptr())) }
-            .to_string_lossy()
-            .into_owned();
+        let ring_name =
+            unsafe { CStr::from_ptr(ffi::shmrepl_execution_ring_name(raw.as_ptr())) }.to_string_lossy().into_owned();
         Ok(Execution { client: self, raw, ring_name })
     }
 

@@ -141,9 +141,7 @@ impl Error {
     pub(crate) fn last(status: ffi::shmrepl_status_t) -> Error {
         // SAFETY: never NULL; valid until the next shmrepl call on this thread,
         // and copied before that.
-        let message = unsafe { CStr::from_ptr(ffi::shmrepl_last_error()) }
-            .to_string_lossy()
-            .into_owned();
+        let message = unsafe { CStr::from_ptr(ffi::shmrepl_last_error()) }.to_string_lossy().into_owned();
         Error { kind: ErrorKind::from_code(status), message }
     }
 

@@ -226,14 +226,9 @@ extern "C" {
     ) -> shmrepl_status_t;
     pub fn shmrepl_client_close(client: *mut shmrepl_client_t);
     pub fn shmrepl_client_engine_pid(client: *const shmrepl_client_t) -> u32;
-    pub fn shmrepl_session_open(client: *mut shmrepl_client_t, session_id: *mut u64)
-        -> shmrepl_status_t;
-    pub fn shmrepl_session_background_ring(
-        client: *mut shmrepl_client_t,
-        session_id: u64,
-    ) -> *const c_char;
-    pub fn shmrepl_session_close(client: *mut shmrepl_client_t, session_id: u64)
-        -> shmrepl_status_t;
+    pub fn shmrepl_session_open(client: *mut shmrepl_client_t, session_id: *mut u64) -> shmrepl_status_t;
+    pub fn shmrepl_session_background_ring(client: *mut shmrepl_client_t, session_id: u64) -> *const c_char;
+    pub fn shmrepl_session_close(client: *mut shmrepl_client_t, session_id: u64) -> shmrepl_status_t;
     pub fn shmrepl_execute(
         client: *mut shmrepl_client_t,
         options: *const shmrepl_execute_options_t,

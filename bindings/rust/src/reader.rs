@@ -8,19 +8,14 @@ use crate::ffi;
 use crate::record::Record;
 
 /// Where a newly attached reader starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Start {
     /// The oldest record the ring still holds (every record from seq 0 if no
     /// reader released any yet).
+    #[default]
     Oldest,
     /// Only records written after the reader attached.
     Newest,
-}
-
-impl Default for Start {
-    fn default() -> Start {
-        Start::Oldest
-    }
 }
 
 impl Start {
@@ -110,11 +105,7 @@ pub(crate) fn check_abi() -> Result<()> {
     } else {
         Err(Error::new(
             ErrorKind::Version,
-            format!(
-                "libshmrepl speaks ABI version {}, this binding version {}",
-                v,
-                ffi::SHMREPL_ABI_VERSION
-            ),
+            format!("libshmrepl speaks ABI version {}, this binding version {}", v, ffi::SHMREPL_ABI_VERSION),
         ))
     }
 }
@@ -244,10 +235,7 @@ impl Drop for Reader {
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader")
-            .field("execution_id", &self.execution_id())
-            .field("held", &self.held())
-            .finish()
+        f.debug_struct("Reader").field("execution_id", &self.execution_id()).field("held", &self.held()).finish()
     }
 }
 

@@ -137,9 +137,9 @@ unsafe fn view<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
 
 impl Record {
     /// # Safety
-    /// `raw` is a record handed out by a reader and still held, for all of `'a`.
+    /// `raw` holds records handed out by a reader and held while the result is borrowed.
     #[inline]
-    pub(crate) unsafe fn from_raw_slice<'a>(raw: &'a [ffi::shmrepl_record_t]) -> &'a [Record] {
+    pub(crate) unsafe fn from_raw_slice(raw: &[ffi::shmrepl_record_t]) -> &[Record] {
         // repr(transparent): same layout.
         std::slice::from_raw_parts(raw.as_ptr() as *const Record, raw.len())
     }

@@ -36,8 +36,7 @@ fn error_details() {
             let e = r.error().unwrap();
             assert_eq!(e.ename(), b"ValueError");
             assert_eq!(e.evalue(), b"bad value 7");
-            let lines: Vec<String> =
-                e.traceback().map(|l| String::from_utf8(l.unwrap().to_vec()).unwrap()).collect();
+            let lines: Vec<String> = e.traceback().map(|l| String::from_utf8(l.unwrap().to_vec()).unwrap()).collect();
             assert_eq!(lines.len(), e.traceback_len());
             let all = lines.concat();
             assert!(all.contains("errs.py"), "{:?}", lines);
@@ -99,7 +98,9 @@ fn execute_options_reach_python() {
 
     let code = "import sys\nprint(sys.argv)\n1 + 1\n";
     let script = client
-        .execute(&ExecuteOptions::new(&session, code).argv(&["job.py", "--fast"]).script(true).client_execution_id("s-1"))
+        .execute(
+            &ExecuteOptions::new(&session, code).argv(&["job.py", "--fast"]).script(true).client_execution_id("s-1"),
+        )
         .unwrap();
     let records = common::read_all(&mut script.reader(Start::Oldest).unwrap());
     assert_eq!(stdout_of(&records), "['job.py', '--fast']\n");
@@ -125,9 +126,7 @@ fn execute_options_reach_python() {
     assert_eq!((fin.kind, fin.finish_status, fin.exit_code), (Kind::Finished, FinishStatus::Exited, 4));
 
     // A small ring still carries a large write, split.
-    let big = client
-        .execute(&ExecuteOptions::new(&session, "print('q' * 300000)\n").ring_capacity(64 * 1024))
-        .unwrap();
+    let big = client.execute(&ExecuteOptions::new(&session, "print('q' * 300000)\n").ring_capacity(64 * 1024)).unwrap();
     let records = common::read_all(&mut big.reader(Start::Oldest).unwrap());
     assert_eq!(stdout_of(&records).len(), 300001);
     assert!(records.iter().filter(|r| r.kind == Kind::Output).count() > 1);
