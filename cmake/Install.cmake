@@ -30,6 +30,7 @@ install(FILES ${PROJECT_BINARY_DIR}/package/shmreplConfig.cmake
 
 # pkg-config: <libdir>/pkgconfig/shmrepl.pc, relocatable (prefix from ${pcfiledir}).
 file(RELATIVE_PATH SHMREPL_PC_TO_PREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
+string(REGEX REPLACE "/$" "" SHMREPL_PC_TO_PREFIX "${SHMREPL_PC_TO_PREFIX}")
 configure_file(${CMAKE_CURRENT_LIST_DIR}/shmrepl.pc.in ${PROJECT_BINARY_DIR}/package/shmrepl.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/package/shmrepl.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
