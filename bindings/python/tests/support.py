@@ -15,7 +15,8 @@ except ModuleNotFoundError:
     import sys
     sys.path.insert(0, str(HERE.parent))
     import shmrepl  # noqa: E402
-REPO = HERE.parents[2]
+# The checkout the tests sit in (bindings/python/tests), or a path where nothing exists.
+REPO = HERE.parents[2] if len(HERE.parents) > 2 else HERE / "no-checkout"
 
 
 def private_socket_dir():
