@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 from .client import Client
 from .errors import ShmreplError, StateError, Timeout
-from .reader import ErrorInfo, RecordKind, Stream, FinishStatus, DEFAULT_BATCH
+from .reader import DEFAULT_BATCH
 from . import _lib
 
 
@@ -42,8 +42,8 @@ class ExecuteMessage:
     """What to run: `id` is the caller's execution id (it comes back as msg.execution_id and
     in the STARTED record); `timestamp` is the caller's, kept as given."""
     id: str
-    code: str = ""
     timestamp: int = 0
+    code: str = ""
     argv: Optional[Sequence[str]] = None
     filename: Optional[str] = None
     script: bool = False
@@ -151,11 +151,13 @@ class Session:
     async def stop(self, shutdown_engine=False):
         """Waits for the cleanups of finished or cancelled executions, closes the session and
         the connection (the engine cancels what still runs in the session)."""
-        for f in list(self._pending):
+        while self._pending:
+            f = next(iter(self._pending))
             try:
                 await asyncio.wrap_future(f)
             except Exception:
                 pass
+            self._pending.discard(f)
         client, session = self._client, self._session
         self._client = self._session = None
         if client is None:

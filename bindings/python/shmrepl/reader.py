@@ -76,7 +76,8 @@ def timeout_ns(timeout):
     """Seconds (float) to the ABI's nanoseconds: None or < 0 waits forever, 0 does not wait."""
     if timeout is None or timeout < 0:
         return -1
-    return int(timeout * 1e9)
+    ns = int(timeout * 1e9)
+    return ns if ns > 0 or timeout == 0 else 1  # a tiny wait stays a wait, not E_AGAIN
 
 
 class ErrorInfo(collections.namedtuple("ErrorInfo", "ename evalue traceback")):
