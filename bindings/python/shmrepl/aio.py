@@ -13,13 +13,16 @@ reader closed on that thread once the read in flight has returned.
 """
 import asyncio
 import concurrent.futures
+import ctypes
 import dataclasses
 import enum
 from typing import Optional, Sequence
 
 from .client import Client
-from .errors import ShmreplError, StateError, Timeout
-from .reader import DEFAULT_BATCH
+from .errors import Closed, ShmreplError, StateError, Timeout
+from .reader import (DEFAULT_BATCH, Record, RecordKind, Stream, FinishStatus, _REC, _STREAMS,
+                     _FINISH, _KIND, _STREAM, _FLAGS, _FSTAT, _EXEC, _SEQ, _TS, _DATA, _DLEN,
+                     _EXIT, _DUR)
 from . import _lib
 
 
@@ -56,41 +59,72 @@ class Message:
     data: str for OUTPUT (the bytes decoded as UTF-8 with surrogateescape), RESULT (repr),
     ERROR (the exception message), INPUT_REQUEST (prompt), STARTED (the client id); "" for
     FINISHED. It is a copy, kept as long as you like.
-    view: the same bytes as a read-only memoryview into the ring, zero-copy. It is valid
-    only until the next message is asked for; then it is released and any use raises
-    ValueError. Copy it (bytes(msg.view)) to keep it.
+    view: the same bytes as a read-only memoryview into the ring, zero-copy, made when first
+    asked for. It is valid only until the next message is asked for: then a view taken is
+    released (using it raises ValueError) and asking for one raises shmrepl.Closed.
+    Copy it (bytes(msg.view)) to keep it.
     Also: type, stream, execution_id (ExecuteMessage.id), engine_execution_id, seq,
     timestamp_ns, flags; finish_status, exit_code, duration_ns (FINISHED, else None);
     error (ErrorInfo for ERROR, else None); ring_name (the execution's ring).
     """
 
-    __slots__ = ("type", "data", "view", "stream", "execution_id", "engine_execution_id",
+    __slots__ = ("type", "data", "stream", "execution_id", "engine_execution_id",
                  "seq", "timestamp_ns", "flags", "finish_status", "exit_code", "duration_ns",
-                 "error", "ring_name")
+                 "error", "ring_name", "_batch", "_i", "_ptr", "_n", "_view")
+
+    @property
+    def view(self):
+        v = self._view
+        if v is None:
+            if self._batch is None:
+                raise Closed("message view (valid until the next message)")
+            v = self._view = self._batch._view(self._i, self._ptr, self._n)
+        return v
+
+    def _expire(self):
+        self._batch = None
+        v = self._view
+        if v is not None:
+            self._view = None
+            try:
+                v.release()
+            except BufferError:
+                pass  # exported by the caller: the batch release pins the ring for it
 
     def __repr__(self):
         return (f"Message(type={self.type.name}, seq={self.seq}, stream={self.stream.name}, "
                 f"data={self.data!r})")
 
 
-def _message(rec, execution_id, ring_name):
-    m = Message()
-    m.ring_name = ring_name
-    m.type = _TYPES.get(rec.kind_value, MessageType.UNKNOWN)
-    view = rec.data
-    m.view = view
-    m.data = str(view, "utf-8", "surrogateescape") if len(view) else ""
-    m.stream = rec.stream
+_OUTPUT, _ERROR, _FINISHED = int(RecordKind.OUTPUT), int(RecordKind.ERROR), int(RecordKind.FINISHED)
+
+
+_string_at = ctypes.string_at
+
+
+def _message(batch, i, f, execution_id, ring_name, _new=object.__new__):
+    """A Message from field tuple f of record i of batch (the per-record hot path: plain
+    tuple indexing and dict look-ups, no Record object)."""
+    m = _new(Message)
+    kind = f[_KIND]
+    m.type = _TYPES.get(kind, MessageType.UNKNOWN)
+    n = f[_DLEN]
+    ptr = f[_DATA]
+    m._batch, m._i, m._ptr, m._n, m._view = batch, i, ptr, n, None
+    m.data = _string_at(ptr, n).decode("utf-8", "surrogateescape") if n else ""
+    m.stream = _STREAMS.get(f[_STREAM], Stream.UNKNOWN)
     m.execution_id = execution_id
-    m.engine_execution_id = rec.execution_id
-    m.seq = rec.seq
-    m.timestamp_ns = rec.timestamp_ns
-    m.flags = rec.flags
-    if m.type == MessageType.FINISHED:
-        m.finish_status, m.exit_code, m.duration_ns = rec.finish_status, rec.exit_code, rec.duration_ns
+    m.engine_execution_id = f[_EXEC]
+    m.seq = f[_SEQ]
+    m.timestamp_ns = f[_TS]
+    m.flags = f[_FLAGS]
+    if kind == _FINISHED:
+        m.finish_status = _FINISH.get(f[_FSTAT], FinishStatus.UNKNOWN)
+        m.exit_code, m.duration_ns = f[_EXIT], f[_DUR]
     else:
-        m.finish_status, m.exit_code, m.duration_ns = None, None, None
-    m.error = rec.error() if m.type == MessageType.ERROR else None
+        m.finish_status = m.exit_code = m.duration_ns = None
+    m.error = Record(batch, i, f).error() if kind == _ERROR else None
+    m.ring_name = ring_name
     return m
 
 
@@ -212,6 +246,7 @@ class Session:
         finished = False
         try:
             ex, reader = await asyncio.wrap_future(started)
+            ring_name = ex.ring_name
             while True:
                 batch = await asyncio.wrap_future(worker.submit(read, reader))
                 if batch is _SLICE_TIMED_OUT:
@@ -220,15 +255,12 @@ class Session:
                     break
                 # No read is in flight now: the reader is ours on this thread until the next.
                 try:
-                    for rec in batch:
-                        m = _message(rec, message.id, ex.ring_name)
-                        if m.type == MessageType.FINISHED:
+                    for i, f in enumerate(_REC.iter_unpack(batch._buf)):
+                        m = _message(batch, i, f, message.id, ring_name)
+                        if m.type is MessageType.FINISHED:
                             finished = True
                         yield m
-                        try:
-                            m.view.release()   # valid until the next message, as documented
-                        except BufferError:
-                            pass  # exported by the caller: the batch release handles it
+                        m._expire()   # the view is valid until the next message
                 finally:
                     batch.release()
         finally:

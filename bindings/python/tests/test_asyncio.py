@@ -60,7 +60,12 @@ class AsyncSession(unittest.IsolatedAsyncioTestCase):
                 if prev_view is not None:
                     with self.assertRaises(ValueError):   # valid until the next message
                         bytes(prev_view)
+                    with self.assertRaises(shmrepl.Closed):
+                        got[-1].view
+                if got and got[-1].type == MessageType.OUTPUT:
+                    self.assertGreater(len(got[-1].data), 0)  # data is a copy: still there
                 got.append(msg)
+                self.assertTrue(msg.view.readonly)
                 self.assertEqual(bytes(msg.view),
                                  msg.data.encode("utf-8", "surrogateescape"))
                 prev_view = msg.view
