@@ -14,6 +14,8 @@ struct Global {
 
 int cmd_run(const Global& g, const std::vector<std::string>& args);
 int cmd_tail(const Global& g, const std::vector<std::string>& args);
+int cmd_dump(const Global& g, const std::vector<std::string>& args);
+int cmd_gc(const Global& g, const std::vector<std::string>& args);
 
 // Prints "shmrepl: <what>: <status text> (<last error>)" to stderr.
 void report(const std::string& what, shmrepl_status_t status);

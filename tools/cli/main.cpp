@@ -14,6 +14,8 @@ const char* const kUsage =
     "  run FILE [ARGS...]     run a Python program through the engine, output streamed\n"
     "  run -c CODE [ARGS...]  run CODE\n"
     "  tail [--raw] RING      print the records of a ring (e.g. another client's)\n"
+    "  dump [-f] [--json] RING  every record of a ring, decoded (--json: JSON Lines)\n"
+    "  gc [--dry-run]         remove the rings that dead engines left in /dev/shm\n"
     "  shutdown               stop the engine (cancels what runs)\n"
     "  help                   print this help\n"
     "\n"
@@ -100,6 +102,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest(args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
   if (cmd == "run") return shmrepl::cli::cmd_run(g, rest);
   if (cmd == "tail") return shmrepl::cli::cmd_tail(g, rest);
+  if (cmd == "dump") return shmrepl::cli::cmd_dump(g, rest);
+  if (cmd == "gc") return shmrepl::cli::cmd_gc(g, rest);
   if (cmd == "shutdown") return cmd_shutdown(g, rest);
   if (cmd == "help") {
     std::fputs(kUsage, stdout);

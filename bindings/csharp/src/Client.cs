@@ -1,0 +1,308 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Shmrepl.Interop;
+
+namespace Shmrepl
+{
+    public sealed class ClientOptions
+    {
+        // The engine's socket. null: $SHMREPL_SOCKET, else the per-user default.
+        public string SocketPath { get; set; }
+        // The engine to start. null: $SHMREPL_ENGINE, else next to libshmrepl.
+        public string EnginePath { get; set; }
+        // Start an engine when none listens (default true).
+        public bool Autostart { get; set; } = true;
+        // How long to wait for a started engine to listen. Zero: the library's default (5 s).
+        public TimeSpan ConnectTimeout { get; set; } = TimeSpan.Zero;
+    }
+
+    public sealed class ExecuteOptions
+    {
+        public ulong SessionId { get; set; }
+        // Python source.
+        public string Code { get; set; }
+        // Given back as the data of the STARTED record.
+        public string ClientExecutionId { get; set; }
+        // Shown in tracebacks; null: "<shmrepl>".
+        public string Filename { get; set; }
+        // sys.argv during the execution.
+        public string[] Argv { get; set; }
+        // Run as a program (python3 FILE): no RESULT records.
+        public bool Script { get; set; }
+        // Data bytes of the ring; 0: the engine's default.
+        public ulong RingCapacity { get; set; }
+    }
+
+    // A connection to an engine. May be used from several threads (requests are
+    // serialized); Dispose closes it, and the engine then drops its sessions.
+    public sealed unsafe class Client : IDisposable
+    {
+        IntPtr handle;
+        readonly object gate = new object();
+
+        Client(IntPtr handle)
+        {
+            this.handle = handle;
+        }
+
+        ~Client()
+        {
+            if (handle != IntPtr.Zero) Native.shmrepl_client_close(handle);
+        }
+
+        // Connects, starting an engine if none listens and Autostart is on.
+        // ConnectException when no engine could be reached or started.
+        public static Client Connect(ClientOptions options = null)
+        {
+            Library.EnsureLoaded();
+            return ConnectLoaded(options ?? new ClientOptions());
+        }
+
+        // Mono binds a P/Invoke when it compiles the calling method: methods that call the
+        // library are first compiled after Library.EnsureLoaded() ran ($SHMREPL_LIBRARY).
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static Client ConnectLoaded(ClientOptions options)
+        {
+            byte[] socket = Utf8.ToC(options.SocketPath), engine = Utf8.ToC(options.EnginePath);
+            IntPtr h;
+            fixed (byte* s = socket)
+            fixed (byte* e = engine)
+            {
+                var o = new NativeClientOptions
+                {
+                    StructSize = Native.ClientOptionsSize,
+                    Autostart = options.Autostart ? 1u : 2u,
+                    SocketPath = (IntPtr)s,
+                    EnginePath = (IntPtr)e,
+                    ConnectTimeoutNs = options.ConnectTimeout <= TimeSpan.Zero ? 0 : Reader.Nanoseconds(options.ConnectTimeout),
+                };
+                Check.Ok(Native.shmrepl_client_connect(&o, out h));
+            }
+            return new Client(h);
+        }
+
+        // The engine's process id.
+        public int EnginePid
+        {
+            get
+            {
+                int pid;
+                lock (gate) pid = (int)Native.shmrepl_client_engine_pid(Handle);
+                GC.KeepAlive(this);
+                return pid;
+            }
+        }
+
+        // A new session: its own Python namespace, one execution at a time.
+        public Session OpenSession()
+        {
+            ulong id;
+            lock (gate) Check.Ok(Native.shmrepl_session_open(Handle, out id));
+            return new Session(this, id);
+        }
+
+        // The session's background ring name (output of threads that outlive an
+        // execution), or null if the engine has none.
+        public string BackgroundRing(ulong sessionId)
+        {
+            lock (gate)
+            {
+                string s = Utf8.FromC(Native.shmrepl_session_background_ring(Handle, sessionId));
+                GC.KeepAlive(this);
+                return s.Length == 0 ? null : s;
+            }
+        }
+
+        // Cancels what runs in the session and drops it. NotFoundException if unknown.
+        public void CloseSession(ulong sessionId)
+        {
+            lock (gate) Check.Ok(Native.shmrepl_session_close(Handle, sessionId));
+            GC.KeepAlive(this);
+        }
+
+        // Queues code in a session; the ring exists (holding STARTED) when this returns.
+        public Execution Execute(ExecuteOptions options)
+        {
+            if (options == null) throw new ArgumentNullException(nameof(options));
+            byte[] code = Utf8.ToC(options.Code ?? "");
+            byte[] id = Utf8.ToC(options.ClientExecutionId);
+            byte[] filename = Utf8.ToC(options.Filename);
+            string[] argv = options.Argv ?? new string[0];
+            var args = new byte[argv.Length][];
+            for (int i = 0; i < argv.Length; i++)
+                args[i] = Utf8.ToC(argv[i] ?? throw new ArgumentNullException(nameof(options), "an Argv entry is null"));
+            var handles = new GCHandle[args.Length];
+            IntPtr* ptrs = stackalloc IntPtr[Math.Max(1, args.Length)];
+            IntPtr h;
+            try
+            {
+                for (int i = 0; i < args.Length; i++)
+                {
+                    handles[i] = GCHandle.Alloc(args[i], GCHandleType.Pinned);
+                    ptrs[i] = handles[i].AddrOfPinnedObject();
+                }
+                fixed (byte* c = code)
+                fixed (byte* ci = id)
+                fixed (byte* f = filename)
+                {
+                    var o = new NativeExecuteOptions
+                    {
+                        StructSize = Native.ExecuteOptionsSize,
+                        Script = options.Script ? 1u : 0u,
+                        SessionId = options.SessionId,
+                        Code = (IntPtr)c,
+                        CodeLen = (UIntPtr)(ulong)(code.Length - 1),
+                        ClientExecutionId = (IntPtr)ci,
+                        Filename = (IntPtr)f,
+                        Argv = args.Length == 0 ? IntPtr.Zero : (IntPtr)ptrs,
+                        Argc = (UIntPtr)(ulong)args.Length,
+                        RingCapacity = options.RingCapacity,
+                    };
+                    lock (gate) Check.Ok(Native.shmrepl_execute(Handle, &o, out h));
+                }
+            }
+            finally
+            {
+                foreach (var g in handles) if (g.IsAllocated) g.Free();
+            }
+            GC.KeepAlive(this);
+            return new Execution(h);
+        }
+
+        // Asks the engine to stop (it cancels everything, unlinks its rings and socket) and
+        // waits until it closed the connection. Only Dispose is left to do afterwards.
+        public void ShutdownEngine()
+        {
+            lock (gate) Check.Ok(Native.shmrepl_engine_shutdown(Handle));
+            GC.KeepAlive(this);
+        }
+
+        IntPtr Handle
+        {
+            get
+            {
+                if (handle == IntPtr.Zero) throw new ObjectDisposedException(nameof(Client), "shmrepl: the client was disposed");
+                return handle;
+            }
+        }
+
+        public void Dispose()
+        {
+            lock (gate)
+            {
+                if (handle == IntPtr.Zero) return;
+                Native.shmrepl_client_close(handle);
+                handle = IntPtr.Zero;
+            }
+            GC.SuppressFinalize(this);
+        }
+    }
+
+    // A session of a client: Dispose closes it (errors ignored: a dead engine has no
+    // sessions left); Close() reports them.
+    public sealed class Session : IDisposable
+    {
+        readonly Client client;
+        bool closed;
+
+        internal Session(Client client, ulong id)
+        {
+            this.client = client;
+            Id = id;
+        }
+
+        public ulong Id { get; }
+
+        // The background ring's name, or null if the engine has none.
+        public string BackgroundRing => client.BackgroundRing(Id);
+
+        public Execution Execute(string code, string clientExecutionId = null)
+        {
+            return client.Execute(new ExecuteOptions { SessionId = Id, Code = code, ClientExecutionId = clientExecutionId });
+        }
+
+        public Execution Execute(ExecuteOptions options)
+        {
+            if (options == null) throw new ArgumentNullException(nameof(options));
+            options.SessionId = Id;
+            return client.Execute(options);
+        }
+
+        public void Close()
+        {
+            if (closed) return;
+            closed = true;
+            client.CloseSession(Id);
+        }
+
+        public void Dispose()
+        {
+            try { Close(); }
+            catch (ShmreplException) { }
+            catch (ObjectDisposedException) { }
+        }
+    }
+
+    // One queued execution. Dispose releases its ring (open readers keep working).
+    public sealed unsafe class Execution : IDisposable
+    {
+        IntPtr handle;
+        readonly object gate = new object();
+
+        internal Execution(IntPtr handle)
+        {
+            this.handle = handle;
+            Id = Native.shmrepl_execution_id(handle);
+            RingName = Utf8.FromC(Native.shmrepl_execution_ring_name(handle));
+        }
+
+        ~Execution()
+        {
+            if (handle != IntPtr.Zero) Native.shmrepl_execution_close(handle);
+        }
+
+        // The engine's id: every record of this execution carries it.
+        public ulong Id { get; }
+
+        // The ring's name, for Reader.Open (also from other processes).
+        public string RingName { get; }
+
+        public Reader OpenReader(ReaderStart start = ReaderStart.Oldest)
+        {
+            var o = Reader.Options(start);
+            IntPtr r;
+            lock (gate) Check.Ok(Native.shmrepl_execution_reader(Handle, &o, out r));
+            GC.KeepAlive(this);
+            return new Reader(r);
+        }
+
+        // Raises KeyboardInterrupt in the execution (a queued one finishes cancelled).
+        // Fine after it finished; may be called from any thread.
+        public void Cancel()
+        {
+            lock (gate) Check.Ok(Native.shmrepl_execution_cancel(Handle));
+            GC.KeepAlive(this);
+        }
+
+        IntPtr Handle
+        {
+            get
+            {
+                if (handle == IntPtr.Zero) throw new ObjectDisposedException(nameof(Execution), "shmrepl: the execution was disposed");
+                return handle;
+            }
+        }
+
+        public void Dispose()
+        {
+            lock (gate)
+            {
+                if (handle == IntPtr.Zero) return;
+                Native.shmrepl_execution_close(handle);
+                handle = IntPtr.Zero;
+            }
+            GC.SuppressFinalize(this);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+module shmrepl.dev/shmrepl
+
+go 1.19

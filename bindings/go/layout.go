@@ -1,0 +1,72 @@
+package shmrepl
+
+/*
+#include <stddef.h>
+#include <shmrepl/shmrepl.h>
+
+// sizeof/offsetof as the C compiler sees the header, for the layout test.
+static void shmrepl_go_layout(size_t* out) {
+  size_t i = 0;
+  out[i++] = sizeof(shmrepl_record_t);
+  out[i++] = offsetof(shmrepl_record_t, kind);
+  out[i++] = offsetof(shmrepl_record_t, stream);
+  out[i++] = offsetof(shmrepl_record_t, flags);
+  out[i++] = offsetof(shmrepl_record_t, finish_status);
+  out[i++] = offsetof(shmrepl_record_t, execution_id);
+  out[i++] = offsetof(shmrepl_record_t, seq);
+  out[i++] = offsetof(shmrepl_record_t, timestamp_ns);
+  out[i++] = offsetof(shmrepl_record_t, data);
+  out[i++] = offsetof(shmrepl_record_t, data_len);
+  out[i++] = offsetof(shmrepl_record_t, raw);
+  out[i++] = offsetof(shmrepl_record_t, raw_len);
+  out[i++] = offsetof(shmrepl_record_t, exit_code);
+  out[i++] = offsetof(shmrepl_record_t, duration_ns);
+  out[i++] = offsetof(shmrepl_record_t, reserved);
+  out[i++] = sizeof(shmrepl_reader_options_t);
+  out[i++] = sizeof(shmrepl_client_options_t);
+  out[i++] = sizeof(shmrepl_execute_options_t);
+  out[i++] = sizeof(shmrepl_bytes_t);
+}
+*/
+import "C"
+
+import "unsafe"
+
+// layoutNames names the values shmrepl_go_layout fills, in order.
+var layoutNames = []string{
+	"sizeof record", "record.kind", "record.stream", "record.flags", "record.finish_status",
+	"record.execution_id", "record.seq", "record.timestamp_ns", "record.data",
+	"record.data_len", "record.raw", "record.raw_len", "record.exit_code",
+	"record.duration_ns", "record.reserved",
+	"sizeof reader_options", "sizeof client_options", "sizeof execute_options", "sizeof bytes",
+}
+
+// cLayout is what the C compiler says about the header's structs.
+func cLayout() map[string]uintptr {
+	out := make([]C.size_t, len(layoutNames))
+	C.shmrepl_go_layout(&out[0])
+	m := make(map[string]uintptr, len(out))
+	for i, n := range layoutNames {
+		m[n] = uintptr(out[i])
+	}
+	return m
+}
+
+// goLayout is the same for this package's mirrors.
+func goLayout() map[string]uintptr {
+	var r Record
+	return map[string]uintptr{
+		"sizeof record": unsafe.Sizeof(r), "record.kind": unsafe.Offsetof(r.Kind),
+		"record.stream": unsafe.Offsetof(r.Stream), "record.flags": unsafe.Offsetof(r.Flags),
+		"record.finish_status": unsafe.Offsetof(r.FinishStatus),
+		"record.execution_id":  unsafe.Offsetof(r.ExecutionID), "record.seq": unsafe.Offsetof(r.Seq),
+		"record.timestamp_ns": unsafe.Offsetof(r.TimestampNs), "record.data": unsafe.Offsetof(r.data),
+		"record.data_len": unsafe.Offsetof(r.dataLen), "record.raw": unsafe.Offsetof(r.raw),
+		"record.raw_len": unsafe.Offsetof(r.rawLen), "record.exit_code": unsafe.Offsetof(r.ExitCode),
+		"record.duration_ns": unsafe.Offsetof(r.DurationNs), "record.reserved": unsafe.Offsetof(r.reserved),
+		"sizeof reader_options":  readerOptionsSize,
+		"sizeof client_options":  clientOptionsSize,
+		"sizeof execute_options": executeOptionsSize,
+		"sizeof bytes":           unsafe.Sizeof(C.shmrepl_bytes_t{}),
+	}
+}

@@ -1,0 +1,52 @@
+package shmrepl
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../abi/include
+#cgo LDFLAGS: -lshmrepl
+#include <shmrepl/shmrepl.h>
+*/
+import "C"
+
+import (
+	"fmt"
+	"time"
+)
+
+// ABIVersion is the ABI version this package was written against.
+const ABIVersion = 1
+
+// Sizes of the option structs this package was written against: the library
+// reads only that many bytes of each (option structs grow append-only).
+const (
+	readerOptionsSize  = 8
+	clientOptionsSize  = 32
+	executeOptionsSize = 72
+)
+
+// Forever as a timeout waits without limit.
+const Forever time.Duration = -1
+
+// loadErr is non-nil when the loaded libshmrepl speaks another ABI version.
+// Every constructor returns it.
+var loadErr error
+
+func init() {
+	if v := uint32(C.shmrepl_abi_version()); v != ABIVersion {
+		loadErr = &Error{Status: StatusVersion, Op: "load",
+			Message: fmt.Sprintf("libshmrepl has ABI version %d, this package needs %d", v, ABIVersion)}
+	}
+}
+
+// LibraryVersion is the loaded libshmrepl's "MAJOR.MINOR.PATCH".
+func LibraryVersion() string { return C.GoString(C.shmrepl_version()) }
+
+// LibraryABIVersion is the loaded libshmrepl's ABI version.
+func LibraryABIVersion() uint32 { return uint32(C.shmrepl_abi_version()) }
+
+// timeoutNs maps a Go timeout to the ABI's: negative waits forever, 0 polls.
+func timeoutNs(d time.Duration) C.int64_t {
+	if d < 0 {
+		return -1
+	}
+	return C.int64_t(d.Nanoseconds())
+}

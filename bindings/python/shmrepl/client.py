@@ -1,0 +1,222 @@
+"""The blocking client: connect to an engine, open sessions, execute code, read rings."""
+import ctypes
+import os
+import threading
+
+from . import _lib
+from .errors import Closed, error_for
+from .reader import Reader, Start, timeout_ns
+
+_L = _lib.lib
+
+
+def _enc(s):
+    if s is None:
+        return None
+    return os.fsencode(s) if not isinstance(s, bytes) else s
+
+
+class Client:
+    """A connection to an engine (started if none listens and autostart is on).
+
+    socket_path: None = $SHMREPL_SOCKET, else the per-user default. engine_path: None =
+    $SHMREPL_ENGINE, else next to libshmrepl. connect_timeout: seconds to wait for a
+    started engine (None: the library's 5 s). Thread-safe: requests are serialized by
+    the library; close() waits for calls in flight on other threads.
+    """
+
+    def __init__(self, socket_path=None, engine_path=None, autostart=True, connect_timeout=None):
+        self.socket_path = socket_path
+        self._keep = (_enc(socket_path), _enc(engine_path))
+        opts = _lib.shmrepl_client_options_t(
+            ctypes.sizeof(_lib.shmrepl_client_options_t),
+            _lib.AUTOSTART_ON if autostart else _lib.AUTOSTART_OFF,
+            self._keep[0], self._keep[1],
+            0 if connect_timeout is None else max(1, timeout_ns(connect_timeout)))
+        h = _lib.client_p()
+        st = _L.shmrepl_client_connect(ctypes.byref(opts), ctypes.byref(h))
+        if st:
+            raise error_for(st, "shmrepl_client_connect")
+        self._h = h
+        self._cv = threading.Condition()
+        self._busy = 0
+
+    # Every request holds a use count, so close() never frees the handle under a call.
+    def _call(self, fn, *args):
+        with self._cv:
+            if self._h is None:
+                raise Closed("client")
+            self._busy += 1
+            h = self._h
+        try:
+            return fn(h, *args)
+        finally:
+            with self._cv:
+                self._busy -= 1
+                if not self._busy:
+                    self._cv.notify_all()
+
+    def _request(self, fn, name, *args):
+        def call(h, *a):
+            st = fn(h, *a)
+            return st, (error_for(st, name) if st else None)  # last_error on this thread, now
+        st, err = self._call(call, *args)
+        if err is not None:
+            raise err
+        return st
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    @property
+    def engine_pid(self):
+        return self._call(_L.shmrepl_client_engine_pid)
+
+    def open_session(self):
+        """A new session (own namespace, one execution at a time)."""
+        sid = ctypes.c_uint64()
+        self._request(_L.shmrepl_session_open, "shmrepl_session_open", ctypes.byref(sid))
+        return ClientSession(self, sid.value)
+
+    def shutdown_engine(self):
+        """Asks the engine to stop (it cancels everything, unlinks its rings and socket);
+        returns once it has closed the connection. Then the client is closed."""
+        try:
+            self._request(_L.shmrepl_engine_shutdown, "shmrepl_engine_shutdown")
+        finally:
+            self.close()
+
+    def close(self):
+        """Closes the connection; the engine closes this client's sessions. Idempotent."""
+        with self._cv:
+            h = self._h
+            if h is None:
+                return
+            self._h = None
+            while self._busy:
+                self._cv.wait()
+        _L.shmrepl_client_close(h)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_h", None) is not None:
+            self.close()
+
+
+class ClientSession:
+    """A session of a Client (blocking API). Closing it cancels what runs in it."""
+
+    def __init__(self, client, session_id):
+        self.client = client
+        self.id = session_id
+        self._closed = False
+
+    @property
+    def background_ring(self):
+        """Name of the ring that gets output of threads outliving their execution, or None."""
+        def get(h):
+            return _L.shmrepl_session_background_ring(h, self.id)
+        name = self.client._call(get)
+        return name.decode() if name else None
+
+    def execute(self, code, client_execution_id=None, filename=None, argv=None, script=False,
+                ring_capacity=0):
+        """Queues code (str or bytes) in the session; returns an Execution whose ring
+        exists (holding STARTED) already."""
+        if self._closed:
+            raise Closed("session")
+        code_b = code.encode("utf-8", "surrogateescape") if isinstance(code, str) else bytes(code)
+        cid = client_execution_id.encode() if isinstance(client_execution_id, str) \
+            else client_execution_id
+        fn = _enc(filename)
+        argv_b = [_enc(a) for a in (argv or ())]
+        argv_arr = (ctypes.c_char_p * len(argv_b))(*argv_b) if argv_b else None
+        opts = _lib.shmrepl_execute_options_t(
+            ctypes.sizeof(_lib.shmrepl_execute_options_t), 1 if script else 0, self.id,
+            code_b, len(code_b), cid, fn,
+            ctypes.cast(argv_arr, ctypes.POINTER(ctypes.c_char_p)) if argv_arr else None,
+            len(argv_b), int(ring_capacity or 0))
+        out = _lib.execution_p()
+        self.client._request(_L.shmrepl_execute, "shmrepl_execute", ctypes.byref(opts),
+                             ctypes.byref(out))
+        return Execution(self.client, out, client_execution_id)
+
+    def close(self):
+        """Cancels what runs or waits in the session and drops it. Idempotent; does nothing
+        once the client is closed (the engine closed the session with it)."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self.client.closed:
+            self.client._request(_L.shmrepl_session_close, "shmrepl_session_close", self.id)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Execution:
+    """An execution handle: its engine id, its ring, cancel, close (releases the ring: the
+    engine unlinks its name once finished; open readers keep working)."""
+
+    def __init__(self, client, handle, client_execution_id=None):
+        self.client = client
+        self._h = handle
+        self.id = _L.shmrepl_execution_id(handle)
+        self.ring_name = _L.shmrepl_execution_ring_name(handle).decode()
+        self.client_execution_id = client_execution_id
+        self._lock = threading.Lock()
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    def reader(self, start=Start.OLDEST):
+        """A new Reader on this execution's ring (independent of this handle)."""
+        h = self._h
+        if h is None:
+            raise Closed("execution")
+        opts = _lib.shmrepl_reader_options_t(ctypes.sizeof(_lib.shmrepl_reader_options_t),
+                                             int(start))
+        r = _lib.reader_p()
+        st = _L.shmrepl_execution_reader(h, ctypes.byref(opts), ctypes.byref(r))
+        if st:
+            raise error_for(st, "shmrepl_execution_reader")
+        return Reader._adopt(r, self.ring_name)
+
+    def cancel(self):
+        """KeyboardInterrupt in the execution (OK if it already finished). Any thread."""
+        with self._lock:
+            h = self._h
+            if h is None:
+                raise Closed("execution")
+            # Through the client's use count: the handle needs a live client.
+            self.client._request(lambda _c: _L.shmrepl_execution_cancel(h),
+                                 "shmrepl_execution_cancel")
+
+    def close(self):
+        with self._lock:
+            h, self._h = self._h, None
+        if h is not None:
+            _L.shmrepl_execution_close(h)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_h", None) is not None:
+            self.close()
+
+    def __repr__(self):
+        return f"<Execution {self.id} ring={self.ring_name!r}>"

@@ -1,0 +1,143 @@
+"""The ctypes mirrors of the ABI structs and constants against the 1.0 layout and header."""
+import ctypes
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+import support  # noqa: F401  (sets up the import path)
+import shmrepl
+from shmrepl import _lib, reader, errors
+
+
+class StructLayout(unittest.TestCase):
+    def test_sizes(self):
+        self.assertEqual(ctypes.sizeof(_lib.shmrepl_record_t), 104)
+        self.assertEqual(ctypes.sizeof(_lib.shmrepl_reader_options_t), 8)
+        self.assertEqual(ctypes.sizeof(_lib.shmrepl_client_options_t), 32)
+        self.assertEqual(ctypes.sizeof(_lib.shmrepl_execute_options_t), 72)
+        self.assertEqual(ctypes.sizeof(_lib.shmrepl_bytes_t), 16)
+
+    def test_record_offsets(self):
+        r = _lib.shmrepl_record_t
+        want = {"kind": 0, "stream": 4, "flags": 8, "finish_status": 12, "execution_id": 16,
+                "seq": 24, "timestamp_ns": 32, "data": 40, "data_len": 48, "raw": 56,
+                "raw_len": 64, "exit_code": 72, "duration_ns": 80, "reserved": 88}
+        self.assertEqual({f: getattr(r, f).offset for f in want}, want)
+
+    def test_option_offsets(self):
+        c = _lib.shmrepl_client_options_t
+        self.assertEqual([c.struct_size.offset, c.autostart.offset, c.socket_path.offset,
+                          c.engine_path.offset, c.connect_timeout_ns.offset], [0, 4, 8, 16, 24])
+        e = _lib.shmrepl_execute_options_t
+        self.assertEqual([e.struct_size.offset, e.script.offset, e.session_id.offset,
+                          e.code.offset, e.code_len.offset, e.client_execution_id.offset,
+                          e.filename.offset, e.argv.offset, e.argc.offset,
+                          e.ring_capacity.offset], [0, 4, 8, 16, 24, 32, 40, 48, 56, 64])
+        o = _lib.shmrepl_reader_options_t
+        self.assertEqual([o.struct_size.offset, o.start.offset], [0, 4])
+        b = _lib.shmrepl_bytes_t
+        self.assertEqual([b.ptr.offset, b.len.offset], [0, 8])
+
+    def test_unpack_format_matches_ctypes(self):
+        # The fast field reader (struct) against the ctypes mirror, field by field.
+        rec = _lib.shmrepl_record_t(kind=6, stream=2, flags=3, finish_status=4, execution_id=5,
+                                    seq=7, timestamp_ns=8, data=9, data_len=10, raw=11,
+                                    raw_len=12, exit_code=-13, duration_ns=14)
+        fields = reader._REC.unpack(bytes(rec))
+        self.assertEqual(fields[:13], (6, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, -13, 14))
+        b = reader.Batch(None, bytes(rec) * 2, 2)
+        self.assertEqual(b.data_lens(), [10, 10])
+        self.assertEqual(b[1].exit_code, -13)
+        self.assertIs(b[0].kind, shmrepl.RecordKind.FINISHED)
+        self.assertIs(b[0].finish_status, shmrepl.FinishStatus.ABORTED)
+
+    def test_unknown_enum_values_map_to_unknown(self):
+        rec = _lib.shmrepl_record_t(kind=77, stream=9, finish_status=200)
+        r = reader.Batch(None, bytes(rec), 1)[0]
+        self.assertIs(r.kind, shmrepl.RecordKind.UNKNOWN)
+        self.assertEqual(r.kind_value, 77)
+        self.assertIs(r.stream, shmrepl.Stream.UNKNOWN)
+        self.assertIs(r.finish_status, shmrepl.FinishStatus.UNKNOWN)
+        self.assertEqual(r.finish_status_value, 200)
+
+
+class HeaderConstants(unittest.TestCase):
+    """Every status code and enum value of the header, as the binding spells it."""
+
+    header = support.REPO / "abi" / "include" / "shmrepl" / "shmrepl.h"
+
+    @unittest.skipUnless(header.is_file(), "needs the checkout's header")
+    def test_status_codes(self):
+        text = self.header.read_text()
+        codes = {m[1]: int(m[2]) for m in re.finditer(
+            r"#define SHMREPL_(OK|E_[A-Z_]+)\s+\(?(-?\d+)\)?", text)}
+        self.assertGreaterEqual(len(codes), 19)
+        for name, value in codes.items():
+            self.assertEqual(getattr(_lib, name), value, name)
+            if name not in ("OK", "E_EOF"):
+                self.assertIn(value, errors._BY_STATUS, name)
+        # Each error class carries its status.
+        for status, cls in errors._BY_STATUS.items():
+            e = cls(status, "detail", "call")
+            self.assertEqual((e.status, e.detail), (status, "detail"))
+            self.assertIn("detail", str(e))
+        unknown = errors.error_for(-1000, "x")
+        self.assertIs(type(unknown), shmrepl.ShmreplError)
+
+    @unittest.skipUnless(header.is_file(), "needs the checkout's header")
+    def test_enums(self):
+        text = self.header.read_text()
+        vals = {m[1]: int(m[2], 0) for m in re.finditer(
+            r"SHMREPL_((?:RECORD|STREAM|FINISH|START|AUTOSTART|FLAG)_[A-Z_]+)\s*=?\s*\(?(0x[0-9a-f]+|\d+)u?", text)}
+        for k in shmrepl.RecordKind:
+            self.assertEqual(vals["RECORD_" + k.name], k.value)
+        for s in shmrepl.Stream:
+            if s is not shmrepl.Stream.UNKNOWN:
+                self.assertEqual(vals["STREAM_" + s.name], s.value)
+        for s in shmrepl.FinishStatus:
+            if s is not shmrepl.FinishStatus.UNKNOWN:
+                self.assertEqual(vals["FINISH_" + s.name], s.value)
+        for s in shmrepl.Start:
+            self.assertEqual(vals["START_" + s.name], s.value)
+        for n in ("AUTOSTART_DEFAULT", "AUTOSTART_ON", "AUTOSTART_OFF", "FLAG_MORE",
+                  "FLAG_CONTINUED"):
+            self.assertEqual(vals[n], getattr(_lib, n), n)
+        for t in shmrepl.MessageType:
+            self.assertEqual(vals["RECORD_" + t.name], t.value)
+
+
+class Loading(unittest.TestCase):
+    def test_abi_version(self):
+        self.assertEqual(shmrepl.abi_version(), 1)
+        self.assertRegex(shmrepl.version(), r"^\d+\.\d+\.\d+$")
+
+    def _import_with(self, env):
+        env = dict(os.environ, **env)
+        code = "import shmrepl; print(shmrepl.library_path)"
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, cwd=str(support.HERE))
+
+    def test_shmrepl_library_wins(self):
+        p = self._import_with({"SHMREPL_LIBRARY": shmrepl.library_path,
+                               "PYTHONPATH": str(support.HERE.parent)})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.strip(), shmrepl.library_path)
+
+    def test_bad_library_fails_clearly(self):
+        p = self._import_with({"SHMREPL_LIBRARY": "/nonexistent/libshmrepl.so",
+                               "PYTHONPATH": str(support.HERE.parent)})
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("LibraryError", p.stderr)
+        self.assertIn("/nonexistent/libshmrepl.so", p.stderr)
+
+    def test_not_a_shmrepl_library(self):
+        libc = ctypes.util.find_library("c")
+        p = self._import_with({"SHMREPL_LIBRARY": libc, "PYTHONPATH": str(support.HERE.parent)})
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("LibraryError", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

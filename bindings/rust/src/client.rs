@@ -1,0 +1,402 @@
+use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use crate::error::{check, Result};
+use crate::ffi;
+use crate::reader::{c_string, check_abi, Reader, Start};
+
+/// How to reach (or start) an engine; unset fields take the library's defaults.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let client = shmrepl::ClientOptions::new()
+///     .socket_path("/tmp/my-engine/engine.sock")
+///     .autostart(true)
+///     .connect_timeout(Duration::from_secs(10))
+///     .connect()?;
+/// # Ok::<(), shmrepl::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    socket_path: Option<PathBuf>,
+    engine_path: Option<PathBuf>,
+    autostart: Option<bool>,
+    connect_timeout: Option<Duration>,
+}
+
+impl ClientOptions {
+    pub fn new() -> ClientOptions {
+        ClientOptions::default()
+    }
+
+    /// The engine's socket. Default: `$SHMREPL_SOCKET`, else
+    /// `$XDG_RUNTIME_DIR/shmrepl/default.sock`, else `/tmp/shmrepl-<uid>/default.sock`.
+    pub fn socket_path(mut self, path: impl Into<PathBuf>) -> ClientOptions {
+        self.socket_path = Some(path.into());
+        self
+    }
+
+    /// The engine to start. Default: `$SHMREPL_ENGINE`, else
+    /// `<libdir>/../bin/shmrepl-engine` next to libshmrepl.
+    pub fn engine_path(mut self, path: impl Into<PathBuf>) -> ClientOptions {
+        self.engine_path = Some(path.into());
+        self
+    }
+
+    /// Start an engine when none listens (default: on).
+    pub fn autostart(mut self, on: bool) -> ClientOptions {
+        self.autostart = Some(on);
+        self
+    }
+
+    /// How long to wait for a started engine to listen (default and zero: 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> ClientOptions {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// [`Client::connect`] with these options.
+    pub fn connect(&self) -> Result<Client> {
+        Client::connect(self)
+    }
+}
+
+fn path_c_string(what: &str, path: &Option<PathBuf>) -> Result<Option<CString>> {
+    match path {
+        None => Ok(None),
+        Some(p) => c_string(what, p.as_os_str().as_bytes()).map(Some),
+    }
+}
+
+fn opt_ptr(s: &Option<CString>) -> *const c_char {
+    s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// A connection to an engine. Closed when dropped.
+///
+/// `Send` and `Sync`: the library serializes a client's requests, so one client
+/// may serve several threads.
+pub struct Client {
+    raw: NonNull<ffi::shmrepl_client_t>,
+}
+
+// SAFETY: the header allows a client to be used from several threads at once
+// (its requests are serialized); engine_pid and background_ring read state set at
+// connect or guarded by the library.
+unsafe impl Send for Client {}
+unsafe impl Sync for Client {}
+
+impl Client {
+    /// Connects, starting an engine if none listens and autostart is on. Checks
+    /// that the library speaks ABI version 1 first (`Version` otherwise). Errors:
+    /// `Connect`, `Permission`, `Version`, `Invalid`.
+    pub fn connect(options: &ClientOptions) -> Result<Client> {
+        check_abi()?;
+        let socket = path_c_string("socket path", &options.socket_path)?;
+        let engine = path_c_string("engine path", &options.engine_path)?;
+        let raw = ffi::shmrepl_client_options_t {
+            struct_size: std::mem::size_of::<ffi::shmrepl_client_options_t>() as u32,
+            autostart: match options.autostart {
+                None => ffi::SHMREPL_AUTOSTART_DEFAULT,
+                Some(true) => ffi::SHMREPL_AUTOSTART_ON,
+                Some(false) => ffi::SHMREPL_AUTOSTART_OFF,
+            },
+            socket_path: opt_ptr(&socket),
+            engine_path: opt_ptr(&engine),
+            connect_timeout_ns: options.connect_timeout.map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64),
+        };
+        let mut out = std::ptr::null_mut();
+        // SAFETY: options and the strings it points to outlive the call.
+        check(unsafe { ffi::shmrepl_client_connect(&raw, &mut out) })?;
+        Ok(Client { raw: NonNull::new(out).expect("shmrepl returned OK and a NULL client") })
+    }
+
+    /// The C handle (still owned by this client).
+    pub fn as_ptr(&self) -> *mut ffi::shmrepl_client_t {
+        self.raw.as_ptr()
+    }
+
+    /// The engine's process id.
+    pub fn engine_pid(&self) -> u32 {
+        // SAFETY: open client.
+        unsafe { ffi::shmrepl_client_engine_pid(self.raw.as_ptr()) }
+    }
+
+    /// A new session (its own Python namespace; one execution at a time). Closed
+    /// when dropped.
+    pub fn open_session(&self) -> Result<Session<'_>> {
+        let mut id = 0u64;
+        // SAFETY: open client, valid out pointer.
+        check(unsafe { ffi::shmrepl_session_open(self.raw.as_ptr(), &mut id) })?;
+        Ok(Session { client: self, id, open: true })
+    }
+
+    /// Queues code in a session; the ring exists, holding STARTED, when this
+    /// returns. Errors: `NotFound` (unknown session), `TooLarge`, `Invalid`.
+    pub fn execute(&self, options: &ExecuteOptions<'_>) -> Result<Execution<'_>> {
+        let client_id = match options.client_execution_id {
+            Some(s) => Some(c_string("client execution id", s.as_bytes())?),
+            None => None,
+        };
+        let filename = match options.filename {
+            Some(s) => Some(c_string("filename", s.as_bytes())?),
+            None => None,
+        };
+        let argv: Vec<CString> = options.argv.iter().map(|a| c_string("argv", a.as_bytes())).collect::<Result<_>>()?;
+        let argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        let raw = ffi::shmrepl_execute_options_t {
+            struct_size: std::mem::size_of::<ffi::shmrepl_execute_options_t>() as u32,
+            script: options.script as u32,
+            session_id: options.session_id,
+            code: options.code.as_ptr() as *const c_char,
+            code_len: options.code.len(),
+            client_execution_id: opt_ptr(&client_id),
+            filename: opt_ptr(&filename),
+            argv: if argv_ptrs.is_empty() { std::ptr::null() } else { argv_ptrs.as_ptr() },
+            argc: argv_ptrs.len(),
+            ring_capacity: options.ring_capacity,
+        };
+        let mut out = std::ptr::null_mut();
+        // SAFETY: open client; everything `raw` points to outlives the call.
+        check(unsafe { ffi::shmrepl_execute(self.raw.as_ptr(), &raw, &mut out) })?;
+        let raw = NonNull::new(out).expect("shmrepl returned OK and a NULL execution");
+        // SAFETY: valid as long as the handle; copied now.
+        let ring_name =
+            unsafe { CStr::from_ptr(ffi::shmrepl_execution_ring_name(raw.as_ptr())) }.to_string_lossy().into_owned();
+        Ok(Execution { client: self, raw, ring_name })
+    }
+
+    /// Asks the engine to stop (it cancels everything, unlinks its rings and its
+    /// socket, and exits); returns once it closed the connection. Afterwards the
+    /// client can only be dropped.
+    pub fn shutdown_engine(&self) -> Result<()> {
+        // SAFETY: open client.
+        check(unsafe { ffi::shmrepl_engine_shutdown(self.raw.as_ptr()) })
+    }
+
+    /// Closes the connection (as dropping does): the engine closes this client's
+    /// sessions and releases its executions.
+    pub fn close(self) {}
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // SAFETY: ours; sessions and executions borrow it, so none is left.
+        unsafe { ffi::shmrepl_client_close(self.raw.as_ptr()) }
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("engine_pid", &self.engine_pid()).finish()
+    }
+}
+
+/// A session of a [`Client`]: its own Python namespace. Closed when dropped
+/// (which cancels what runs in it).
+#[derive(Debug)]
+pub struct Session<'c> {
+    client: &'c Client,
+    id: u64,
+    open: bool,
+}
+
+impl<'c> Session<'c> {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn client(&self) -> &'c Client {
+        self.client
+    }
+
+    /// The ring that gets output of threads that outlive the execution that
+    /// started them; `None` if the engine has none.
+    pub fn background_ring(&self) -> Option<String> {
+        // SAFETY: open client; the text is copied before the next call.
+        let p = unsafe { ffi::shmrepl_session_background_ring(self.client.raw.as_ptr(), self.id) };
+        if p.is_null() {
+            return None;
+        }
+        let name = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        if name.is_empty() {
+            None
+        } else {
+            Some(name)
+        }
+    }
+
+    /// Runs `code` in this session with the default options.
+    pub fn execute(&self, code: &str) -> Result<Execution<'c>> {
+        self.client.execute(&ExecuteOptions::new(self, code))
+    }
+
+    /// Closes the session, reporting an error (dropping ignores it).
+    pub fn close(mut self) -> Result<()> {
+        self.open = false;
+        // SAFETY: open client.
+        check(unsafe { ffi::shmrepl_session_close(self.client.raw.as_ptr(), self.id) })
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // SAFETY: open client. An error (the engine died) leaves nothing to close.
+            unsafe { ffi::shmrepl_session_close(self.client.raw.as_ptr(), self.id) };
+        }
+    }
+}
+
+/// What to run: code and the execute options of the C ABI.
+///
+/// ```no_run
+/// # fn f(client: &shmrepl::Client, session: &shmrepl::Session) -> shmrepl::Result<()> {
+/// let options = shmrepl::ExecuteOptions::new(session, "import sys\nprint(sys.argv)\n")
+///     .client_execution_id("job-17")
+///     .filename("job.py")
+///     .argv(&["job.py", "--fast"])
+///     .script(true)
+///     .ring_capacity(1 << 20);
+/// let execution = client.execute(&options)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ExecuteOptions<'a> {
+    session_id: u64,
+    code: &'a [u8],
+    client_execution_id: Option<&'a str>,
+    filename: Option<&'a str>,
+    argv: Vec<&'a str>,
+    script: bool,
+    ring_capacity: u64,
+}
+
+impl<'a> ExecuteOptions<'a> {
+    /// `code` (Python source, UTF-8) to run in `session`.
+    pub fn new<C: AsRef<[u8]> + ?Sized>(session: &Session<'_>, code: &'a C) -> ExecuteOptions<'a> {
+        ExecuteOptions::with_session_id(session.id(), code)
+    }
+
+    /// As [`new`](ExecuteOptions::new), given the session's id.
+    pub fn with_session_id<C: AsRef<[u8]> + ?Sized>(session_id: u64, code: &'a C) -> ExecuteOptions<'a> {
+        ExecuteOptions {
+            session_id,
+            code: code.as_ref(),
+            client_execution_id: None,
+            filename: None,
+            argv: Vec::new(),
+            script: false,
+            ring_capacity: 0,
+        }
+    }
+
+    /// An id of the caller's, the data of the STARTED record.
+    pub fn client_execution_id(mut self, id: &'a str) -> ExecuteOptions<'a> {
+        self.client_execution_id = Some(id);
+        self
+    }
+
+    /// The name shown in tracebacks (default `<shmrepl>`).
+    pub fn filename(mut self, filename: &'a str) -> ExecuteOptions<'a> {
+        self.filename = Some(filename);
+        self
+    }
+
+    /// `sys.argv` during the execution.
+    pub fn argv<I: IntoIterator<Item = &'a S>, S: AsRef<str> + ?Sized + 'a>(mut self, args: I) -> ExecuteOptions<'a> {
+        self.argv = args.into_iter().map(|a| a.as_ref()).collect();
+        self
+    }
+
+    /// Run as a program (`python3 FILE`): no RESULT records.
+    pub fn script(mut self, on: bool) -> ExecuteOptions<'a> {
+        self.script = on;
+        self
+    }
+
+    /// Data bytes of the ring (0: the engine's default).
+    pub fn ring_capacity(mut self, bytes: u64) -> ExecuteOptions<'a> {
+        self.ring_capacity = bytes;
+        self
+    }
+}
+
+/// A queued or running execution. Dropping it releases the ring (the engine
+/// unlinks its name once the execution finished; open readers keep working).
+///
+/// `Send` and `Sync`: it may be cancelled from another thread than the one that
+/// reads its ring.
+pub struct Execution<'c> {
+    client: &'c Client,
+    raw: NonNull<ffi::shmrepl_execution_t>,
+    ring_name: String,
+}
+
+// SAFETY: the header allows cancel from any thread; id and ring name are fixed at
+// creation, and requests go through the client's serialized connection.
+unsafe impl Send for Execution<'_> {}
+unsafe impl Sync for Execution<'_> {}
+
+impl<'c> Execution<'c> {
+    /// The engine's id; every record of the execution carries it.
+    pub fn id(&self) -> u64 {
+        // SAFETY: open handle.
+        unsafe { ffi::shmrepl_execution_id(self.raw.as_ptr()) }
+    }
+
+    /// The ring's name, for [`Reader::open`] (also from other processes).
+    pub fn ring_name(&self) -> &str {
+        &self.ring_name
+    }
+
+    /// A reader on the execution's ring, independent of this handle and the client.
+    pub fn reader(&self, start: Start) -> Result<Reader> {
+        let options = start.options();
+        let mut out = std::ptr::null_mut();
+        // SAFETY: open handle, valid options and out pointer.
+        check(unsafe { ffi::shmrepl_execution_reader(self.raw.as_ptr(), &options, &mut out) })?;
+        Ok(unsafe { Reader::from_raw(out) })
+    }
+
+    /// Raises KeyboardInterrupt in the execution (a queued one finishes cancelled
+    /// without running). OK also when it had already finished.
+    pub fn cancel(&self) -> Result<()> {
+        // SAFETY: open handle.
+        check(unsafe { ffi::shmrepl_execution_cancel(self.raw.as_ptr()) })
+    }
+
+    pub fn client(&self) -> &'c Client {
+        self.client
+    }
+
+    /// Releases the ring and frees the handle (as dropping does).
+    pub fn close(self) {}
+}
+
+impl Drop for Execution<'_> {
+    fn drop(&mut self) {
+        // SAFETY: ours.
+        unsafe { ffi::shmrepl_execution_close(self.raw.as_ptr()) }
+    }
+}
+
+impl std::fmt::Debug for Execution<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Execution").field("id", &self.id()).field("ring_name", &self.ring_name).finish()
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_thread_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Client>();
+    send_sync::<Session<'static>>();
+    send_sync::<Execution<'static>>();
+    send::<Reader>();
+}
