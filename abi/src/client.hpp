@@ -26,14 +26,15 @@ class Connection {
   // Sends the frame `build(request_id)` gives and reads its reply. On an Error reply
   // returns its code; on a reply of another type than `expected`, E_PROTOCOL.
   // Otherwise calls `take(reply)` (under the lock) and returns OK.
+  // `pass_fd` >= 0: a descriptor sent along with the request (SCM_RIGHTS).
   template <typename Build, typename Take>
-  shmrepl_status_t request(Build&& build, control::ctl::Body expected, Take&& take) {
+  shmrepl_status_t request(Build&& build, control::ctl::Body expected, Take&& take, int pass_fd = -1) {
     std::lock_guard lock(mu_);
     uint64_t id = 0;
     shmrepl_status_t st = begin(&id);
     if (st != SHMREPL_OK) return st;
     const control::ctl::Message* reply = nullptr;
-    st = exchange(build(id), id, expected, &reply);
+    st = exchange(build(id), id, expected, &reply, pass_fd);
     if (st != SHMREPL_OK) return st;
     take(reply);
     return SHMREPL_OK;
@@ -65,7 +66,7 @@ class Connection {
  private:
   shmrepl_status_t begin(uint64_t* id);
   shmrepl_status_t exchange(const control::Frame& frame, uint64_t id, control::ctl::Body expected,
-                            const control::ctl::Message** reply);
+                            const control::ctl::Message** reply, int pass_fd);
   shmrepl_status_t die(shmrepl_status_t status, std::string text);
 
   std::mutex mu_;

@@ -1,4 +1,8 @@
 // The client side of the C ABI: sessions and executions over a Connection.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstring>
 #include <memory>
 #include <string_view>
 
@@ -54,19 +58,48 @@ SHMREPL_API uint32_t shmrepl_client_engine_pid(const shmrepl_client_t* client) {
 }
 
 SHMREPL_API shmrepl_status_t shmrepl_session_open(shmrepl_client_t* client, uint64_t* session_id) {
+  return shmrepl_session_open_ex(client, nullptr, session_id);
+}
+
+SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
+                                                     const shmrepl_session_options_t* options,
+                                                     uint64_t* session_id) {
   return guarded([&] {
     if (client == nullptr || session_id == nullptr)
       return fail(SHMREPL_E_INVALID, "client or session_id is NULL");
+    // Any size from the first published one up: fields past struct_size are 0.
+    constexpr size_t kFirstSize = offsetof(shmrepl_session_options_t, reserved) + sizeof(uint32_t);
+    shmrepl_session_options_t o{};
+    if (options != nullptr) {
+      if (options->struct_size < kFirstSize) return fail(SHMREPL_E_INVALID, "options->struct_size is too small");
+      std::memcpy(&o, options, std::min<size_t>(options->struct_size, sizeof o));
+    }
+    if (o.env == nullptr && o.envc != 0) return fail(SHMREPL_E_INVALID, "options->env is NULL");
+    if (o.stdin_fd_plus_one < 0) return fail(SHMREPL_E_INVALID, "options->stdin_fd_plus_one < 0");
+    control::SessionFields f;
+    if (o.working_dir != nullptr) f.working_dir = o.working_dir;
+    if (o.env != nullptr) {
+      f.set_env = true;
+      for (size_t i = 0; i < o.envc; ++i) {
+        if (o.env[i] == nullptr) return fail(SHMREPL_E_INVALID, "options->env holds a NULL");
+        f.env.emplace_back(o.env[i]);
+      }
+    }
+    const int stdin_fd = o.stdin_fd_plus_one - 1;
+    if (stdin_fd >= 0 && fcntl(stdin_fd, F_GETFD) < 0)
+      return fail(SHMREPL_E_INVALID, "options->stdin_fd_plus_one names no open descriptor");
+    f.stdin = stdin_fd >= 0;
     std::string ring;
     int worker_fd = -1;
     shmrepl_status_t st = client->conn->request(
-        [](uint64_t id) { return control::open_session(id); }, ctl::Body::SessionOpened,
+        [&](uint64_t id) { return control::open_session(id, f); }, ctl::Body::SessionOpened,
         [&](const ctl::Message* m) {
-          const ctl::SessionOpened* o = m->body_as_SessionOpened();
-          *session_id = o->session_id();
-          if (o->background_ring() != nullptr) ring = o->background_ring()->str();
+          const ctl::SessionOpened* so = m->body_as_SessionOpened();
+          *session_id = so->session_id();
+          if (so->background_ring() != nullptr) ring = so->background_ring()->str();
           worker_fd = client->conn->take_received_fd();
-        });
+        },
+        stdin_fd);
     if (st != SHMREPL_OK) return st;
     std::lock_guard lock(client->conn->bg_mu);
     client->conn->background_rings[*session_id] = std::move(ring);

@@ -37,9 +37,18 @@ Frame hello(uint64_t request_id, uint32_t abi_version, uint32_t pid) {
   return finish(fbb, request_id, ctl::Body::Hello, ctl::CreateHello(fbb, abi_version, pid));
 }
 
-Frame open_session(uint64_t request_id) {
-  flatbuffers::FlatBufferBuilder fbb(64);
-  return finish(fbb, request_id, ctl::Body::OpenSession, ctl::CreateOpenSession(fbb));
+Frame open_session(uint64_t request_id, const SessionFields& f) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  auto dir = f.working_dir.empty() ? 0 : str(fbb, f.working_dir);
+  flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>> env = 0;
+  if (f.set_env) {
+    std::vector<flatbuffers::Offset<flatbuffers::String>> items;
+    items.reserve(f.env.size());
+    for (std::string_view e : f.env) items.push_back(str(fbb, e));
+    env = fbb.CreateVector(items);
+  }
+  return finish(fbb, request_id, ctl::Body::OpenSession,
+                ctl::CreateOpenSession(fbb, dir, env, f.set_env, f.stdin));
 }
 
 Frame execute(uint64_t request_id, const ExecuteFields& f) {

@@ -28,7 +28,13 @@ using Frame = std::vector<uint8_t>;
 
 // ---- building (each returns a whole frame, ready to send) ----
 Frame hello(uint64_t request_id, uint32_t abi_version, uint32_t pid);
-Frame open_session(uint64_t request_id);
+struct SessionFields {
+  std::string_view working_dir;
+  bool set_env = false;
+  std::vector<std::string_view> env;
+  bool stdin = false;
+};
+Frame open_session(uint64_t request_id, const SessionFields& fields = {});
 struct ExecuteFields {
   uint64_t session_id = 0;
   std::string_view code;
@@ -98,6 +104,9 @@ shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string
 // close-on-exec) into *received_fd (left as is if none came; the caller sets -1).
 shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
                               std::string* error_text, int* received_fd = nullptr);
+// Reads a 4-byte prefix, taking a descriptor that came with it (close-on-exec) into
+// *received_fd (-1 if none). As read_exact otherwise.
+shmrepl_status_t read_prefix(int fd, uint8_t* prefix, int* received_fd, std::string* error_text);
 // write_all, with descriptor `pass_fd` passed along (SCM_RIGHTS).
 shmrepl_status_t write_all_with_fd(int fd, const void* buf, std::size_t len, int pass_fd,
                                    std::string* error_text);

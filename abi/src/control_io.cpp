@@ -73,7 +73,6 @@ shmrepl_status_t write_all_with_fd(int fd, const void* buf, std::size_t len, int
 }
 
 namespace {
-// Reads the prefix, taking a descriptor that came with its first byte (close-on-exec).
 shmrepl_status_t read_prefix_fd(int fd, uint8_t* prefix, int* received_fd, std::string* error_text) {
   iovec iov{prefix, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
@@ -111,6 +110,16 @@ shmrepl_status_t read_prefix_fd(int fd, uint8_t* prefix, int* received_fd, std::
   return read_exact(fd, prefix + 1, kPrefixSize - 1, error_text);
 }
 }  // namespace
+
+shmrepl_status_t read_prefix(int fd, uint8_t* prefix, int* received_fd, std::string* error_text) {
+  *received_fd = -1;
+  shmrepl_status_t st = read_prefix_fd(fd, prefix, received_fd, error_text);
+  if (st != SHMREPL_OK && *received_fd >= 0) {
+    ::close(*received_fd);
+    *received_fd = -1;
+  }
+  return st;
+}
 
 shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
                               std::string* error_text, int* received_fd) {

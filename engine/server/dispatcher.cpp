@@ -1,5 +1,7 @@
 #include "dispatcher.hpp"
 
+#include <unistd.h>
+
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -24,15 +26,22 @@ Reply ok(uint64_t request_id) { return Reply{control::ok(request_id), false, fal
 
 }  // namespace
 
-Reply Dispatcher::handle(std::span<const uint8_t> body) noexcept {
+Reply Dispatcher::handle(std::span<const uint8_t> body, int received_fd) noexcept {
   uint64_t request_id = 0;
+  // No request keeps the descriptor beyond its own handling.
+  struct Closer {
+    int fd;
+    ~Closer() {
+      if (fd >= 0) ::close(fd);
+    }
+  } closer{received_fd};
   try {
     std::string err;
     const ctl::Message* m = control::verify(body, &err);
     // Nothing in a message that fails verification can be trusted, not even its id.
     if (m == nullptr) return error(0, SHMREPL_E_PROTOCOL, err, true);
     request_id = m->request_id();
-    return dispatch(request_id, *m);
+    return dispatch(request_id, *m, received_fd);
   } catch (const std::invalid_argument& e) {
     return error(request_id, SHMREPL_E_NOT_FOUND, e.what());
   } catch (const std::bad_alloc&) {
@@ -48,7 +57,7 @@ Reply Dispatcher::handle(std::span<const uint8_t> body) noexcept {
   }
 }
 
-Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
+Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd) {
   const ctl::Body type = m.body_type();
   const std::string name = control::body_name(type);
   if (!control::is_request(type))
@@ -76,12 +85,26 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m) {
                    false, false};
     }
     case ctl::Body::OpenSession: {
+      const ctl::OpenSession* o = m.body_as_OpenSession();
+      const bool options = (o->working_dir() != nullptr && o->working_dir()->size() != 0) || o->set_env() ||
+                           o->stdin();
+      if (o->stdin() && received_fd < 0)
+        return error(rid, SHMREPL_E_PROTOCOL, "OpenSession says stdin but no descriptor came with it");
       if (pool_ != nullptr) {
-        WorkerPool::Spawned w = pool_->spawn();
+        WorkerPool::Setup setup;
+        setup.working_dir = str(o->working_dir());
+        setup.set_env = o->set_env();
+        if (o->env() != nullptr)
+          for (const flatbuffers::String* e : *o->env()) setup.env.push_back(str(e));
+        setup.stdin_fd = o->stdin() ? received_fd : -1;
+        WorkerPool::Spawned w = pool_->spawn(setup);
         sessions_.insert(w.session_id);
         return Reply{control::session_opened(rid, w.session_id, w.background_ring, static_cast<uint32_t>(w.pid)),
                      false, false, w.client_fd};
       }
+      if (options)
+        return error(rid, SHMREPL_E_INVALID,
+                     "this engine runs sessions in its own process: no working folder, environment or stdin");
       const uint64_t id = engine_->open_session();
       sessions_.insert(id);
       return Reply{control::session_opened(rid, id, engine_->session_background_ring(id)), false, false};

@@ -43,7 +43,9 @@ class Dispatcher {
   Dispatcher& operator=(const Dispatcher&) = delete;
 
   // One message body (8-byte aligned storage) in, one reply out. Never throws.
-  Reply handle(std::span<const uint8_t> body) noexcept;
+  // `received_fd`: a descriptor that came with the message (owned; closed here
+  // unless a request takes it).
+  Reply handle(std::span<const uint8_t> body, int received_fd = -1) noexcept;
   // The connection ended: close its sessions (which releases their executions).
   void cleanup() noexcept;
 
@@ -52,7 +54,7 @@ class Dispatcher {
   bool has_execution(uint64_t id) const { return executions_.count(id) != 0; }
 
  private:
-  Reply dispatch(uint64_t request_id, const control::ctl::Message& m);
+  Reply dispatch(uint64_t request_id, const control::ctl::Message& m, int received_fd);
 
   engine::Engine* engine_ = nullptr;
   WorkerPool* pool_ = nullptr;

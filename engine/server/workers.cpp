@@ -39,6 +39,8 @@ namespace {
 // (the worker's ends of the client connection and of the supervisor channel).
 struct SpawnRequest {
   uint64_t session_id;
+  uint32_t has_stdin;  // a third descriptor: the session's stdin
+  uint32_t reserved;
 };
 // Zygote -> supervisor: a worker ended (waitpid status).
 struct ExitNotice {
@@ -46,7 +48,7 @@ struct ExitNotice {
   int32_t status;
 };
 // Worker -> supervisor, on the supervisor channel.
-enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3 };
+enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4 };
 struct WorkerMessage {
   uint32_t kind;
   int32_t pid;
@@ -57,7 +59,7 @@ enum : uint32_t { kClose = 1 };
 
 void send_fds(int sock, const void* data, std::size_t len, const int* fds, std::size_t nfds) {
   iovec iov{const_cast<void*>(data), len};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 2)] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -76,7 +78,7 @@ void send_fds(int sock, const void* data, std::size_t len, const int* fds, std::
   if (n != static_cast<ssize_t>(len)) throw_errno("sendmsg");
 }
 
-// One datagram, and up to two descriptors (close-on-exec). 0 at end of stream.
+// One datagram, and up to three descriptors (close-on-exec). 0 at end of stream.
 ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* nfds) {
   iovec iov{data, len};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
@@ -95,7 +97,7 @@ ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* n
     for (std::size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (got < 2) fds[got++] = fd;
+      if (got < 3) fds[got++] = fd;
       else ::close(fd);
     }
   }
@@ -119,6 +121,52 @@ void send_message(int sock, uint32_t kind, const std::string& text) {
 }
 
 uint64_t now_ms() { return shm::monotonic_ns() / 1'000'000; }
+
+// The session's setup travels to the worker on its supervisor channel, in pieces
+// that fit a datagram: u64 total size, then the bytes: set_env (one byte), the
+// working folder, NUL, then each environment entry, NUL-terminated.
+constexpr std::size_t kChunk = 32 << 10;
+
+void send_setup(int sock, const WorkerPool::Setup& setup) {
+  std::string blob(1, setup.set_env ? '\1' : '\0');
+  blob += setup.working_dir;
+  blob.push_back('\0');
+  for (const std::string& e : setup.env) {
+    blob += e;
+    blob.push_back('\0');
+  }
+  const uint64_t total = blob.size();
+  if (::send(sock, &total, sizeof total, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof total)) throw_errno("send");
+  for (std::size_t at = 0; at < blob.size(); at += kChunk) {
+    const std::size_t n = std::min(kChunk, blob.size() - at);
+    if (::send(sock, blob.data() + at, n, MSG_NOSIGNAL) != static_cast<ssize_t>(n)) throw_errno("send");
+  }
+}
+
+bool recv_setup(int sock, WorkerPool::Setup* setup) {
+  uint64_t total = 0;
+  if (::recv(sock, &total, sizeof total, 0) != static_cast<ssize_t>(sizeof total) || total == 0 ||
+      total > (256u << 20))
+    return false;
+  std::string blob(total, '\0');
+  for (std::size_t at = 0; at < total;) {
+    const ssize_t n = ::recv(sock, blob.data() + at, std::min<std::size_t>(kChunk, total - at), 0);
+    if (n <= 0) return false;
+    at += static_cast<std::size_t>(n);
+  }
+  setup->set_env = blob[0] != '\0';
+  std::size_t at = 1;
+  const std::size_t end = blob.find('\0', at);
+  if (end == std::string::npos) return false;
+  setup->working_dir = blob.substr(at, end - at);
+  for (at = end + 1; at < blob.size();) {
+    const std::size_t e = blob.find('\0', at);
+    if (e == std::string::npos) return false;
+    setup->env.push_back(blob.substr(at, e - at));
+    at = e + 1;
+  }
+  return true;
+}
 
 // ---- the worker ----------------------------------------------------------------
 
@@ -230,7 +278,7 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   dispatcher.cleanup();
 }
 
-[[noreturn]] void worker_main(uint64_t session_id, int client_fd, int sup_fd, pid_t zygote,
+[[noreturn]] void worker_main(uint64_t session_id, int client_fd, int sup_fd, int stdin_fd, pid_t zygote,
                               const EngineFactory& factory, engine::EngineOptions eo) {
   // The zygote (and through it the supervisor) gone means we go too.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -241,10 +289,24 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  WorkerPool::Setup setup;
+  if (!recv_setup(sup_fd, &setup)) _exit(1);
+  if (!setup.working_dir.empty() && ::chdir(setup.working_dir.c_str()) != 0) {
+    const int e = errno;
+    send_message(sup_fd, e == ENOENT || e == ENOTDIR ? kNoSuchFolder : kFailed,
+                 "working folder " + setup.working_dir + ": " + std::strerror(e));
+    _exit(1);
+  }
+  if (stdin_fd >= 0) {
+    ::dup2(stdin_fd, 0);
+    ::close(stdin_fd);
+  }
   eo.worker = true;
   eo.capture_fds = true;
   eo.child_closes[0] = client_fd;
   eo.child_closes[1] = sup_fd;
+  eo.set_environment = setup.set_env;
+  eo.environment = std::move(setup.env);
   std::unique_ptr<engine::Engine> engine;
   std::string bg;
   try {
@@ -301,11 +363,11 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     }
     if (p[0].revents == 0) continue;
     SpawnRequest req{};
-    int fds[2] = {-1, -1};
+    int fds[3] = {-1, -1, -1};
     std::size_t nfds = 0;
     const ssize_t n = recv_fds(sock, &req, sizeof req, fds, &nfds);
     if (n == 0) _exit(0);  // the supervisor is done: workers follow (PDEATHSIG)
-    if (n != static_cast<ssize_t>(sizeof req) || nfds != 2) {
+    if (n != static_cast<ssize_t>(sizeof req) || nfds != (req.has_stdin != 0 ? 3u : 2u)) {
       for (std::size_t i = 0; i < nfds; ++i) ::close(fds[i]);
       continue;
     }
@@ -314,11 +376,10 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     if (pid == 0) {
       ::close(sock);
       ::close(sfd);
-      worker_main(req.session_id, fds[0], fds[1], self, factory, eo);
+      worker_main(req.session_id, fds[0], fds[1], fds[2], self, factory, eo);
     }
     // A failed fork closes the worker's ends: the supervisor sees the channel end.
-    ::close(fds[0]);
-    ::close(fds[1]);
+    for (std::size_t i = 0; i < nfds; ++i) ::close(fds[i]);
   }
 }
 
@@ -365,7 +426,7 @@ WorkerPool::~WorkerPool() {
   }
 }
 
-WorkerPool::Spawned WorkerPool::spawn() {
+WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
   int client[2], sup[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, client) != 0) throw_errno("socketpair");
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sup) != 0) {
@@ -380,11 +441,14 @@ WorkerPool::Spawned WorkerPool::spawn() {
     throw std::runtime_error(what);
   };
   const uint64_t session_id = counters_[0].fetch_add(1);
-  const SpawnRequest req{session_id};
-  const int fds[2] = {client[1], sup[1]};
+  const SpawnRequest req{session_id, setup.stdin_fd >= 0 ? 1u : 0u, 0};
+  const int fds[3] = {client[1], sup[1], setup.stdin_fd};
   try {
-    std::lock_guard<std::mutex> l(mu_);  // one request at a time on the zygote's socket
-    send_fds(zygote_fd_, &req, sizeof req, fds, 2);
+    {
+      std::lock_guard<std::mutex> l(mu_);  // one request at a time on the zygote's socket
+      send_fds(zygote_fd_, &req, sizeof req, fds, setup.stdin_fd >= 0 ? 3 : 2);
+    }
+    send_setup(sup[0], setup);
   } catch (const std::exception& e) {
     ::close(client[1]);
     ::close(sup[1]);
@@ -401,6 +465,11 @@ WorkerPool::Spawned WorkerPool::spawn() {
   const ssize_t n = rc > 0 ? ::recv(sup[0], &m, sizeof m, 0) : -1;
   if (n != static_cast<ssize_t>(sizeof m)) fail("the session's worker process did not start");
   m.text[sizeof m.text - 1] = '\0';
+  if (m.kind == kNoSuchFolder) {
+    ::close(client[0]);
+    ::close(sup[0]);
+    throw std::invalid_argument(m.text);
+  }
   if (m.kind != kReady) fail(std::string("the session's worker failed to start: ") + m.text);
   auto w = std::make_shared<Worker>();
   w->pid = m.pid;

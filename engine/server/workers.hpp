@@ -55,8 +55,16 @@ class WorkerPool {
     int client_fd = -1;  // the client's end of the connection to the worker (owned)
     std::string background_ring;
   };
-  // A new session in a new worker. Throws std::runtime_error / std::system_error.
-  Spawned spawn();
+  // Where the session's worker runs.
+  struct Setup {
+    std::string working_dir;           // empty: the engine's
+    bool set_env = false;
+    std::vector<std::string> env;      // the whole environment, "NAME=value"
+    int stdin_fd = -1;                 // the session's stdin (not owned)
+  };
+  // A new session in a new worker. Throws std::invalid_argument (a working folder
+  // that does not exist), std::runtime_error, std::system_error.
+  Spawned spawn(const Setup& setup);
   // Asks the session's worker to end; kills it after kGraceMs. Its rings are closed
   // (Cancelled if it had to be killed) and unlinked. Unknown sessions are ignored.
   void close(uint64_t session_id);

@@ -187,7 +187,29 @@ bool sigint_handler_is_ours() {
   return ours;
 }
 
-void become_worker(const int child_closes[2]) {
+// [GIL] os.environ (and the C environment under it) becomes exactly `env`.
+void set_environment(const std::vector<std::string>& env) {
+  PyObject* os = PyImport_ImportModule("os");
+  PyObject* environ = os != nullptr ? PyObject_GetAttrString(os, "environ") : nullptr;
+  PyObject* r = environ != nullptr ? PyObject_CallMethod(environ, "clear", nullptr) : nullptr;
+  Py_XDECREF(r);
+  for (const std::string& e : env) {
+    const std::size_t eq = e.find('=');
+    if (environ == nullptr || eq == 0 || eq == std::string::npos) continue;
+    PyObject* k = PyUnicode_DecodeFSDefaultAndSize(e.data(), static_cast<Py_ssize_t>(eq));
+    PyObject* v = PyUnicode_DecodeFSDefaultAndSize(e.data() + eq + 1, static_cast<Py_ssize_t>(e.size() - eq - 1));
+    if (k != nullptr && v != nullptr) PyObject_SetItem(environ, k, v);
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    PyErr_Clear();
+  }
+  Py_XDECREF(environ);
+  Py_XDECREF(os);
+  PyErr_Clear();
+}
+
+void become_worker(const EngineOptions& options) {
+  const int* child_closes = options.child_closes;
   g_child_closes[0] = child_closes[0];
   g_child_closes[1] = child_closes[1];
   reset_engine_pid();
@@ -204,6 +226,7 @@ void become_worker(const int child_closes[2]) {
   if (r == nullptr) PyErr_Print();
   Py_XDECREF(r);
   Py_XDECREF(signal);
+  if (options.set_environment) set_environment(options.environment);
   PyGILState_Release(g);
   // Every thread started from here on inherits the block; user code unblocks it
   // on this thread only while it runs.
@@ -213,6 +236,7 @@ void become_worker(const int child_closes[2]) {
 struct Session {
   uint64_t id = 0;
   bool caller_runs = false;  // run_session() runs it (worker mode), not `thread`
+  bool path0_set = false;    // [GIL] sys.path[0] is the first program's folder
   bool executor_done = false;  // [mu] its executor loop has returned
   PyObject* ns = nullptr;  // [GIL] the namespace, kept between executions
   std::shared_ptr<Sink> background;
@@ -512,6 +536,18 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
     }
     PySys_SetObject("argv", argv);
     Py_DECREF(argv);
+    PyErr_Clear();
+  }
+  if (options_.worker && req.script && !s.path0_set) {
+    // As python3 FILE / -c: the program's folder (or '') comes first on sys.path.
+    s.path0_set = true;
+    std::string dir;
+    if (!req.filename.empty() && req.filename[0] == '/') dir = req.filename.substr(0, req.filename.rfind('/'));
+    if (dir.empty() && !req.filename.empty() && req.filename[0] == '/') dir = "/";
+    PyObject* path = PySys_GetObject("path");  // borrowed
+    PyObject* d = PyUnicode_DecodeFSDefaultAndSize(dir.data(), static_cast<Py_ssize_t>(dir.size()));
+    if (path != nullptr && PyList_Check(path) && d != nullptr) PyList_Insert(path, 0, d);
+    Py_XDECREF(d);
     PyErr_Clear();
   }
   if (req.script && !req.filename.empty() && req.filename[0] != '<') {
@@ -869,7 +905,7 @@ pid_t fork_interpreter() {
 
 std::unique_ptr<Engine> Engine::start(const EngineOptions& options) {
   ensure_python();
-  if (options.worker) become_worker(options.child_closes);
+  if (options.worker) become_worker(options);
   auto engine = std::make_unique<EngineImpl>(options);
   if (options.capture_fds) engine->fd_capture = FdCapture::start();
   return engine;

@@ -85,6 +85,10 @@ int exit_code_of(const shmrepl_record_t& f) {
     // As a process exit status: sys.exit(256) exits 0, sys.exit(-1) 255.
     case SHMREPL_FINISH_EXITED: return static_cast<int>(static_cast<uint64_t>(f.exit_code) & 0xff);
     case SHMREPL_FINISH_CANCELLED: return 130;  // as a shell reports death by SIGINT
+    // The worker died: os._exit(n) gives n; a signal 128 + N (cmd_run dies of it).
+    case SHMREPL_FINISH_ABORTED:
+      return f.reserved[0] != 0 ? 128 + static_cast<int>(f.reserved[0])
+                                : static_cast<int>(static_cast<uint64_t>(f.exit_code) & 0xff);
     default: return 1;
   }
 }

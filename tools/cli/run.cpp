@@ -1,6 +1,7 @@
 // `shmrepl run`: a Python program through the engine, output as python3 gives it.
 #include <pthread.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,8 +12,11 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "cli.hpp"
+
+extern char** environ;
 
 namespace shmrepl::cli {
 
@@ -26,9 +30,9 @@ const char* const kRunUsage =
     "writes what it prints to stdout and stderr as it is produced, byte for byte as\n"
     "`python3 FILE` would. Exits as python3 would: 0, 1 after an uncaught exception,\n"
     "N after sys.exit(N), 130 when interrupted (Ctrl-C cancels the execution).\n"
-    "sys.argv is [FILE, ARGS...] (or ['-c', ARGS...]). Stdin is not forwarded: the\n"
-    "program reads end-of-file. The program runs in the engine's process and working\n"
-    "folder (the one it was started in).\n"
+    "sys.argv is [FILE, ARGS...] (or ['-c', ARGS...]). The program runs in a worker\n"
+    "process of its own, in this folder, with this environment and this stdin. A\n"
+    "program killed by a signal (a crash, os.kill) kills shmrepl run with the same one.\n"
     "\n"
     "options:\n"
     "  --socket PATH    the engine's socket (default: $SHMREPL_SOCKET, else the default)\n"
@@ -77,7 +81,7 @@ bool read_file(const std::string& path, std::string* out, std::string* error) {
 }
 
 // Reads the ring to its end, writing output as it comes. Returns the exit code.
-int pump(shmrepl_reader_t* reader) {
+int pump(shmrepl_reader_t* reader, int* died_of) {
   constexpr size_t kBatch = 256;
   shmrepl_record_t records[kBatch];
   int code = -1;
@@ -100,8 +104,8 @@ int pump(shmrepl_reader_t* reader) {
     for (size_t i = 0; i < n; ++i)
       if (records[i].kind == SHMREPL_RECORD_FINISHED) {
         code = exit_code_of(records[i]);
-        if (records[i].finish_status == SHMREPL_FINISH_ABORTED)
-          std::fprintf(stderr, "shmrepl: the engine aborted the execution\n");
+        if (records[i].finish_status == SHMREPL_FINISH_ABORTED && records[i].reserved[0] != 0)
+          *died_of = static_cast<int>(records[i].reserved[0]);
       }
     shmrepl_reader_release(reader, n);
   }
@@ -164,6 +168,13 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
     std::fprintf(stderr, "shmrepl run: a FILE or -c CODE is needed\n%s", kRunUsage);
     return 2;
   }
+  // As python3 >= 3.9: the script's path is absolute (__file__, tracebacks).
+  std::string cwd;
+  {
+    char buf[4096];
+    if (getcwd(buf, sizeof buf) != nullptr) cwd = buf;
+  }
+  std::string script_path = file;
   if (!inline_code) {
     std::string error;
     if (!read_file(file, &code, &error)) {
@@ -171,6 +182,7 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
       return 2;
     }
     argv.push_back(file);
+    if (!file.empty() && file[0] != '/' && !cwd.empty()) script_path = cwd + "/" + file;
   }
   for (; i < args.size(); ++i) argv.push_back(args[i]);
 
@@ -192,8 +204,17 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
     report("cannot reach an engine", st);
     return 1;
   }
+  // The program gets our folder, environment and stdin, as python3 would.
+  std::vector<const char*> env;
+  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  shmrepl_session_options_t so{};
+  so.struct_size = sizeof so;
+  so.working_dir = cwd.empty() ? nullptr : cwd.c_str();
+  so.env = env.data();
+  so.envc = env.size();
+  so.stdin_fd_plus_one = fcntl(0, F_GETFD) >= 0 ? 1 : 0;
   uint64_t session = 0;
-  st = shmrepl_session_open(client, &session);
+  st = shmrepl_session_open_ex(client, &so, &session);
   if (st != SHMREPL_OK) {
     report("cannot open a session", st);
     shmrepl_client_close(client);
@@ -207,7 +228,7 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   eo.session_id = session;
   eo.code = code.data();
   eo.code_len = code.size();
-  eo.filename = inline_code ? "<string>" : file.c_str();
+  eo.filename = inline_code ? "<string>" : script_path.c_str();
   eo.argv = cargv.data();
   eo.argc = cargv.size();
   shmrepl_execution_t* exec = nullptr;
@@ -225,8 +246,9 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   shmrepl_reader_t* reader = nullptr;
   st = shmrepl_execution_reader(exec, nullptr, &reader);
   int rc = 1;
+  int died_of = 0;
   if (st == SHMREPL_OK) {
-    rc = pump(reader);
+    rc = pump(reader, &died_of);
     shmrepl_reader_close(reader);
   } else {
     report("cannot read the execution's ring", st);
@@ -237,6 +259,18 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   }
   shmrepl_execution_close(exec);
   shmrepl_client_close(client);
+  if (died_of != 0) {
+    // Die of the program's signal, so a shell sees what python3 would give it.
+    std::fflush(nullptr);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigaction(died_of, &dfl, nullptr);
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, died_of);
+    pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
+    raise(died_of);
+  }
   return rc;
 }
 

@@ -266,6 +266,31 @@ SHMREPL_API shmrepl_status_t shmrepl_session_open(shmrepl_client_t* client, uint
  * session is unknown. Valid until the session or the client is closed. */
 SHMREPL_API const char* shmrepl_session_background_ring(shmrepl_client_t* client,
                                                         uint64_t session_id);
+/* Where and how a session's worker process runs (since 1.1). All-zero fields
+ * (after struct_size) mean the engine's defaults. Accepted at any struct_size from
+ * this first published size (40 bytes) up. */
+typedef struct shmrepl_session_options {
+  uint32_t struct_size;       /* sizeof(shmrepl_session_options_t) */
+  uint32_t flags;             /* none defined yet: 0 */
+  const char* working_dir;    /* NULL: the engine's working folder */
+  /* NULL: the engine's environment. Else the whole environment of the session:
+   * envc "NAME=value" strings (os.environ). */
+  const char* const* env;
+  size_t envc;
+  /* The session's standard input: a descriptor of the caller plus one (0: none,
+   * stdin is /dev/null). The descriptor is passed to the worker (SCM_RIGHTS); the
+   * caller keeps its own and may close it after this call. */
+  int32_t stdin_fd_plus_one;
+  uint32_t reserved;          /* 0 */
+} shmrepl_session_options_t;
+
+/* Opens a session as shmrepl_session_open does, with `options` (NULL: defaults).
+ * E_NOT_FOUND: working_dir does not exist; E_INVALID: bad options (a NUL-less env
+ * entry, a bad descriptor). Since 1.1. */
+SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
+                                                     const shmrepl_session_options_t* options,
+                                                     uint64_t* session_id);
+
 /* Cancels what runs or waits in the session, drops it and releases its executions.
  * E_NOT_FOUND if the session is not one of this client's. */
 SHMREPL_API shmrepl_status_t shmrepl_session_close(shmrepl_client_t* client, uint64_t session_id);

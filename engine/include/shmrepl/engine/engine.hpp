@@ -29,6 +29,9 @@ struct EngineOptions {
   // Execution ids: a counter shared by all workers of one engine (a shared
   // mapping); nullptr = a counter of this process.
   std::atomic<uint64_t>* execution_ids = nullptr;
+  // Worker mode: the session's whole environment (os.environ), if set.
+  bool set_environment = false;
+  std::vector<std::string> environment;  // "NAME=value"
   // Descriptors a forked child of user code closes at once (the worker's sockets),
   // so the peers see them close when the worker dies. -1 = none.
   int child_closes[2] = {-1, -1};
