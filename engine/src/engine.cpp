@@ -274,6 +274,7 @@ class EngineImpl final : public Engine {
   void executor_main(const std::shared_ptr<Session>& s);
   void run(Session& s, const std::shared_ptr<Execution>& ex);
   void report_error(Execution& ex, PyObject* type, PyObject* value, PyObject* tb);
+  void end_program(Execution& ex, shmrepl_finish_status_t* status);
   void write_own(Execution& ex, const std::vector<std::byte>& record);
   void finish(Execution& ex, shmrepl_finish_status_t status, int32_t exit_code);
   void finish_queued(Execution& ex);
@@ -655,8 +656,34 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
   }
   Py_XDECREF(repr);
   Py_XDECREF(value);
+  if (options_.worker && req.script) end_program(ex, &status);
   finish(ex, status, exit_code);
   set_current_execution(nullptr, false);
+}
+
+// [GIL] A program ends as python3 ends one: wait for its non-daemon threads (their
+// output still goes to this execution), then run its atexit handlers. Cancellable
+// like the code itself.
+void EngineImpl::end_program(Execution& ex, shmrepl_finish_status_t* status) {
+  ex.phase = Phase::kUser;
+  set_sigint_blocked(false);
+  PyObject* threading = PyImport_ImportModule("threading");
+  PyObject* r = threading != nullptr ? PyObject_CallMethod(threading, "_shutdown", nullptr) : nullptr;
+  if (r == nullptr && PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) && ex.cancel_requested)
+    *status = SHMREPL_FINISH_CANCELLED;
+  if (r == nullptr) PyErr_Clear();
+  Py_XDECREF(r);
+  Py_XDECREF(threading);
+  PyObject* atexit = PyImport_ImportModule("atexit");
+  r = atexit != nullptr ? PyObject_CallMethod(atexit, "_run_exitfuncs", nullptr) : nullptr;
+  if (r == nullptr) PyErr_Clear();
+  Py_XDECREF(r);
+  Py_XDECREF(atexit);
+  ex.phase = Phase::kPost;
+  set_sigint_blocked(true);
+  drain_sigint();
+  if (raise_pending_async()) PyErr_Clear();
+  ex.cancel_pending.store(false);
 }
 
 // The traceback on the execution's stderr exactly as python3 prints an uncaught
