@@ -18,7 +18,9 @@ static class Example
             while (reader.Next(Timeout.InfiniteTimeSpan, out record))
             {
                 if (record.Kind == RecordKind.Output) Console.Write(record.Text);
-                if (record.Kind == RecordKind.Finished) Console.WriteLine("[finished: " + record.FinishStatus + "]");
+                if (record.Kind == RecordKind.Finished)
+                    Console.WriteLine("[finished: " + record.FinishStatus +
+                                      (record.FinishStatus == FinishStatus.Aborted ? ", signal " + record.Signal : "") + "]");
                 reader.Release(1);
             }
         }

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Shmrepl.Interop;
@@ -15,6 +16,22 @@ namespace Shmrepl
         public bool Autostart { get; set; } = true;
         // How long to wait for a started engine to listen. Zero: the library's default (5 s).
         public TimeSpan ConnectTimeout { get; set; } = TimeSpan.Zero;
+    }
+
+    // Where and how a session's worker process runs (shmrepl_session_options_t, libshmrepl
+    // 1.1). Unset members mean the engine's defaults.
+    public sealed class SessionOptions
+    {
+        // The session's working folder (os.getcwd()). null: the engine's.
+        // NotFoundException from OpenSession if it does not exist.
+        public string WorkingDir { get; set; }
+        // The WHOLE environment of the session (os.environ), NAME -> value; an empty
+        // dictionary is an empty environment. null: the engine's environment.
+        public IDictionary<string, string> Env { get; set; }
+        // A descriptor of this process that becomes the session's standard input (passed
+        // to the worker; this process keeps its own and may close it after OpenSession).
+        // null: stdin is /dev/null. A FileStream's is fs.SafeFileHandle.DangerousGetHandle().
+        public int? StdinFd { get; set; }
     }
 
     public sealed class ExecuteOptions
@@ -100,6 +117,84 @@ namespace Shmrepl
             ulong id;
             lock (gate) Check.Ok(Native.shmrepl_session_open(Handle, out id));
             return new Session(this, id);
+        }
+
+        // A new session with a working folder, environment and stdin of its own
+        // (shmrepl_session_open_ex). null options: as OpenSession(). VersionException if the
+        // loaded libshmrepl is older than 1.1.
+        public Session OpenSession(SessionOptions options)
+        {
+            if (options == null) return OpenSession();
+            byte[] dir = Utf8.ToC(options.WorkingDir);
+            byte[][] env = null;
+            if (options.Env != null)
+            {
+                env = new byte[options.Env.Count][];
+                int i = 0;
+                foreach (var kv in options.Env)
+                {
+                    if (string.IsNullOrEmpty(kv.Key) || kv.Key.IndexOf('=') >= 0)
+                        throw new ArgumentException("an environment variable name must be non-empty and hold no '=': \"" + kv.Key + "\"", nameof(options));
+                    if (kv.Value == null)
+                        throw new ArgumentException("the environment variable " + kv.Key + " has a null value", nameof(options));
+                    if (i == env.Length) throw new InvalidOperationException("options.Env changed while it was read");
+                    env[i++] = Utf8.ToC(kv.Key + "=" + kv.Value);
+                }
+                if (i != env.Length) throw new InvalidOperationException("options.Env changed while it was read");
+            }
+            if (options.StdinFd.HasValue && options.StdinFd.Value < 0)
+                throw new ArgumentOutOfRangeException(nameof(options), "StdinFd must be a descriptor (>= 0)");
+            int n = env == null ? 0 : env.Length;
+            var handles = new GCHandle[n];
+            // Never NULL when Env is set: an empty environment is env != NULL, envc 0.
+            IntPtr* ptrs = stackalloc IntPtr[Math.Max(1, n)];
+            ulong id;
+            try
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    handles[i] = GCHandle.Alloc(env[i], GCHandleType.Pinned);
+                    ptrs[i] = handles[i].AddrOfPinnedObject();
+                }
+                fixed (byte* d = dir)
+                {
+                    var o = new NativeSessionOptions
+                    {
+                        StructSize = Native.SessionOptionsSize,
+                        Flags = 0,
+                        WorkingDir = (IntPtr)d,
+                        Env = env == null ? IntPtr.Zero : (IntPtr)ptrs,
+                        Envc = (UIntPtr)(ulong)n,
+                        StdinFdPlusOne = options.StdinFd.HasValue ? options.StdinFd.Value + 1 : 0,
+                        Reserved = 0,
+                    };
+                    lock (gate)
+                    {
+                        try { id = OpenSessionEx(Handle, &o); }
+                        catch (EntryPointNotFoundException e)
+                        {
+                            throw new VersionException(Status.Version, "the loaded libshmrepl " + Library.Version +
+                                                       " lacks shmrepl_session_open_ex (symbol version SHMREPL_1.1): " + e.Message);
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                foreach (var g in handles) if (g.IsAllocated) g.Free();
+            }
+            GC.KeepAlive(this);
+            return new Session(this, id);
+        }
+
+        // Apart, so that a 1.0 library's missing symbol (found when Mono binds the call)
+        // surfaces at this call, where OpenSession turns it into a VersionException.
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static ulong OpenSessionEx(IntPtr client, NativeSessionOptions* o)
+        {
+            ulong id;
+            Check.Ok(Native.shmrepl_session_open_ex(client, o, out id));
+            return id;
         }
 
         // The session's background ring name (output of threads that outlive an
@@ -199,8 +294,9 @@ namespace Shmrepl
         }
     }
 
-    // A session of a client: Dispose closes it (errors ignored: a dead engine has no
-    // sessions left); Close() reports them.
+    // A session of a client: Dispose closes it (errors ignored: a dead engine or a dead
+    // worker leaves no session); Close() reports them. After the session's worker died
+    // (crash, os._exit, kill) Execute throws SessionDiedException: open a new session.
     public sealed class Session : IDisposable
     {
         readonly Client client;

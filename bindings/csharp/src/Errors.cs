@@ -26,6 +26,7 @@ namespace Shmrepl
         State = -15,
         Connect = -16,
         TooLarge = -17,
+        SessionDied = -18,  // since 1.1
         Internal = -99,
     }
 
@@ -71,6 +72,7 @@ namespace Shmrepl
                 case Status.Timeout: return new ShmreplTimeoutException(status, detail);
                 case Status.ProducerDied: return new ProducerDiedException(status, detail);
                 case Status.EngineDied: return new EngineDiedException(status, detail);
+                case Status.SessionDied: return new SessionDiedException(status, detail);
                 case Status.Connect: return new ConnectException(status, detail);
                 case Status.Version: return new VersionException(status, detail);
                 default: return new ShmreplException(status, detail);
@@ -93,6 +95,12 @@ namespace Shmrepl
     // E_ENGINE_DIED: the engine connection closed; every later request fails so too.
     public class EngineDiedException : ShmreplException
     { public EngineDiedException(Status s, string d) : base(s, d) { } }
+
+    // E_SESSION_DIED: the session's worker process died (a crash, os._exit, a kill, or the
+    // engine's death); every later call that goes to the session fails so too. Open a new
+    // session. The session's rings end with FINISHED Aborted (Record.Signal says the signal).
+    public class SessionDiedException : ShmreplException
+    { public SessionDiedException(Status s, string d) : base(s, d) { } }
 
     // E_CONNECT: no engine listens and none could be started.
     public class ConnectException : ShmreplException

@@ -1,4 +1,4 @@
-// P/Invoke declarations and exact mirrors of the C structs of shmrepl.h (ABI 1.x).
+// P/Invoke declarations and exact mirrors of the C structs of shmrepl.h (ABI 1.x, up to 1.1).
 // Every struct is blittable, so calls pass pointers without marshalling copies.
 using System;
 using System.Runtime.InteropServices;
@@ -58,6 +58,19 @@ namespace Shmrepl.Interop
         public ulong RingCapacity;
     }
 
+    // shmrepl_session_options_t (since 1.1): 40 bytes.
+    [StructLayout(LayoutKind.Sequential)]
+    public struct NativeSessionOptions
+    {
+        public uint StructSize;
+        public uint Flags;
+        public IntPtr WorkingDir;
+        public IntPtr Env;
+        public UIntPtr Envc;
+        public int StdinFdPlusOne;
+        public uint Reserved;
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     public unsafe struct NativeBytes
     {
@@ -78,6 +91,8 @@ namespace Shmrepl.Interop
         public const uint ReaderOptionsSize = 8;
         public const uint ClientOptionsSize = 32;
         public const uint ExecuteOptionsSize = 72;
+        // ABI 1.1.
+        public const uint SessionOptionsSize = 40;
 
         [DllImport(Lib)] public static extern IntPtr shmrepl_version();
         [DllImport(Lib)] public static extern uint shmrepl_abi_version();
@@ -100,6 +115,8 @@ namespace Shmrepl.Interop
         [DllImport(Lib)] public static extern void shmrepl_client_close(IntPtr client);
         [DllImport(Lib)] public static extern uint shmrepl_client_engine_pid(IntPtr client);
         [DllImport(Lib)] public static extern int shmrepl_session_open(IntPtr client, out ulong sessionId);
+        // Since 1.1 (symbol version SHMREPL_1.1): a 1.0 library lacks it.
+        [DllImport(Lib)] public static extern int shmrepl_session_open_ex(IntPtr client, NativeSessionOptions* options, out ulong sessionId);
         [DllImport(Lib)] public static extern IntPtr shmrepl_session_background_ring(IntPtr client, ulong sessionId);
         [DllImport(Lib)] public static extern int shmrepl_session_close(IntPtr client, ulong sessionId);
         [DllImport(Lib)] public static extern int shmrepl_execute(IntPtr client, NativeExecuteOptions* options, out IntPtr execution);

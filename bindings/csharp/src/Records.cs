@@ -33,7 +33,7 @@ namespace Shmrepl
         Error = 1,
         Cancelled = 2,
         Exited = 3,
-        Aborted = 4,
+        Aborted = 4,    // the session's worker died: ExitCode, and Record.Signal
     }
 
     [Flags]
@@ -100,6 +100,9 @@ namespace Shmrepl
         public ulong TimestampNs => P->TimestampNs;
         public long ExitCode => P->ExitCode;
         public ulong DurationNs => P->DurationNs;
+        // FINISHED: the number of the signal that ended the session's worker process (0:
+        // none), from reserved[0] (libshmrepl 1.1; 0 from a 1.0 engine).
+        public int Signal => (int)P->Reserved0;
 
         // The payload (see shmrepl.h: output bytes, repr, error message, prompt, client id).
         public ReadOnlySpan<byte> Data

@@ -81,6 +81,7 @@ namespace Shmrepl.Tests
         public ulong Seq, ExecutionId;
         public FinishStatus FinishStatus;
         public long ExitCode;
+        public int Signal;
         public byte[] Data;
         public bool InsideMapping;
         public ErrorDetails Error;
@@ -120,6 +121,7 @@ namespace Shmrepl.Tests
                 ExecutionId = r.ExecutionId,
                 FinishStatus = r.FinishStatus,
                 ExitCode = r.ExitCode,
+                Signal = r.Signal,
                 Data = r.Data.ToArray(),
                 InsideMapping = (r.DataLength == 0 || mapping.Contains(r.Data)) && mapping.Contains(r.Raw) && r.Raw.Length > 0,
             };

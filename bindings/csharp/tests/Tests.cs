@@ -15,7 +15,7 @@ namespace Shmrepl.Tests
     public class LayoutTests
     {
         [Test]
-        public void StructsHaveTheir10Layout()
+        public void StructsHaveTheir11Layout()
         {
             Assert.AreEqual(104, Marshal.SizeOf(typeof(NativeRecord)));
             Assert.AreEqual(40, (int)Marshal.OffsetOf(typeof(NativeRecord), "Data"));
@@ -26,6 +26,15 @@ namespace Shmrepl.Tests
             Assert.AreEqual(32, Marshal.SizeOf(typeof(NativeClientOptions)));
             Assert.AreEqual(72, Marshal.SizeOf(typeof(NativeExecuteOptions)));
             Assert.AreEqual(16, Marshal.SizeOf(typeof(NativeBytes)));
+            // shmrepl_session_options_t (1.1).
+            Assert.AreEqual(40, Marshal.SizeOf(typeof(NativeSessionOptions)));
+            Assert.AreEqual(0, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "StructSize"));
+            Assert.AreEqual(4, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "Flags"));
+            Assert.AreEqual(8, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "WorkingDir"));
+            Assert.AreEqual(16, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "Env"));
+            Assert.AreEqual(24, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "Envc"));
+            Assert.AreEqual(32, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "StdinFdPlusOne"));
+            Assert.AreEqual(36, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "Reserved"));
             unsafe
             {
                 // What the P/Invokes pass (blittable, so the managed size is the native one).
@@ -33,6 +42,7 @@ namespace Shmrepl.Tests
                 Assert.AreEqual((int)Native.ReaderOptionsSize, sizeof(NativeReaderOptions));
                 Assert.AreEqual((int)Native.ClientOptionsSize, sizeof(NativeClientOptions));
                 Assert.AreEqual((int)Native.ExecuteOptionsSize, sizeof(NativeExecuteOptions));
+                Assert.AreEqual((int)Native.SessionOptionsSize, sizeof(NativeSessionOptions));
             }
         }
 
@@ -79,6 +89,9 @@ namespace Shmrepl.Tests
             Assert.AreEqual("99", ((RecordKind)99).ToString());
             Assert.IsInstanceOf<NotFoundException>(ShmreplException.Create(Status.NotFound, ""));
             Assert.IsInstanceOf<ShmreplTimeoutException>(ShmreplException.Create(Status.Again, ""));
+            Assert.AreEqual(-18, (int)Status.SessionDied);
+            Assert.IsInstanceOf<SessionDiedException>(ShmreplException.Create((Status)(-18), ""));
+            Assert.AreEqual(4, (int)FinishStatus.Aborted);
         }
     }
 
@@ -192,6 +205,7 @@ namespace Shmrepl.Tests
                 Assert.AreEqual(RecordKind.Finished, fin.Kind, where + "last record");
                 Assert.AreEqual((string)v["finish_status"], fin.FinishStatus.ToString().ToUpperInvariant(), where + "finish status");
                 Assert.AreEqual((long)(double)v["exit_code"], fin.ExitCode, where + "exit code");
+                Assert.AreEqual(v.ContainsKey("signal") ? (int)(double)v["signal"] : 0, fin.Signal, where + "signal");
             }
         }
 
@@ -533,7 +547,14 @@ namespace Shmrepl.Tests
             ex.Dispose();
             Assert.Throws<ObjectDisposedException>(() => ex.OpenReader());
             Assert.Throws<ObjectDisposedException>(() => ex.Cancel());
-            Assert.Throws<NotFoundException>(() => engine.Client.Execute(new ExecuteOptions { SessionId = 987654321, Code = "pass" }));
+        }
+
+        [Test]
+        public void ExecuteInAnUnknownSessionIsNotFound()
+        {
+            // shmrepl.h: shmrepl_execute gives E_NOT_FOUND for an unknown session.
+            var e = Assert.Throws<NotFoundException>(() => engine.Client.Execute(new ExecuteOptions { SessionId = 987654321, Code = "pass" }));
+            Assert.AreEqual(Status.NotFound, e.Status);
         }
     }
 
@@ -588,9 +609,15 @@ namespace Shmrepl.Tests
                 CollectionAssert.AreEqual(new[] { RecordKind.Started, RecordKind.Output, RecordKind.Output }, got.Select(x => x.Kind).ToArray());
                 Assert.AreEqual("one\ntwo\n", Read.Stream(got, StreamKind.Stdout));
 
+                // Calls on the client connection: E_ENGINE_DIED. Calls that go to the
+                // session (its worker died with the engine): E_SESSION_DIED.
                 var e1 = Assert.Throws<EngineDiedException>(() => engine.Client.OpenSession());
                 Assert.AreEqual(Status.EngineDied, e1.Status);
-                Assert.Throws<EngineDiedException>(() => ex.Cancel());
+                Assert.Throws<EngineDiedException>(() => engine.Client.OpenSession(new SessionOptions { WorkingDir = "/" }));
+                var e2 = Assert.Throws<SessionDiedException>(() => ex.Cancel());
+                Assert.AreEqual(Status.SessionDied, e2.Status);
+                var e3 = Assert.Throws<SessionDiedException>(() => s.Execute("pass\n"));
+                Assert.AreEqual(Status.SessionDied, e3.Status);
                 Assert.Throws<EngineDiedException>(() => engine.Client.ShutdownEngine());
             }
             finally
