@@ -7,7 +7,10 @@ package shmrepl
 import "C"
 
 import (
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -121,11 +124,75 @@ type Session struct {
 	id     uint64
 }
 
-// OpenSession opens a new session.
+// OpenSession opens a new session with the engine's defaults. Errors:
+// ErrEngineDied, ErrState.
 func (cl *Client) OpenSession() (*Session, error) {
 	var id C.uint64_t
 	err := cl.call("open session", func(c *C.shmrepl_client_t) C.shmrepl_status_t {
 		return C.shmrepl_session_open(c, &id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Session{client: cl, id: uint64(id)}, nil
+}
+
+// SessionOptions say where and how a session's worker process runs. The zero
+// value means the engine's defaults (as OpenSession).
+type SessionOptions struct {
+	// WorkingDir of the session ("": the engine's). ErrNotFound if it does not exist.
+	WorkingDir string
+	// Env is the session's whole environment (os.environ), "NAME=value" strings.
+	// nil: the engine's environment; an empty non-nil slice: an empty one.
+	Env []string
+	// Stdin is the session's standard input (nil: /dev/null). The worker gets
+	// a duplicate of the descriptor, which shares the file's offset and flags:
+	// as os/exec does with an *os.File, the file is put in blocking mode (Fd),
+	// since Python reads it with blocking calls. The caller keeps Stdin and may
+	// close it once OpenSessionWith returned.
+	Stdin *os.File
+}
+
+// OpenSessionWith opens a new session with o (libshmrepl 1.1). Errors:
+// ErrNotFound (no such WorkingDir), ErrInvalid (a NUL byte in a string, a
+// closed Stdin), ErrEngineDied.
+func (cl *Client) OpenSessionWith(o SessionOptions) (*Session, error) {
+	const op = "open session"
+	if strings.IndexByte(o.WorkingDir, 0) >= 0 {
+		return nil, &Error{Status: StatusInvalid, Op: op, Message: "WorkingDir holds a NUL byte"}
+	}
+	opts := C.shmrepl_session_options_t{struct_size: sessionOptionsSize}
+	if o.WorkingDir != "" {
+		opts.working_dir = C.CString(o.WorkingDir)
+		defer C.free(unsafe.Pointer(opts.working_dir))
+	}
+	if o.Env != nil {
+		// C memory (never Go pointers inside the options); one slot at least so
+		// that an empty environment is a non-NULL env.
+		env := (**C.char)(C.calloc(C.size_t(len(o.Env)+1), C.size_t(unsafe.Sizeof(uintptr(0)))))
+		defer C.free(unsafe.Pointer(env))
+		entries := unsafe.Slice(env, len(o.Env)+1)
+		for i, kv := range o.Env {
+			if strings.IndexByte(kv, 0) >= 0 {
+				return nil, &Error{Status: StatusInvalid, Op: op, Message: "Env[" + strconv.Itoa(i) + "] holds a NUL byte"}
+			}
+			entries[i] = C.CString(kv)
+			defer C.free(unsafe.Pointer(entries[i]))
+		}
+		opts.env = env
+		opts.envc = C.size_t(len(o.Env))
+	}
+	if o.Stdin != nil {
+		fd := o.Stdin.Fd() // blocking mode; ^uintptr(0) once closed
+		if fd == ^uintptr(0) {
+			return nil, &Error{Status: StatusInvalid, Op: op, Message: "Stdin is closed"}
+		}
+		opts.stdin_fd_plus_one = C.int32_t(fd + 1)
+		defer runtime.KeepAlive(o.Stdin) // no finalizer closes fd during the call
+	}
+	var id C.uint64_t
+	err := cl.call(op, func(c *C.shmrepl_client_t) C.shmrepl_status_t {
+		return C.shmrepl_session_open_ex(c, &opts, &id)
 	})
 	if err != nil {
 		return nil, err
@@ -183,7 +250,8 @@ type Execution struct {
 
 // Execute queues code in a session. The ring exists, holding the STARTED
 // record, when it returns. Errors: ErrNotFound (unknown session), ErrTooLarge,
-// ErrInvalid, ErrEngineDied.
+// ErrInvalid, ErrSessionDied (the session's worker process died: its last
+// execution ended FINISHED ABORTED; open a new session), ErrEngineDied.
 func (cl *Client) Execute(o ExecuteOptions) (*Execution, error) {
 	// The library must not see Go pointers inside the options: copy to C memory.
 	code := C.CString(o.Code)
@@ -254,7 +322,8 @@ func (x *Execution) Reader(start Start) (*Reader, error) {
 
 // Cancel raises KeyboardInterrupt in the execution (a queued one finishes
 // cancelled without running). Nil also when it had already finished. Safe from
-// any goroutine, also while another one reads the ring.
+// any goroutine, also while another one reads the ring. ErrSessionDied once
+// the session's worker process died (also when the engine was killed).
 func (x *Execution) Cancel() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()

@@ -13,8 +13,9 @@ import (
 // Status is a shmrepl_status_t: 0 is success, errors are negative.
 type Status int32
 
-// The status codes of ABI version 1. Newer libraries may return others: they
-// print as their number and match no sentinel below.
+// The status codes of ABI version 1 (StatusSessionDied since 1.1). Newer
+// libraries may return others: they print as their number and match no
+// sentinel below.
 const (
 	StatusOK           Status = 0
 	StatusInvalid      Status = -1
@@ -34,6 +35,7 @@ const (
 	StatusState        Status = -15
 	StatusConnect      Status = -16
 	StatusTooLarge     Status = -17
+	StatusSessionDied  Status = -18 // the session's worker process died: open a new session
 	StatusInternal     Status = -99
 )
 
@@ -44,7 +46,8 @@ var statusNames = map[Status]string{
 	StatusProducerDied: "E_PRODUCER_DIED", StatusNoSlot: "E_NO_SLOT",
 	StatusNoMem: "E_NOMEM", StatusPermission: "E_PERMISSION", StatusSystem: "E_SYSTEM",
 	StatusEngineDied: "E_ENGINE_DIED", StatusProtocol: "E_PROTOCOL", StatusState: "E_STATE",
-	StatusConnect: "E_CONNECT", StatusTooLarge: "E_TOO_LARGE", StatusInternal: "E_INTERNAL",
+	StatusConnect: "E_CONNECT", StatusTooLarge: "E_TOO_LARGE", StatusSessionDied: "E_SESSION_DIED",
+	StatusInternal: "E_INTERNAL",
 }
 
 // String is the code's name (E_NOT_FOUND), or its number when unknown.
@@ -103,6 +106,7 @@ var (
 	ErrState        error = &Error{Status: StatusState}
 	ErrConnect      error = &Error{Status: StatusConnect}
 	ErrTooLarge     error = &Error{Status: StatusTooLarge}
+	ErrSessionDied  error = &Error{Status: StatusSessionDied}
 	ErrInternal     error = &Error{Status: StatusInternal}
 )
 

@@ -26,6 +26,13 @@ static void shmrepl_go_layout(size_t* out) {
   out[i++] = sizeof(shmrepl_client_options_t);
   out[i++] = sizeof(shmrepl_execute_options_t);
   out[i++] = sizeof(shmrepl_bytes_t);
+  out[i++] = sizeof(shmrepl_session_options_t);
+  out[i++] = offsetof(shmrepl_session_options_t, flags);
+  out[i++] = offsetof(shmrepl_session_options_t, working_dir);
+  out[i++] = offsetof(shmrepl_session_options_t, env);
+  out[i++] = offsetof(shmrepl_session_options_t, envc);
+  out[i++] = offsetof(shmrepl_session_options_t, stdin_fd_plus_one);
+  out[i++] = offsetof(shmrepl_session_options_t, reserved);
 }
 */
 import "C"
@@ -39,6 +46,9 @@ var layoutNames = []string{
 	"record.data_len", "record.raw", "record.raw_len", "record.exit_code",
 	"record.duration_ns", "record.reserved",
 	"sizeof reader_options", "sizeof client_options", "sizeof execute_options", "sizeof bytes",
+	"sizeof session_options", "session_options.flags", "session_options.working_dir",
+	"session_options.env", "session_options.envc", "session_options.stdin_fd_plus_one",
+	"session_options.reserved",
 }
 
 // cLayout is what the C compiler says about the header's structs.
@@ -52,9 +62,11 @@ func cLayout() map[string]uintptr {
 	return m
 }
 
-// goLayout is the same for this package's mirrors.
+// goLayout is the same for this package's mirrors: Record, the sizes it puts
+// in struct_size, and the session options' fields as cgo translated them.
 func goLayout() map[string]uintptr {
 	var r Record
+	var so C.shmrepl_session_options_t
 	return map[string]uintptr{
 		"sizeof record": unsafe.Sizeof(r), "record.kind": unsafe.Offsetof(r.Kind),
 		"record.stream": unsafe.Offsetof(r.Stream), "record.flags": unsafe.Offsetof(r.Flags),
@@ -64,9 +76,16 @@ func goLayout() map[string]uintptr {
 		"record.data_len": unsafe.Offsetof(r.dataLen), "record.raw": unsafe.Offsetof(r.raw),
 		"record.raw_len": unsafe.Offsetof(r.rawLen), "record.exit_code": unsafe.Offsetof(r.ExitCode),
 		"record.duration_ns": unsafe.Offsetof(r.DurationNs), "record.reserved": unsafe.Offsetof(r.reserved),
-		"sizeof reader_options":  readerOptionsSize,
-		"sizeof client_options":  clientOptionsSize,
-		"sizeof execute_options": executeOptionsSize,
-		"sizeof bytes":           unsafe.Sizeof(C.shmrepl_bytes_t{}),
+		"sizeof reader_options":             readerOptionsSize,
+		"sizeof client_options":             clientOptionsSize,
+		"sizeof execute_options":            executeOptionsSize,
+		"sizeof bytes":                      unsafe.Sizeof(C.shmrepl_bytes_t{}),
+		"sizeof session_options":            sessionOptionsSize,
+		"session_options.flags":             unsafe.Offsetof(so.flags),
+		"session_options.working_dir":       unsafe.Offsetof(so.working_dir),
+		"session_options.env":               unsafe.Offsetof(so.env),
+		"session_options.envc":              unsafe.Offsetof(so.envc),
+		"session_options.stdin_fd_plus_one": unsafe.Offsetof(so.stdin_fd_plus_one),
+		"session_options.reserved":          unsafe.Offsetof(so.reserved),
 	}
 }

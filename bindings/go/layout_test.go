@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// The 1.0 layout of the ABI structs, pinned; and this package's mirrors equal
-// to what the C compiler sees.
+// The layout of the ABI structs (1.0, and 1.1's session options), pinned; and
+// this package's mirrors equal to what the C compiler sees.
 func TestLayout(t *testing.T) {
 	pinned := map[string]uintptr{
 		"sizeof record": 104, "record.kind": 0, "record.stream": 4, "record.flags": 8,
@@ -15,6 +15,9 @@ func TestLayout(t *testing.T) {
 		"record.raw_len": 64, "record.exit_code": 72, "record.duration_ns": 80,
 		"record.reserved": 88, "sizeof reader_options": 8, "sizeof client_options": 32,
 		"sizeof execute_options": 72, "sizeof bytes": 16,
+		"sizeof session_options": 40, "session_options.flags": 4, "session_options.working_dir": 8,
+		"session_options.env": 16, "session_options.envc": 24,
+		"session_options.stdin_fd_plus_one": 32, "session_options.reserved": 36,
 	}
 	c, g := cLayout(), goLayout()
 	if len(c) != len(pinned) || len(g) != len(pinned) {
@@ -22,10 +25,10 @@ func TestLayout(t *testing.T) {
 	}
 	for name, want := range pinned {
 		if c[name] != want {
-			t.Errorf("C %s = %d, ABI 1.0 says %d", name, c[name], want)
+			t.Errorf("C %s = %d, the ABI says %d", name, c[name], want)
 		}
 		if g[name] != want {
-			t.Errorf("Go %s = %d, ABI 1.0 says %d", name, g[name], want)
+			t.Errorf("Go %s = %d, the ABI says %d", name, g[name], want)
 		}
 	}
 }
@@ -44,10 +47,13 @@ func TestVersion(t *testing.T) {
 
 func TestStatusNames(t *testing.T) {
 	for s, want := range map[Status]string{StatusNotFound: "E_NOT_FOUND", StatusEOF: "E_EOF",
-		StatusInternal: "E_INTERNAL", Status(-42): "-42"} {
+		StatusInternal: "E_INTERNAL", StatusSessionDied: "E_SESSION_DIED", Status(-42): "-42"} {
 		if got := s.String(); got != want {
 			t.Errorf("Status(%d) = %q, want %q", int32(s), got, want)
 		}
+	}
+	if StatusSessionDied.Text() == Status(-42).Text() {
+		t.Errorf("the library has no text for E_SESSION_DIED: %q", StatusSessionDied.Text())
 	}
 	if Status(-42).Text() == "" {
 		t.Error("no text for an unknown status")

@@ -65,7 +65,7 @@ const (
 	FinishError     FinishStatus = 1
 	FinishCancelled FinishStatus = 2
 	FinishExited    FinishStatus = 3
-	FinishAborted   FinishStatus = 4
+	FinishAborted   FinishStatus = 4 // the worker died: ExitCode, and Signal()
 )
 
 var finishNames = [...]string{"OK", "ERROR", "CANCELLED", "EXITED", "ABORTED"}
@@ -125,6 +125,12 @@ func (r *Record) Raw() []byte { return view(&r.raw, r.rawLen) }
 
 // Time is TimestampNs as a time.Time.
 func (r *Record) Time() time.Time { return time.Unix(0, int64(r.TimestampNs)) }
+
+// Signal is the number of the signal that ended the session's worker process
+// (FINISHED ABORTED or CANCELLED after the kill that ends a cancel), 0 when
+// none: the record's reserved[0], since ABI 1.1. ExitCode is then 0; after
+// os._exit(n) Signal is 0 and ExitCode n.
+func (r *Record) Signal() int { return int(r.reserved[0]) }
 
 // Duration is the execution's run time (FINISHED only).
 func (r *Record) Duration() time.Duration { return time.Duration(r.DurationNs) }

@@ -21,6 +21,7 @@ const (
 	readerOptionsSize  = 8
 	clientOptionsSize  = 32
 	executeOptionsSize = 72
+	sessionOptionsSize = 40 // the size published with 1.1
 )
 
 // Forever as a timeout waits without limit.

@@ -84,6 +84,9 @@ func TestVectors(t *testing.T) {
 				t.Errorf("last record %s status %s exit %d, want FINISHED %s %d",
 					last.Kind, last.FinishStatus, last.ExitCode, v.FinishStatus, v.ExitCode)
 			}
+			if last.Signal() != 0 {
+				t.Errorf("FINISHED says signal %d", last.Signal())
+			}
 		})
 	}
 }
