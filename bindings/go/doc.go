@@ -35,6 +35,14 @@
 // on a closed handle return an error matching ErrClosed without calling the
 // library.
 //
+// # Sessions are processes
+//
+// Every session runs in a worker process of its own (OpenSessionWith sets its
+// working folder, environment and stdin). When that process dies (a crash,
+// os._exit, a kill) its rings end with a FINISHED record of FinishAborted,
+// with ExitCode and Record.Signal, and later calls on the session return
+// ErrSessionDied: open a new session.
+//
 // # Linking
 //
 // The package links -lshmrepl. For a library that is not installed, give the
