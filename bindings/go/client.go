@@ -250,8 +250,9 @@ type Execution struct {
 
 // Execute queues code in a session. The ring exists, holding the STARTED
 // record, when it returns. Errors: ErrNotFound (unknown session), ErrTooLarge,
-// ErrInvalid, ErrSessionDied (the session's worker process died: its last
-// execution ended FINISHED ABORTED; open a new session), ErrEngineDied.
+// ErrInvalid, ErrSessionDied (the session's worker process died: the ring of
+// what ran ended FINISHED ABORTED, or CANCELLED after a cancel's kill; open a
+// new session), ErrEngineDied.
 func (cl *Client) Execute(o ExecuteOptions) (*Execution, error) {
 	// The library must not see Go pointers inside the options: copy to C memory.
 	code := C.CString(o.Code)
