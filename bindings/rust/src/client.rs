@@ -1,11 +1,13 @@
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
+use std::marker::PhantomData;
 use std::os::raw::c_char;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use crate::error::{check, Result};
+use crate::error::{check, Error, ErrorKind, Result};
 use crate::ffi;
 use crate::reader::{c_string, check_abi, Reader, Start};
 
@@ -126,8 +128,9 @@ impl Client {
         unsafe { ffi::shmrepl_client_engine_pid(self.raw.as_ptr()) }
     }
 
-    /// A new session (its own Python namespace; one execution at a time). Closed
-    /// when dropped.
+    /// A new session (its own Python namespace and worker process; one execution
+    /// at a time) with the engine's working folder and environment, stdin
+    /// /dev/null. Closed when dropped. Errors: `EngineDied`.
     pub fn open_session(&self) -> Result<Session<'_>> {
         let mut id = 0u64;
         // SAFETY: open client, valid out pointer.
@@ -135,8 +138,43 @@ impl Client {
         Ok(Session { client: self, id, open: true })
     }
 
+    /// A new session whose worker runs with `options` (`shmrepl_session_open_ex`,
+    /// ABI 1.1). Errors: `NotFound` (no such working folder), `Invalid` (a bad
+    /// environment entry or descriptor), `EngineDied`.
+    pub fn open_session_with(&self, options: &SessionOptions<'_>) -> Result<Session<'_>> {
+        if let Some(bad) = &options.env_error {
+            return Err(Error::new(ErrorKind::Invalid, bad.clone()));
+        }
+        let working_dir = path_c_string("working folder", &options.working_dir)?;
+        let env_ptrs: Option<Vec<*const c_char>> =
+            options.env.as_ref().map(|env| env.iter().map(|e| e.as_ptr()).collect());
+        let raw = ffi::shmrepl_session_options_t {
+            struct_size: std::mem::size_of::<ffi::shmrepl_session_options_t>() as u32,
+            flags: 0,
+            working_dir: opt_ptr(&working_dir),
+            // An empty environment is a non-NULL pointer (an empty Vec's is dangling
+            // but never read) with envc 0; NULL means the engine's.
+            env: env_ptrs.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
+            envc: env_ptrs.as_ref().map_or(0, |p| p.len()),
+            stdin_fd_plus_one: match options.stdin {
+                Some(fd) => match fd.checked_add(1) {
+                    Some(n) if fd >= 0 => n,
+                    _ => return Err(Error::new(ErrorKind::Invalid, format!("stdin descriptor {}", fd))),
+                },
+                None => 0,
+            },
+            reserved: 0,
+        };
+        let mut id = 0u64;
+        // SAFETY: open client; everything `raw` points to outlives the call, and the
+        // descriptor is borrowed for the options' lifetime.
+        check(unsafe { ffi::shmrepl_session_open_ex(self.raw.as_ptr(), &raw, &mut id) })?;
+        Ok(Session { client: self, id, open: true })
+    }
+
     /// Queues code in a session; the ring exists, holding STARTED, when this
-    /// returns. Errors: `NotFound` (unknown session), `TooLarge`, `Invalid`.
+    /// returns. Errors: `NotFound` (unknown session), `SessionDied` (its worker
+    /// died), `TooLarge`, `Invalid`.
     pub fn execute(&self, options: &ExecuteOptions<'_>) -> Result<Execution<'_>> {
         let client_id = match options.client_execution_id {
             Some(s) => Some(c_string("client execution id", s.as_bytes())?),
@@ -196,8 +234,128 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// A session of a [`Client`]: its own Python namespace. Closed when dropped
-/// (which cancels what runs in it).
+/// Where and how a session's worker process runs; unset fields take the engine's
+/// (its working folder and environment; stdin /dev/null). For
+/// [`Client::open_session_with`].
+///
+/// ```no_run
+/// # fn f(client: &shmrepl::Client) -> shmrepl::Result<()> {
+/// let input = std::fs::File::open("/etc/hostname").unwrap();
+/// let options = shmrepl::SessionOptions::new()
+///     .working_dir("/tmp")
+///     .env([("PATH", "/usr/bin:/bin"), ("LANG", "C.UTF-8")])
+///     .stdin(&input);
+/// let session = client.open_session_with(&options)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions<'a> {
+    working_dir: Option<PathBuf>,
+    env: Option<Vec<CString>>,
+    // The first bad entry given to env(), reported at open.
+    env_error: Option<String>,
+    stdin: Option<RawFd>,
+    // The descriptor is only borrowed: its owner must outlive the options.
+    _stdin: PhantomData<&'a ()>,
+}
+
+impl<'a> SessionOptions<'a> {
+    pub fn new() -> SessionOptions<'a> {
+        SessionOptions::default()
+    }
+
+    /// The worker's working folder (`os.getcwd()`); it must exist.
+    pub fn working_dir(mut self, path: impl AsRef<Path>) -> SessionOptions<'a> {
+        self.working_dir = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// The whole environment of the session (`os.environ`), replacing the engine's:
+    /// pairs of name and value, e.g. a `HashMap`, a `Vec<(K, V)>` or
+    /// `std::env::vars_os()`. An empty iterator gives an empty environment.
+    /// `Invalid` (at open) for an empty name, a name with `=`, or a NUL byte.
+    pub fn env<I, K, V>(mut self, vars: I) -> SessionOptions<'a>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        let mut entries = Vec::new();
+        let mut bad = None;
+        for (k, v) in vars {
+            let (k, v) = (k.as_ref().as_bytes(), v.as_ref().as_bytes());
+            if k.is_empty() || k.contains(&b'=') {
+                bad.get_or_insert_with(|| format!("environment name {:?}", String::from_utf8_lossy(k)));
+                continue;
+            }
+            let mut e = Vec::with_capacity(k.len() + 1 + v.len());
+            e.extend_from_slice(k);
+            e.push(b'=');
+            e.extend_from_slice(v);
+            match CString::new(e) {
+                Ok(e) => entries.push(e),
+                Err(_) => {
+                    bad.get_or_insert_with(|| {
+                        format!("environment entry {:?} contains a NUL byte", String::from_utf8_lossy(k))
+                    });
+                }
+            }
+        }
+        self.env = Some(entries);
+        self.env_error = bad;
+        self
+    }
+
+    /// As [`env`](SessionOptions::env), from "NAME=value" entries (a `Vec<String>`,
+    /// say). `Invalid` (at open) for an entry without a name and `=`, or with a NUL
+    /// byte.
+    pub fn env_entries<I, S>(mut self, entries: I) -> SessionOptions<'a>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut out = Vec::new();
+        let mut bad = None;
+        for e in entries {
+            let e = e.as_ref().as_bytes();
+            let named = matches!(e.iter().position(|&b| b == b'='), Some(eq) if eq > 0);
+            match CString::new(e) {
+                Ok(c) if named => out.push(c),
+                _ => {
+                    bad.get_or_insert_with(|| format!("environment entry {:?}", String::from_utf8_lossy(e)));
+                }
+            }
+        }
+        self.env = Some(out);
+        self.env_error = bad;
+        self
+    }
+
+    /// The engine's environment again (the default).
+    pub fn inherit_env(mut self) -> SessionOptions<'a> {
+        self.env = None;
+        self.env_error = None;
+        self
+    }
+
+    /// The session's standard input (`sys.stdin`, fd 0 of its worker): a duplicate
+    /// of `fd` is passed to the worker when the session opens; the caller keeps its
+    /// own. Default: /dev/null.
+    pub fn stdin<F: AsRawFd + ?Sized>(mut self, fd: &'a F) -> SessionOptions<'a> {
+        self.stdin = Some(fd.as_raw_fd());
+        self
+    }
+
+    /// [`Client::open_session_with`] these options.
+    pub fn open<'c>(&self, client: &'c Client) -> Result<Session<'c>> {
+        client.open_session_with(self)
+    }
+}
+
+/// A session of a [`Client`]: its own Python namespace, in its own worker process.
+/// Closed when dropped (which cancels what runs in it). When its worker dies (a
+/// crash, a kill, `os._exit`), the running execution ends with a FINISHED record
+/// of status `Aborted` and later calls give `ErrorKind::SessionDied`.
 #[derive(Debug)]
 pub struct Session<'c> {
     client: &'c Client,
@@ -364,7 +522,8 @@ impl<'c> Execution<'c> {
     }
 
     /// Raises KeyboardInterrupt in the execution (a queued one finishes cancelled
-    /// without running). OK also when it had already finished.
+    /// without running). OK also when it had already finished. `SessionDied` when
+    /// the session's worker died (also when the engine was killed).
     pub fn cancel(&self) -> Result<()> {
         // SAFETY: open handle.
         check(unsafe { ffi::shmrepl_execution_cancel(self.raw.as_ptr()) })

@@ -34,7 +34,8 @@ pub enum ErrorKind {
     Permission,
     /// An operating-system call failed. `SHMREPL_E_SYSTEM`.
     System,
-    /// The engine process went away. `SHMREPL_E_ENGINE_DIED`.
+    /// The engine process went away: requests on the client's own connection
+    /// (open a session, shut down) fail with it. `SHMREPL_E_ENGINE_DIED`.
     EngineDied,
     /// A malformed or unexpected control message. `SHMREPL_E_PROTOCOL`.
     Protocol,
@@ -44,6 +45,10 @@ pub enum ErrorKind {
     Connect,
     /// A request exceeds a documented limit. `SHMREPL_E_TOO_LARGE`.
     TooLarge,
+    /// The session's worker process died (a crash, a kill, `os._exit`, or the engine
+    /// was killed): the session is gone, open a new one. `SHMREPL_E_SESSION_DIED`
+    /// (since ABI 1.1).
+    SessionDied,
     /// A bug in shmrepl. `SHMREPL_E_INTERNAL`.
     Internal,
     /// A status code newer than this binding.
@@ -71,6 +76,7 @@ impl ErrorKind {
             ffi::SHMREPL_E_STATE => ErrorKind::State,
             ffi::SHMREPL_E_CONNECT => ErrorKind::Connect,
             ffi::SHMREPL_E_TOO_LARGE => ErrorKind::TooLarge,
+            ffi::SHMREPL_E_SESSION_DIED => ErrorKind::SessionDied,
             ffi::SHMREPL_E_INTERNAL => ErrorKind::Internal,
             other => ErrorKind::Unknown(other),
         }
@@ -96,6 +102,7 @@ impl ErrorKind {
             ErrorKind::State => ffi::SHMREPL_E_STATE,
             ErrorKind::Connect => ffi::SHMREPL_E_CONNECT,
             ErrorKind::TooLarge => ffi::SHMREPL_E_TOO_LARGE,
+            ErrorKind::SessionDied => ffi::SHMREPL_E_SESSION_DIED,
             ErrorKind::Internal => ffi::SHMREPL_E_INTERNAL,
             ErrorKind::Unknown(code) => code,
         }

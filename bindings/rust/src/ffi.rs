@@ -31,6 +31,8 @@ pub const SHMREPL_E_PROTOCOL: shmrepl_status_t = -14;
 pub const SHMREPL_E_STATE: shmrepl_status_t = -15;
 pub const SHMREPL_E_CONNECT: shmrepl_status_t = -16;
 pub const SHMREPL_E_TOO_LARGE: shmrepl_status_t = -17;
+/// Since ABI 1.1.
+pub const SHMREPL_E_SESSION_DIED: shmrepl_status_t = -18;
 pub const SHMREPL_E_INTERNAL: shmrepl_status_t = -99;
 
 pub const SHMREPL_RECORD_UNKNOWN: u32 = 0;
@@ -62,6 +64,8 @@ pub const SHMREPL_AUTOSTART_ON: u32 = 1;
 pub const SHMREPL_AUTOSTART_OFF: u32 = 2;
 
 /// `shmrepl_record_t`: a view of one record; the pointers point into the ring.
+/// FINISHED: `reserved[0]` is the signal that ended the session's worker (0: none),
+/// since 1.1.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct shmrepl_record_t {
@@ -118,6 +122,21 @@ pub struct shmrepl_client_options_t {
     pub connect_timeout_ns: i64,
 }
 
+/// `shmrepl_session_options_t` (since 1.1). `env` NULL: the engine's environment;
+/// else `envc` "NAME=value" strings, the whole environment. `stdin_fd_plus_one` 0:
+/// stdin is /dev/null.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmrepl_session_options_t {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub working_dir: *const c_char,
+    pub env: *const *const c_char,
+    pub envc: usize,
+    pub stdin_fd_plus_one: i32,
+    pub reserved: u32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct shmrepl_execute_options_t {
@@ -161,7 +180,7 @@ pub struct shmrepl_execution_t {
     _marker: PhantomData<(*mut u8, PhantomPinned)>,
 }
 
-// The 1.0 layout, on the 64-bit targets the library is built for.
+// The 1.1 layout, on the 64-bit targets the library is built for.
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     use std::mem::{align_of, size_of};
@@ -170,6 +189,8 @@ const _: () = {
     assert!(size_of::<shmrepl_reader_options_t>() == 8);
     assert!(size_of::<shmrepl_client_options_t>() == 32);
     assert!(size_of::<shmrepl_execute_options_t>() == 72);
+    assert!(size_of::<shmrepl_session_options_t>() == 40);
+    assert!(align_of::<shmrepl_session_options_t>() == 8);
     assert!(size_of::<shmrepl_bytes_t>() == 16);
 };
 
@@ -227,6 +248,12 @@ extern "C" {
     pub fn shmrepl_client_close(client: *mut shmrepl_client_t);
     pub fn shmrepl_client_engine_pid(client: *const shmrepl_client_t) -> u32;
     pub fn shmrepl_session_open(client: *mut shmrepl_client_t, session_id: *mut u64) -> shmrepl_status_t;
+    /// Since ABI 1.1.
+    pub fn shmrepl_session_open_ex(
+        client: *mut shmrepl_client_t,
+        options: *const shmrepl_session_options_t,
+        session_id: *mut u64,
+    ) -> shmrepl_status_t;
     pub fn shmrepl_session_background_ring(client: *mut shmrepl_client_t, session_id: u64) -> *const c_char;
     pub fn shmrepl_session_close(client: *mut shmrepl_client_t, session_id: u64) -> shmrepl_status_t;
     pub fn shmrepl_execute(

@@ -42,7 +42,7 @@ pub mod ffi;
 mod reader;
 mod record;
 
-pub use client::{Client, ClientOptions, ExecuteOptions, Execution, Session};
+pub use client::{Client, ClientOptions, ExecuteOptions, Execution, Session, SessionOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use reader::{Batch, Held, Reader, Start};
 pub use record::{ErrorDetails, FinishStatus, Kind, Record, Stream};

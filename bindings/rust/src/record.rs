@@ -221,10 +221,26 @@ impl Record {
         unsafe { view(self.0.raw, self.0.raw_len) }
     }
 
-    /// FINISHED only.
+    /// FINISHED only. For [`FinishStatus::Aborted`], the worker's exit status
+    /// (`os._exit(n)`: n).
     #[inline]
     pub fn exit_code(&self) -> i64 {
         self.0.exit_code
+    }
+
+    /// FINISHED only: the signal that ended the session's worker process
+    /// (`reserved[0]`, since ABI 1.1), `None` when no signal did (and for other
+    /// kinds). A crash gives `Aborted` with e.g. `Some(11)`; a cancel that had to
+    /// kill the worker gives `Cancelled` with `Some(9)`.
+    #[inline]
+    pub fn signal(&self) -> Option<i32> {
+        if self.kind() != Kind::Finished {
+            return None;
+        }
+        match self.0.reserved[0] {
+            0 => None,
+            n => i32::try_from(n).ok(),
+        }
     }
 
     /// FINISHED only.
@@ -259,6 +275,9 @@ impl fmt::Debug for Record {
             .field("execution_id", &self.execution_id())
             .field("seq", &self.seq())
             .field("data", &self.text())
+            .field("finish_status", &self.finish_status())
+            .field("exit_code", &self.exit_code())
+            .field("signal", &self.signal())
             .finish()
     }
 }

@@ -139,10 +139,13 @@ fn requests_after_shutdown_fail_cleanly() {
     let client = common::options(&dir).connect().unwrap();
     let session = client.open_session().unwrap();
     client.shutdown_engine().unwrap();
+    // The session's worker ended with the engine; the client's connection is closed.
     let err = session.execute("print(1)").unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::EngineDied | ErrorKind::State), "{}", err);
+    assert_eq!(err.kind(), ErrorKind::SessionDied, "{}", err);
     let err = client.open_session().unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::EngineDied | ErrorKind::State), "{}", err);
+    assert_eq!(err.kind(), ErrorKind::EngineDied, "{}", err);
+    let err = client.shutdown_engine().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::EngineDied, "{}", err);
     // The engine removes its socket as it exits.
     let t = Instant::now();
     while dir.0.join("engine.sock").exists() && t.elapsed() < Duration::from_secs(10) {
@@ -163,6 +166,8 @@ fn a_killed_engine_gives_producer_died_and_engine_died() {
         .execute("import sys, time\nfor i in range(5):\n    print('before', i)\nsys.stdout.flush()\ntime.sleep(60)\n")
         .unwrap();
     let ring = execution.ring_name().to_string();
+    // Nobody else will unlink them once the engine is killed; also when an assert fails.
+    let _rings = common::UnlinkOnDrop(vec![ring.clone()].into_iter().chain(background).collect());
     // `late` attaches now and reads only after the kill; `live` watches for the output.
     let mut late = execution.reader(Start::Oldest).unwrap();
     let mut live = execution.reader(Start::Oldest).unwrap();
@@ -193,19 +198,19 @@ fn a_killed_engine_gives_producer_died_and_engine_died() {
     let err = live.batch(64, Some(Duration::from_secs(30))).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ProducerDied, "{}", err);
 
+    // Calls on the client's connection: EngineDied; on the session (whose worker the
+    // engine took with it): SessionDied.
     let err = client.open_session().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::EngineDied, "{}", err);
     let err = execution.cancel().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::EngineDied, "{}", err);
+    assert_eq!(err.kind(), ErrorKind::SessionDied, "{}", err);
+    let err = session.execute("print(1)").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SessionDied, "{}", err);
 
     drop(late);
     drop(live);
     drop(execution);
     drop(session);
-    // Nobody else will unlink them now.
-    common::unlink_ring(&ring);
-    if let Some(bg) = background {
-        common::unlink_ring(&bg);
-    }
+    drop(_rings);
     assert!(!std::path::Path::new("/dev/shm").join(&ring).exists());
 }

@@ -1,4 +1,4 @@
-// The #[repr(C)] mirrors against the 1.0 layout of shmrepl.h (sizes are also
+// The #[repr(C)] mirrors against the 1.1 layout of shmrepl.h (sizes are also
 // asserted at compile time in src/ffi.rs; offsets need a runtime check on 1.63).
 use std::mem::{align_of, size_of, MaybeUninit};
 use std::ptr::addr_of;
@@ -64,6 +64,16 @@ fn option_struct_layouts() {
     assert_eq!(offset!(shmrepl_execute_options_t, argc), 56);
     assert_eq!(offset!(shmrepl_execute_options_t, ring_capacity), 64);
 
+    assert_eq!(size_of::<shmrepl_session_options_t>(), 40);
+    assert_eq!(align_of::<shmrepl_session_options_t>(), 8);
+    assert_eq!(offset!(shmrepl_session_options_t, struct_size), 0);
+    assert_eq!(offset!(shmrepl_session_options_t, flags), 4);
+    assert_eq!(offset!(shmrepl_session_options_t, working_dir), 8);
+    assert_eq!(offset!(shmrepl_session_options_t, env), 16);
+    assert_eq!(offset!(shmrepl_session_options_t, envc), 24);
+    assert_eq!(offset!(shmrepl_session_options_t, stdin_fd_plus_one), 32);
+    assert_eq!(offset!(shmrepl_session_options_t, reserved), 36);
+
     assert_eq!(size_of::<shmrepl_bytes_t>(), 16);
     assert_eq!(offset!(shmrepl_bytes_t, len), 8);
 }
@@ -95,6 +105,7 @@ fn status_codes_map_both_ways() {
         (-15, ErrorKind::State),
         (-16, ErrorKind::Connect),
         (-17, ErrorKind::TooLarge),
+        (-18, ErrorKind::SessionDied),
         (-99, ErrorKind::Internal),
     ];
     for (code, kind) in known.iter() {
@@ -103,9 +114,10 @@ fn status_codes_map_both_ways() {
         assert!(!kind.description().is_empty());
     }
     // A code newer than this binding keeps its value.
-    assert_eq!(ErrorKind::from_code(-18), ErrorKind::Unknown(-18));
-    assert_eq!(ErrorKind::Unknown(-18).code(), -18);
-    assert!(!ErrorKind::Unknown(-18).description().is_empty());
+    assert_eq!(ErrorKind::from_code(-19), ErrorKind::Unknown(-19));
+    assert_eq!(ErrorKind::Unknown(-19).code(), -19);
+    assert!(!ErrorKind::Unknown(-19).description().is_empty());
+    assert_eq!(ErrorKind::SessionDied.description(), "the session's worker process died");
     let e = shmrepl::Error::new(ErrorKind::Timeout, "waited");
     let text = e.to_string();
     assert!(text.contains("waited") && text.contains("-4"), "{}", text);
@@ -120,5 +132,6 @@ fn enums_keep_unknown_values() {
     assert_eq!(Stream::from_raw(2), Stream::Stderr);
     assert_eq!(Stream::from_raw(9), Stream::Unknown(9));
     assert_eq!(FinishStatus::from_raw(2), FinishStatus::Cancelled);
+    assert_eq!(FinishStatus::from_raw(4), FinishStatus::Aborted);
     assert_eq!(FinishStatus::from_raw(137), FinishStatus::Unknown(137));
 }

@@ -129,3 +129,14 @@ pub fn read_all(reader: &mut Reader) -> Vec<Rec> {
 pub fn unlink_ring(name: &str) {
     let _ = std::fs::remove_file(Path::new("/dev/shm").join(name.trim_start_matches('/')));
 }
+
+/// Removes these rings when dropped (a test that killed their engine owns them).
+pub struct UnlinkOnDrop(pub Vec<String>);
+
+impl Drop for UnlinkOnDrop {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            unlink_ring(name);
+        }
+    }
+}
