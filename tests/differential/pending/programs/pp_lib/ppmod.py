@@ -1,0 +1,1 @@
+VALUE = "ppmod imported from PYTHONPATH"

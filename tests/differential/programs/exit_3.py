@@ -1,0 +1,4 @@
+# sys.exit(3)
+import sys
+print("out")
+sys.exit(3)

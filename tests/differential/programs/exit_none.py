@@ -1,0 +1,4 @@
+# sys.exit(None)
+import sys
+print("out")
+sys.exit(None)
