@@ -67,9 +67,14 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
 
   if (worker_ && type != ctl::Body::Execute && type != ctl::Body::Cancel && type != ctl::Body::Release)
     return error(rid, SHMREPL_E_PROTOCOL, name + " goes to the engine, not to a session's worker");
-  if (pool_ != nullptr && (type == ctl::Body::Execute || type == ctl::Body::Cancel || type == ctl::Body::Release))
-    return error(rid, SHMREPL_E_PROTOCOL,
-                 name + " goes to the session's worker (the connection that came with SessionOpened)");
+  // libshmrepl sends these here only for a session (or execution) it has no worker
+  // connection for: one that is not its own, as the header documents.
+  if (pool_ != nullptr && type == ctl::Body::Execute)
+    return error(rid, SHMREPL_E_NOT_FOUND,
+                 "unknown session " + std::to_string(m.body_as_Execute()->session_id()) +
+                     " (a session's executions go to its worker, on the connection that came with SessionOpened)");
+  if (pool_ != nullptr && (type == ctl::Body::Cancel || type == ctl::Body::Release))
+    return error(rid, SHMREPL_E_NOT_FOUND, "unknown execution (" + name + " goes to the session's worker)");
 
   switch (type) {
     case ctl::Body::Hello: {

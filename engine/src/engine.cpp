@@ -733,7 +733,7 @@ void EngineImpl::finish(Execution& ex, shmrepl_finish_status_t status, int32_t e
   std::vector<std::byte> rec;
   records::encode_finished(rec, {ex.id, ex.sink.seq++, RecordClock::now()}, status, exit_code,
                            shm::monotonic_ns() - ex.start_ns);
-  write_record(ex.sink, rec, true);
+  write_record(ex.sink, rec, true, true);
   ex.sink.closed = true;
   ex.sink.producer->finish();
   FdCapture::execution_finished(&ex);
@@ -751,7 +751,7 @@ void EngineImpl::finish_queued(Execution& ex) {
   std::vector<std::byte> rec;
   records::encode_finished(rec, {ex.id, ex.sink.seq++, RecordClock::now()}, SHMREPL_FINISH_CANCELLED,
                            0, 0);
-  write_record(ex.sink, rec, false);
+  write_record(ex.sink, rec, false, true);
   ex.sink.closed = true;
   ex.sink.producer->finish();
   ex.state = ExecState::kFinished;
@@ -879,7 +879,7 @@ void EngineImpl::close_session(uint64_t session_id) {
     acquire_owner(bg);
     std::vector<std::byte> rec;
     records::encode_finished(rec, {0, bg.seq++, RecordClock::now()}, SHMREPL_FINISH_OK, 0, 0);
-    write_record(bg, rec, true);
+    write_record(bg, rec, true, true);
     bg.closed = true;
     bg.producer->finish();
     release_sink(bg);

@@ -62,10 +62,14 @@ void write_log_segments(const Segment* segs, std::size_t n) {
 }
 
 // Space for a record, waiting with the GIL released while the ring is full.
-// Empty on cancel (*cancelled, exception set) or when the sink is abandoned.
-std::span<std::byte> reserve(Sink& s, std::size_t payload, Execution* cx, bool* cancelled) {
-  std::span<std::byte> room = s.producer->try_reserve(payload);
+// Empty on cancel (*cancelled, exception set), when the sink is abandoned, or when
+// /dev/shm has no room for the ring to grow (allocation_failed(); nothing set).
+// `closing`: a closing record, which may use the ring's closing reserve.
+std::span<std::byte> reserve(Sink& s, std::size_t payload, Execution* cx, bool* cancelled,
+                             bool closing = false) {
+  std::span<std::byte> room = s.producer->try_reserve(payload, closing);
   while (room.empty()) {
+    if (s.producer->allocation_failed()) return {};
     if (!enter_wait(cx)) {
       *cancelled = true;
       return {};
@@ -78,7 +82,7 @@ std::span<std::byte> reserve(Sink& s, std::size_t payload, Execution* cx, bool* 
         break;
       }
       if (cx != nullptr && cx->cancel_pending.load(std::memory_order_acquire)) break;
-      if (s.producer->wait_for_space(payload, kWaitSlice) == shm::WaitResult::kReady) break;
+      if (s.producer->wait_for_space(payload, kWaitSlice, closing) == shm::WaitResult::kReady) break;
     }
     Py_END_ALLOW_THREADS
     if (!leave_wait(cx)) {
@@ -86,9 +90,20 @@ std::span<std::byte> reserve(Sink& s, std::size_t payload, Execution* cx, bool* 
       return {};
     }
     if (give_up) return {};
-    room = s.producer->try_reserve(payload);
+    room = s.producer->try_reserve(payload, closing);
   }
   return room;
+}
+
+// [GIL] What a write raises when /dev/shm cannot hold more of its ring: what
+// python3 raises writing to a full disk.
+void set_no_space() {
+  PyObject* e = PyObject_CallFunction(PyExc_OSError, "is", ENOSPC,
+                                      "No space left on device (/dev/shm has no room for the output ring)");
+  if (e != nullptr) {
+    PyErr_SetObject(PyExc_OSError, e);
+    Py_DECREF(e);
+  }
 }
 
 // Ends a split write cut short by a cancel, so readers see its last part.
@@ -236,7 +251,7 @@ void release_sink(Sink& s) {
 }
 
 bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const Segment* segs,
-                  std::size_t n, std::size_t total, bool text, Execution* cx, uint64_t now) {
+                  std::size_t n, std::size_t total, bool text, Execution* cx, uint64_t now, bool raise) {
   std::size_t seg = 0, pos = 0, remaining = total;
   bool first = true;
   while (remaining > 0) {
@@ -245,6 +260,10 @@ bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const
     std::span<std::byte> room = reserve(s, records::kOutputOverhead + cap, cx, &cancelled);
     if (room.empty()) {
       if (!first) terminate_split(s, execution_id, stream);
+      if (!cancelled && raise && s.producer->allocation_failed()) {
+        set_no_space();
+        return false;
+      }
       return !cancelled;
     }
     auto* d = reinterpret_cast<unsigned char*>(room.data()) + records::kOutputOverhead;
@@ -265,14 +284,14 @@ bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const
   return true;
 }
 
-void write_record(Sink& s, std::span<const std::byte> record, bool gil) {
+void write_record(Sink& s, std::span<const std::byte> record, bool gil, bool closing) {
   if (record.size() > s.producer->max_payload()) return;  // callers size records to fit
   if (!gil) {
-    s.producer->write(record);
+    s.producer->write(record, 0, closing);
     return;
   }
   bool cancelled = false;
-  std::span<std::byte> room = reserve(s, record.size(), nullptr, &cancelled);
+  std::span<std::byte> room = reserve(s, record.size(), nullptr, &cancelled, closing);
   if (room.empty()) return;  // abandoned
   std::memcpy(room.data(), record.data(), record.size());
   s.producer->commit(record.size());
@@ -318,7 +337,7 @@ bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text
   }
   uint64_t now = RecordClock::now();
   if (g_drain != nullptr) g_drain(*s, *ex, now, false);
-  bool ok = write_output(*s, ex->id, stream, segs, n, total, text, cancellable_execution(), now);
+  bool ok = write_output(*s, ex->id, stream, segs, n, total, text, cancellable_execution(), now, true);
   release_sink(*s);
   return ok;
 }

@@ -59,12 +59,14 @@ bool raise_pending_async();
 // `now`: the first record's timestamp (0: read the clock).
 bool write_output(Sink& sink, uint64_t execution_id, shmrepl_stream_t stream,
                   const Segment* segs, std::size_t n, std::size_t total, bool text,
-                  Execution* cancel_ex, uint64_t now = 0);
+                  Execution* cancel_ex, uint64_t now = 0, bool raise = false);
+// (`raise`: a Python-level write; when /dev/shm has no room for the ring, OSError
+// ENOSPC is raised and false returned. Otherwise such output is dropped.)
 
 // Copies a finished record (encode_*) into the ring, waiting for space (not
 // cancellable). The caller owns the sink, or is the only writer (gil=false: the
 // GIL is not held and not released).
-void write_record(Sink& sink, std::span<const std::byte> record, bool gil);
+void write_record(Sink& sink, std::span<const std::byte> record, bool gil, bool closing = false);
 
 // Output of the calling thread: resolves the sink, drains fd capture, writes.
 // False with a Python exception set.

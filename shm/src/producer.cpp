@@ -20,6 +20,10 @@ namespace bip = boost::interprocess;
 
 namespace shmrepl::shm {
 
+namespace {
+constexpr uint64_t kFirstAllocation = 64 << 10;  // data bytes reserved at creation
+}  // namespace
+
 struct Producer::Mapping {
   bip::shared_memory_object object;
   bip::mapped_region region;
@@ -57,12 +61,17 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
   ::fchmod(p->map_->object.get_mapping_handle().handle, 0600);
   const int fd = p->map_->object.get_mapping_handle().handle;
   p->map_->object.truncate(static_cast<bip::offset_t>(kDataOffset + capacity));
-  // Reserve every page now: a full /dev/shm is an error here, not a SIGBUS on the
-  // first write to a page that cannot be allocated.
-  if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(kDataOffset + capacity)); rc != 0)
+  // Reserve the header and a first part of the data area now: a full /dev/shm is an
+  // error here, not a SIGBUS on the first write to a page that cannot be allocated.
+  // All of a large ring at once would cost ~0.5 ms per MiB for executions that
+  // write a few lines; the rest is reserved ahead of the writer (ensure_allocated).
+  const uint64_t first = std::min<uint64_t>(capacity, kFirstAllocation);
+  if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(kDataOffset + first)); rc != 0)
     throw std::system_error(rc, std::system_category(),
-                            "reserving " + std::to_string(kDataOffset + capacity) + " bytes for ring " +
+                            "reserving " + std::to_string(kDataOffset + first) + " bytes for ring " +
                                 p->name_ + " (is /dev/shm full?)");
+  p->allocated_ = first;
+  p->fd_ = fd;
   p->map_->region = bip::mapped_region(p->map_->object, bip::read_write);
   // A child that user code forks must never write to (or hold) the ring.
   ::madvise(p->map_->region.get_address(), p->map_->region.get_size(), MADV_DONTFORK);
@@ -131,6 +140,7 @@ std::unique_ptr<Producer> Producer::take_over(const std::string& name) {
   p->mask_ = cap - 1;
   p->max_payload_ = h.max_payload;
   p->closing_reserve_ = h.closing_reserve;
+  p->allocated_ = cap;  // the dead producer kept the closing reserve allocated ahead
   p->pos_ = p->block_->write_pos.load(std::memory_order_acquire);
   p->reserved_at_ = p->block_->last_frame.load(std::memory_order_acquire);
   const uint64_t tail = p->block_->tail.load(std::memory_order_acquire);
@@ -213,6 +223,20 @@ inline uint64_t footprint(uint64_t pos, uint64_t capacity, uint64_t mask, std::s
 }
 }  // namespace
 
+// Reserves the object's memory up to data offset `end` (first lap only: after it the
+// whole data area is reserved). Grows by doubling, so a ring that fills costs a few
+// calls. False if the system has no room.
+bool Producer::ensure_allocated(uint64_t end) noexcept {
+  if (end <= allocated_) return true;
+  const uint64_t want = std::min(capacity_, std::max(end, allocated_ * 2));
+  if (fd_ < 0) return false;
+  if (::posix_fallocate(fd_, static_cast<off_t>(kDataOffset + allocated_),
+                        static_cast<off_t>(want - allocated_)) != 0)
+    return false;
+  allocated_ = want;
+  return true;
+}
+
 std::span<std::byte> Producer::try_reserve(std::size_t payload, bool closing) noexcept {
   if (payload > max_payload_) return {};
   const uint64_t room = closing ? capacity_ : capacity_ - closing_reserve_;
@@ -221,6 +245,14 @@ std::span<std::byte> Producer::try_reserve(std::size_t payload, bool closing) no
     limit_ = refresh_limit();
     if (pos_ + total - limit_ > room) return {};
   }
+  // A normal record also keeps the closing reserve reserved beyond its end, so the
+  // closing records never need an allocation that could fail.
+  if (allocated_ < capacity_ &&
+      !ensure_allocated(std::min(capacity_, pos_ + total + (closing ? 0 : closing_reserve_)))) {
+    allocation_failed_ = true;
+    return {};
+  }
+  allocation_failed_ = false;
   uint64_t need = frame_size(payload);
   uint64_t off = pos_ & mask_;
   if (need > capacity_ - off) {

@@ -225,9 +225,9 @@ TEST_F(EngineTest, BadControlMessagesDoNotStopTheEngine) {
     EXPECT_EQ(r.reply(), SHMREPL_E_PROTOCOL);
     ASSERT_TRUE(r.send(control::hello(6, SHMREPL_ABI_VERSION, 0)));
     EXPECT_EQ(r.reply(), SHMREPL_OK);
-    // Executions go to a session's worker, never to the engine's socket.
+    // Executions go to a session's worker: on the engine's socket no session has one.
     ASSERT_TRUE(r.send(control::execute(7, {123456, "print(1)", "", "", {}, true, 0})));
-    EXPECT_EQ(r.reply(), SHMREPL_E_PROTOCOL);
+    EXPECT_EQ(r.reply(), SHMREPL_E_NOT_FOUND);
     ASSERT_TRUE(r.send(control::close_session(8, 123456)));
     EXPECT_EQ(r.reply(), SHMREPL_E_NOT_FOUND);
   }

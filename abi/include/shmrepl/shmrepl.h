@@ -279,7 +279,9 @@ typedef struct shmrepl_session_options {
   size_t envc;
   /* The session's standard input: a descriptor of the caller plus one (0: none,
    * stdin is /dev/null). The descriptor is passed to the worker (SCM_RIGHTS); the
-   * caller keeps its own and may close it after this call. */
+   * caller keeps its own and may close it after this call. The worker shares the
+   * open file with the caller (flags included): pass a blocking descriptor, as
+   * python3 expects of its stdin. */
   int32_t stdin_fd_plus_one;
   uint32_t reserved;          /* 0 */
 } shmrepl_session_options_t;

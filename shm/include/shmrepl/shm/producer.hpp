@@ -28,8 +28,12 @@ class Producer {
  public:
   // Creates the shared-memory object `name` (no leading slash, e.g.
   // "shmrepl.1000.42.7"), mode 0600. Throws std::system_error / std::invalid_argument.
-  // The memory is reserved at creation (ENOSPC/ENOMEM as std::system_error, never a
-  // SIGBUS later); the mapping is not inherited by fork()ed children.
+  // Memory is reserved before it is written (posix_fallocate): the header and a first
+  // part of the data area at creation (ENOSPC as std::system_error), the rest ahead of
+  // the write position as the first lap proceeds, so a full /dev/shm is an error
+  // (allocation_failed()), never a SIGBUS. The closing reserve is always reserved
+  // ahead, so closing records fit whatever happens. The mapping is not inherited by
+  // fork()ed children.
   static std::unique_ptr<Producer> create(std::string name, const ProducerOptions& options);
   // Becomes the producer of an existing ring whose producer died (the guardian's
   // job): writes continue at the published write position. The name is kept on
@@ -72,6 +76,9 @@ class Producer {
   // The payload of the newest frame (empty if none): a guardian reads its seq.
   std::span<const std::byte> last_payload() const noexcept;
   bool finished() const noexcept;
+  // The last try_reserve failed because /dev/shm had no room to grow the ring's
+  // reserved memory (not because readers are behind): the writer should give up.
+  bool allocation_failed() const noexcept { return allocation_failed_; }
   uint32_t producer_pid() const noexcept;
   uint64_t producer_start_time() const noexcept;
   // Number of reader slots in use (for tests and diagnostics).
@@ -93,6 +100,10 @@ class Producer {
   uint64_t mask_ = 0;
   uint32_t max_payload_ = 0;
   uint64_t closing_reserve_ = 0;
+  uint64_t allocated_ = 0;  // data bytes reserved in the object (first lap), up to capacity_
+  int fd_ = -1;
+  bool allocation_failed_ = false;
+  bool ensure_allocated(uint64_t end) noexcept;
   uint64_t pos_ = 0;        // local copy of write_pos
   uint64_t limit_ = 0;      // cached: nothing at or beyond limit_ + capacity_ may be written
   uint64_t reserved_at_ = 0;  // frame start of the current reservation
