@@ -48,7 +48,7 @@ struct ExitNotice {
   int32_t status;
 };
 // Worker -> supervisor, on the supervisor channel.
-enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4 };
+enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4, kNoMemory = 5 };
 struct WorkerMessage {
   uint32_t kind;
   int32_t pid;
@@ -313,6 +313,10 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     engine = factory(eo);
     engine->open_session_as(session_id);
     bg = engine->session_background_ring(session_id);
+  } catch (const std::system_error& e) {
+    const int c = e.code().value();
+    send_message(sup_fd, c == ENOSPC || c == ENOMEM ? kNoMemory : kFailed, e.what());
+    _exit(1);
   } catch (const std::exception& e) {
     send_message(sup_fd, kFailed, e.what());
     _exit(1);
@@ -465,9 +469,10 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
   const ssize_t n = rc > 0 ? ::recv(sup[0], &m, sizeof m, 0) : -1;
   if (n != static_cast<ssize_t>(sizeof m)) fail("the session's worker process did not start");
   m.text[sizeof m.text - 1] = '\0';
-  if (m.kind == kNoSuchFolder) {
+  if (m.kind == kNoSuchFolder || m.kind == kNoMemory) {
     ::close(client[0]);
     ::close(sup[0]);
+    if (m.kind == kNoMemory) throw std::system_error(ENOSPC, std::generic_category(), m.text);
     throw std::invalid_argument(m.text);
   }
   if (m.kind != kReady) fail(std::string("the session's worker failed to start: ") + m.text);

@@ -304,12 +304,8 @@ uint64_t EngineImpl::add_session(uint64_t id, bool caller_runs) {
   s->id = id;
   s->caller_runs = caller_runs;
   s->background = std::make_shared<Sink>();
-  try {
-    init_sink(*s->background, create_ring(prefix_ + "bg" + std::to_string(s->id), options_.ring_capacity, 0,
-                                          options_.guardian_pid));
-  } catch (const std::system_error& e) {
-    throw std::runtime_error(e.what());
-  }
+  init_sink(*s->background, create_ring(prefix_ + "bg" + std::to_string(s->id), options_.ring_capacity, 0,
+                                        options_.guardian_pid));
   s->background_name = s->background->producer->name();
   if (options_.worker) {
     // The program's namespace is __main__ itself: pickle (multiprocessing) finds its

@@ -349,31 +349,29 @@ TEST_F(WorkerTest, RingNamesAreUnguessableAndForeignRingsRefused) {
 TEST(WorkerShm, FullDevShmIsAClearError) {
   if (geteuid() != 0 || access("/usr/bin/unshare", X_OK) != 0) GTEST_SKIP() << "needs root and unshare";
   TempDir dir;
-  const std::string socket = dir.file("engine.sock");
-  // The engine in its own mount namespace, with a 2 MiB /dev/shm.
-  const std::string script = "mount -t tmpfs -o size=2m tmpfs /dev/shm && exec " + std::string(engine_binary()) +
-                             " --socket " + socket;
-  const pid_t pid = spawn({"/usr/bin/unshare", "-m", "/bin/sh", "-c", script}, {}, dir.file("engine.log"));
-  for (int i = 0; i < 500 && access(socket.c_str(), F_OK) != 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  shmrepl_client_t* c = connect_to(socket);
-  uint64_t session = 0;
-  ASSERT_EQ(shmrepl_session_open(c, &session), SHMREPL_OK) << shmrepl_last_error();
-  shmrepl_execute_options_t o{};
-  o.struct_size = sizeof o;
-  o.session_id = session;
-  o.code = "print('x')";
-  o.code_len = 10;
-  o.ring_capacity = 8 << 20;  // more than the whole /dev/shm
-  shmrepl_execution_t* ex = nullptr;
-  EXPECT_EQ(shmrepl_execute(c, &o, &ex), SHMREPL_E_NOMEM) << shmrepl_last_error();
-  o.ring_capacity = 64 << 10;
-  EXPECT_EQ(shmrepl_execute(c, &o, &ex), SHMREPL_OK) << shmrepl_last_error();
-  shmrepl_execution_close(ex);
-  EXPECT_EQ(kill(pid, 0), 0);
-  EXPECT_EQ(shmrepl_engine_shutdown(c), SHMREPL_OK);
-  shmrepl_client_close(c);
-  EXPECT_EQ(wait_exit(pid, std::chrono::milliseconds(10000)), 0);
+  // The engine and its clients in their own mount namespace, with a 2 MiB /dev/shm.
+  const std::string sock = dir.file("engine.sock"), cli = cli_binary();
+  const std::string script =
+      "set -u\n"
+      "mount -t tmpfs -o size=2m tmpfs /dev/shm || exit 90\n"
+      "export SHMREPL_SOCKET=" + sock + "\n" + engine_binary() + " --socket " + sock +
+      " --ring-capacity 8388608 2>/dev/null &\n"
+      "for i in $(seq 500); do [ -S " + sock + " ] && break; sleep 0.01; done\n" +
+      // A ring that cannot grow: the writing code gets OSError(ENOSPC), the engine lives.
+      cli + " run -c 'print(\"x\" * 4_000_000)' >/dev/null 2>" + dir.file("big.err") + "; echo big=$?\n" +
+      cli + " run -c 'print(\"small works\")'; echo small=$?\n" +
+      // No room even for a new ring: a clear error from execute.
+      "dd if=/dev/zero of=/dev/shm/fill bs=64k count=40 2>/dev/null\n" +
+      cli + " run -c 'pass' 2>" + dir.file("full.err") + "; echo full=$?\n" +
+      "rm -f /dev/shm/fill\n" + cli + " run -c 'print(\"after\")'; echo after=$?\n" +
+      cli + " shutdown >/dev/null; echo shutdown=$?\n";
+  ProcessResult r = run_process({"/usr/bin/unshare", "-m", "/bin/sh", "-c", script}, {}, false, true,
+                                std::chrono::seconds(60));
+  EXPECT_EQ(r.exit_code, 0) << r.err_text;
+  EXPECT_EQ(r.out_text, "big=1\nsmall works\nsmall=0\nfull=1\nafter\nafter=0\nshutdown=0\n") << r.err_text;
+  EXPECT_NE(read_file(dir.file("big.err")).find("OSError: [Errno 28] No space left on device"), std::string::npos)
+      << read_file(dir.file("big.err"));
+  EXPECT_NE(read_file(dir.file("full.err")).find("out of memory"), std::string::npos) << read_file(dir.file("full.err"));
 }
 
 }  // namespace
