@@ -206,6 +206,25 @@ void set_environment(const std::vector<std::string>& env) {
   Py_XDECREF(environ);
   Py_XDECREF(os);
   PyErr_Clear();
+  // What python3 takes from PYTHONPATH at start-up: its entries, in front of the
+  // standard library (after the program's folder, which comes later).
+  for (const std::string& e : env) {
+    if (e.rfind("PYTHONPATH=", 0) != 0) continue;
+    PyObject* path = PySys_GetObject("path");  // borrowed
+    std::size_t at = 11;
+    Py_ssize_t where = 0;
+    while (path != nullptr && PyList_Check(path) && at <= e.size()) {
+      std::size_t end = e.find(':', at);
+      if (end == std::string::npos) end = e.size();
+      if (end > at) {
+        PyObject* d = PyUnicode_DecodeFSDefaultAndSize(e.data() + at, static_cast<Py_ssize_t>(end - at));
+        if (d != nullptr) PyList_Insert(path, where++, d);
+        Py_XDECREF(d);
+      }
+      at = end + 1;
+    }
+    PyErr_Clear();
+  }
 }
 
 void become_worker(const EngineOptions& options) {
@@ -550,6 +569,17 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
   if (req.script && !req.filename.empty() && req.filename[0] != '<') {
     PyObject* f = PyUnicode_DecodeFSDefault(req.filename.c_str());
     if (f != nullptr) PyDict_SetItemString(s.ns, "__file__", f);
+    if (options_.worker && f != nullptr) {
+      // The program's globals as python3 FILE has them.
+      PyDict_SetItemString(s.ns, "__cached__", Py_None);
+      PyObject* machinery = PyImport_ImportModule("importlib.machinery");
+      PyObject* loader = machinery != nullptr
+                             ? PyObject_CallMethod(machinery, "SourceFileLoader", "sO", "__main__", f)
+                             : nullptr;
+      if (loader != nullptr) PyDict_SetItemString(s.ns, "__loader__", loader);
+      Py_XDECREF(loader);
+      Py_XDECREF(machinery);
+    }
     Py_XDECREF(f);
     PyErr_Clear();
   }

@@ -73,7 +73,9 @@ shmrepl_stream_t stream_of(int fd) { return fd == 2 ? SHMREPL_STREAM_STDERR : SH
 PyObject* writer_write(PyObject* self, PyObject* s) {
   auto* w = reinterpret_cast<WriterObject*>(self);
   if (!PyUnicode_Check(s)) {
-    PyErr_Format(PyExc_TypeError, "write() argument must be str, not %.100s", Py_TYPE(s)->tp_name);
+    // As CPython's argument clinic words it (None by name).
+    PyErr_Format(PyExc_TypeError, "write() argument must be str, not %.100s",
+                 s == Py_None ? "None" : Py_TYPE(s)->tp_name);
     return nullptr;
   }
   if (PyUnicode_READY(s) < 0) return nullptr;

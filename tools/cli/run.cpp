@@ -29,7 +29,8 @@ const char* const kRunUsage =
     "Runs a Python program in a fresh session of the engine (started if none runs) and\n"
     "writes what it prints to stdout and stderr as it is produced, byte for byte as\n"
     "`python3 FILE` would. Exits as python3 would: 0, 1 after an uncaught exception,\n"
-    "N after sys.exit(N), 130 when interrupted (Ctrl-C cancels the execution).\n"
+    "N after sys.exit(N); Ctrl-C cancels the execution (KeyboardInterrupt in the\n"
+    "program) and, as python3, shmrepl run then dies of SIGINT (a shell shows 130).\n"
     "sys.argv is [FILE, ARGS...] (or ['-c', ARGS...]). The program runs in a worker\n"
     "process of its own, in this folder, with this environment and this stdin. A\n"
     "program killed by a signal (a crash, os.kill) kills shmrepl run with the same one.\n"
@@ -83,6 +84,7 @@ bool read_file(const std::string& path, std::string* out, std::string* error) {
 // Reads the ring to its end, writing output as it comes. Returns the exit code.
 int pump(shmrepl_reader_t* reader, int* died_of) {
   constexpr size_t kBatch = 256;
+  bool interrupted = false;  // the last ERROR record is a KeyboardInterrupt
   shmrepl_record_t records[kBatch];
   int code = -1;
   for (;;) {
@@ -101,12 +103,21 @@ int pump(shmrepl_reader_t* reader, int* died_of) {
       std::fprintf(stderr, "shmrepl: write: %s\n", std::strerror(errno));
       return 1;
     }
-    for (size_t i = 0; i < n; ++i)
-      if (records[i].kind == SHMREPL_RECORD_FINISHED) {
-        code = exit_code_of(records[i]);
-        if (records[i].finish_status == SHMREPL_FINISH_ABORTED && records[i].reserved[0] != 0)
-          *died_of = static_cast<int>(records[i].reserved[0]);
+    for (size_t i = 0; i < n; ++i) {
+      if (records[i].kind == SHMREPL_RECORD_ERROR) {
+        shmrepl_bytes_t ename{};
+        shmrepl_record_error(&records[i], &ename, nullptr, nullptr);
+        interrupted = ename.len == 17 && std::memcmp(ename.ptr, "KeyboardInterrupt", 17) == 0;
       }
+      if (records[i].kind != SHMREPL_RECORD_FINISHED) continue;
+      code = exit_code_of(records[i]);
+      const uint32_t status = records[i].finish_status;
+      if (status == SHMREPL_FINISH_ABORTED && records[i].reserved[0] != 0)
+        *died_of = static_cast<int>(records[i].reserved[0]);
+      // python3 dies of SIGINT when a KeyboardInterrupt ends the program (Ctrl-C).
+      if (status == SHMREPL_FINISH_CANCELLED || (status == SHMREPL_FINISH_ERROR && interrupted))
+        *died_of = SIGINT;
+    }
     shmrepl_reader_release(reader, n);
   }
   if (code < 0) {
