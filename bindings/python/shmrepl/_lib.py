@@ -1,7 +1,9 @@
 """Loads libshmrepl and declares the C ABI (abi/include/shmrepl/shmrepl.h) for ctypes.
 
-Structs mirror the header exactly (ABI version 1, layout 1.0); option structs are passed
+Structs mirror the header exactly (ABI version 1, layout 1.1); option structs are passed
 with the size of the struct written here, so a newer library accepts them unchanged.
+Calls added in 1.1 are optional: a 1.0 library loads, and the binding says so when one is
+asked for.
 """
 import ctypes
 import ctypes.util
@@ -29,6 +31,7 @@ E_PROTOCOL = -14
 E_STATE = -15
 E_CONNECT = -16
 E_TOO_LARGE = -17
+E_SESSION_DIED = -18
 E_INTERNAL = -99
 
 # ---- enums as the ABI carries them (uint32_t) ----
@@ -95,6 +98,18 @@ class shmrepl_execute_options_t(ctypes.Structure):
     ]
 
 
+class shmrepl_session_options_t(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("working_dir", ctypes.c_char_p),
+        ("env", ctypes.POINTER(ctypes.c_char_p)),
+        ("envc", ctypes.c_size_t),
+        ("stdin_fd_plus_one", ctypes.c_int32),
+        ("reserved", ctypes.c_uint32),
+    ]
+
+
 class shmrepl_bytes_t(ctypes.Structure):
     _fields_ = [
         ("ptr", ctypes.c_void_p),
@@ -139,6 +154,8 @@ _PROTOTYPES = {
     "shmrepl_client_engine_pid": (ctypes.c_uint32, [client_p]),
     "shmrepl_session_open": (c_status, [client_p, ctypes.POINTER(ctypes.c_uint64)]),
     "shmrepl_session_background_ring": (ctypes.c_char_p, [client_p, ctypes.c_uint64]),
+    "shmrepl_session_open_ex": (c_status, [client_p, ctypes.POINTER(shmrepl_session_options_t),
+                                           ctypes.POINTER(ctypes.c_uint64)]),
     "shmrepl_session_close": (c_status, [client_p, ctypes.c_uint64]),
     "shmrepl_execute": (c_status, [client_p, ctypes.POINTER(shmrepl_execute_options_t),
                                    ctypes.POINTER(execution_p)]),
@@ -150,7 +167,7 @@ _PROTOTYPES = {
     "shmrepl_execution_close": (None, [execution_p]),
     "shmrepl_engine_shutdown": (c_status, [client_p]),
 }
-_OPTIONAL = {"shmrepl_reader_mapping"}  # since 1.1
+_OPTIONAL = {"shmrepl_reader_mapping", "shmrepl_session_open_ex"}  # since 1.1
 
 
 class LibraryError(ImportError):
@@ -206,6 +223,7 @@ def _load():
 
 lib, path = _load()
 has_mapping = hasattr(lib, "shmrepl_reader_mapping")
+has_session_open_ex = hasattr(lib, "shmrepl_session_open_ex")
 
 
 def last_error():

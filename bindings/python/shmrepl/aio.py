@@ -22,7 +22,7 @@ from .client import Client
 from .errors import Closed, ShmreplError, StateError, Timeout
 from .reader import (DEFAULT_BATCH, Record, RecordKind, Stream, FinishStatus, _REC, _STREAMS,
                      _FINISH, _KIND, _STREAM, _FLAGS, _FSTAT, _EXEC, _SEQ, _TS, _DATA, _DLEN,
-                     _EXIT, _DUR)
+                     _EXIT, _DUR, _SIGNAL)
 from . import _lib
 
 
@@ -64,13 +64,14 @@ class Message:
     released (using it raises ValueError) and asking for one raises shmrepl.Closed.
     Copy it (bytes(msg.view)) to keep it.
     Also: type, stream, execution_id (ExecuteMessage.id), engine_execution_id, seq,
-    timestamp_ns, flags; finish_status, exit_code, duration_ns (FINISHED, else None);
+    timestamp_ns, flags; finish_status, exit_code, duration_ns, signal (FINISHED, else None;
+    signal is the number of the signal that ended the session's worker, 0 if none);
     error (ErrorInfo for ERROR, else None); ring_name (the execution's ring).
     """
 
     __slots__ = ("type", "data", "stream", "execution_id", "engine_execution_id",
                  "seq", "timestamp_ns", "flags", "finish_status", "exit_code", "duration_ns",
-                 "error", "ring_name", "_batch", "_i", "_ptr", "_n", "_view")
+                 "signal", "error", "ring_name", "_batch", "_i", "_ptr", "_n", "_view")
 
     @property
     def view(self):
@@ -120,9 +121,9 @@ def _message(batch, i, f, execution_id, ring_name, _new=object.__new__):
     m.flags = f[_FLAGS]
     if kind == _FINISHED:
         m.finish_status = _FINISH.get(f[_FSTAT], FinishStatus.UNKNOWN)
-        m.exit_code, m.duration_ns = f[_EXIT], f[_DUR]
+        m.exit_code, m.duration_ns, m.signal = f[_EXIT], f[_DUR], f[_SIGNAL]
     else:
-        m.finish_status = m.exit_code = m.duration_ns = None
+        m.finish_status = m.exit_code = m.duration_ns = m.signal = None
     m.error = Record(batch, i, f).error() if kind == _ERROR else None
     m.ring_name = ring_name
     return m
@@ -135,13 +136,16 @@ class Session:
     """An engine session for asyncio code. Session(socket_path=None, engine_path=None,
     autostart=True, connect_timeout=None): None means the library's defaults
     ($SHMREPL_SOCKET / $SHMREPL_ENGINE, then the per-user socket / the engine next to
-    libshmrepl). start() connects and opens the session; stop() closes both (and, with
+    libshmrepl). working_dir, env, stdin: the session's, as Client.open_session takes them.
+    start() connects and opens the session; stop() closes both (and, with
     shutdown_engine=True, stops the engine)."""
 
     def __init__(self, socket_path=None, engine_path=None, autostart=True, connect_timeout=None,
-                 wait_slice=0.1, max_batch=DEFAULT_BATCH):
+                 wait_slice=0.1, max_batch=DEFAULT_BATCH, *, working_dir=None, env=None,
+                 stdin=None):
         self._opts = dict(socket_path=socket_path, engine_path=engine_path, autostart=autostart,
                           connect_timeout=connect_timeout)
+        self._session_opts = dict(working_dir=working_dir, env=env, stdin=stdin)
         self._slice = wait_slice
         self._max_batch = max_batch
         self._client = None
@@ -174,7 +178,8 @@ class Session:
         loop = asyncio.get_running_loop()
         client = await loop.run_in_executor(None, lambda: Client(**self._opts))
         try:
-            self._session = await loop.run_in_executor(None, client.open_session)
+            self._session = await loop.run_in_executor(
+                None, lambda: client.open_session(**self._session_opts))
             self._bg = await loop.run_in_executor(None, lambda: self._session.background_ring)
         except BaseException:
             await loop.run_in_executor(None, client.close)

@@ -4,7 +4,7 @@ import os
 import threading
 
 from . import _lib
-from .errors import Closed, error_for
+from .errors import Closed, InvalidArgument, StateError, error_for
 from .reader import Reader, Start, timeout_ns
 
 _L = _lib.lib
@@ -14,6 +14,35 @@ def _enc(s):
     if s is None:
         return None
     return os.fsencode(s) if not isinstance(s, bytes) else s
+
+
+def _session_options(working_dir, env, stdin):
+    """shmrepl_session_options_t for the given options, and the objects it points into."""
+    wd = None if working_dir is None else os.fsencode(os.fspath(working_dir))
+    env_arr, envc = None, 0
+    if env is not None:
+        entries = []
+        for k, v in env.items():
+            kb, vb = os.fsencode(k), os.fsencode(v)
+            if not kb or b"=" in kb or b"\0" in kb or b"\0" in vb:
+                raise InvalidArgument(_lib.E_INVALID, f"bad environment entry {k!r}",
+                                      "open_session")
+            entries.append(kb + b"=" + vb)
+        envc = len(entries)
+        # One slot more: never a NULL pointer, even for an empty environment.
+        env_arr = (ctypes.c_char_p * (envc + 1))(*entries)
+    fd_plus_one = 0
+    if stdin is not None:
+        fd = stdin if isinstance(stdin, int) else stdin.fileno()
+        if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0 or fd >= 2**31 - 1:
+            raise InvalidArgument(_lib.E_INVALID, f"bad stdin descriptor {fd!r}",
+                                  "open_session")
+        fd_plus_one = fd + 1
+    opts = _lib.shmrepl_session_options_t(
+        ctypes.sizeof(_lib.shmrepl_session_options_t), 0, wd,
+        ctypes.cast(env_arr, ctypes.POINTER(ctypes.c_char_p)) if env_arr is not None else None,
+        envc, fd_plus_one, 0)
+    return opts, (wd, env_arr)
 
 
 class Client:
@@ -73,10 +102,25 @@ class Client:
     def engine_pid(self):
         return self._call(_L.shmrepl_client_engine_pid)
 
-    def open_session(self):
-        """A new session (own namespace, one execution at a time)."""
+    def open_session(self, *, working_dir=None, env=None, stdin=None):
+        """A new session (own namespace, one execution at a time) in its own worker process.
+
+        working_dir: the worker's current folder (str, bytes or path; None: the engine's).
+        env: a mapping that becomes the session's whole os.environ (None: the engine's).
+        stdin: the session's sys.stdin, a file object or a descriptor (None: /dev/null);
+        the worker gets its own copy of the descriptor, so it may be closed after this.
+        Options need libshmrepl 1.1 (shmrepl_session_open_ex)."""
         sid = ctypes.c_uint64()
-        self._request(_L.shmrepl_session_open, "shmrepl_session_open", ctypes.byref(sid))
+        if working_dir is None and env is None and stdin is None:
+            self._request(_L.shmrepl_session_open, "shmrepl_session_open", ctypes.byref(sid))
+            return ClientSession(self, sid.value)
+        if not _lib.has_session_open_ex:
+            raise StateError(_lib.E_STATE, "the loaded libshmrepl predates 1.1 (no "
+                             "shmrepl_session_open_ex)", "open_session")
+        opts, keep = _session_options(working_dir, env, stdin)
+        self._request(_L.shmrepl_session_open_ex, "shmrepl_session_open_ex",
+                      ctypes.byref(opts), ctypes.byref(sid))
+        del keep  # the strings the options point to lived through the call
         return ClientSession(self, sid.value)
 
     def shutdown_engine(self):

@@ -74,6 +74,11 @@ class EngineDied(ShmreplError):
     """E_ENGINE_DIED: the engine went away; every later request of the client fails too."""
 
 
+class SessionDied(ShmreplError):
+    """E_SESSION_DIED: the session's worker process died (crash, kill, os._exit); its last
+    execution ended with a FINISHED record of status ABORTED. Open a new session."""
+
+
 class ProtocolError(ShmreplError):
     """E_PROTOCOL: a malformed or unexpected control message."""
 
@@ -124,6 +129,7 @@ _BY_STATUS = {
     _lib.E_STATE: StateError,
     _lib.E_CONNECT: ConnectError,
     _lib.E_TOO_LARGE: TooLarge,
+    _lib.E_SESSION_DIED: SessionDied,
     _lib.E_INTERNAL: InternalError,
 }
 

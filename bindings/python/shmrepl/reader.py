@@ -56,6 +56,7 @@ NEWEST = Start.NEWEST
 _KINDS = {int(k): k for k in RecordKind}
 _STREAMS = {int(s): s for s in Stream}
 _FINISH = {int(s): s for s in FinishStatus}
+_FINISHED_KIND = int(RecordKind.FINISHED)
 
 # shmrepl_record_t in native layout (@: C alignment; P pointer, N size_t).
 _REC = struct.Struct("@IIIIQQQPNPNqQQQ")
@@ -67,7 +68,9 @@ _QWORDS = REC_SIZE // 8 if (ctypes.sizeof(ctypes.c_size_t) == 8 and REC_SIZE % 8
                             and struct.calcsize("Q") == 8) else 0
 _DLEN_Q = _DLEN_OFF // 8
 # Field indexes in an unpacked record.
-_KIND, _STREAM, _FLAGS, _FSTAT, _EXEC, _SEQ, _TS, _DATA, _DLEN, _RAW, _RLEN, _EXIT, _DUR = range(13)
+(_KIND, _STREAM, _FLAGS, _FSTAT, _EXEC, _SEQ, _TS, _DATA, _DLEN, _RAW, _RLEN, _EXIT, _DUR,
+ _RES0) = range(14)
+_SIGNAL = _RES0  # FINISHED: reserved[0] is the signal that ended the worker (since 1.1)
 
 DEFAULT_BATCH = 256
 
@@ -112,6 +115,10 @@ class Record:
     raw_len = property(lambda self: self._f[_RLEN])
     exit_code = property(lambda self: self._f[_EXIT])
     duration_ns = property(lambda self: self._f[_DUR])
+    # The number of the signal that ended the session's worker (0: none); None unless
+    # FINISHED (reserved[0] means nothing in other records).
+    signal = property(lambda self: self._f[_SIGNAL] if self._f[_KIND] == _FINISHED_KIND
+                      else None)
     more = property(lambda self: bool(self._f[_FLAGS] & _lib.FLAG_MORE))
     continued = property(lambda self: bool(self._f[_FLAGS] & _lib.FLAG_CONTINUED))
 

@@ -145,6 +145,43 @@ class AsyncSession(unittest.IsolatedAsyncioTestCase):
         with self.assertRaises(shmrepl.ConnectError):
             await s.start()
 
+    @staticmethod
+    async def _collect(session, message):
+        return [m async for m in session.execute(message)]
+
+    async def test_session_options_and_a_crash(self):
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        os.write(w, b"piped in\n")
+        os.close(w)
+        wd = os.path.join(self.dir, "wd")
+        os.mkdir(wd)
+        code = ("import os, sys\nprint(os.getcwd())\nprint(os.environ['X'])\n"
+                "print(sys.stdin.read(), end='')\nprint(sorted(os.environ))\n")
+        async with Session(socket_path=self.sock, working_dir=wd, env={"X": "x value"},
+                           stdin=r) as session:
+            async def collect(message):  # bounded: a session stuck on stdin fails, not hangs
+                return await asyncio.wait_for(self._collect(session, message), 30)
+
+            got = await collect(ExecuteMessage(id="o-1", code=code))
+            self.assertEqual("".join(m.data for m in got if m.type == MessageType.OUTPUT),
+                             f"{os.path.realpath(wd)}\nx value\npiped in\n['X']\n")
+            self.assertEqual((got[-1].type, got[-1].finish_status, got[-1].signal),
+                             (MessageType.FINISHED, shmrepl.FinishStatus.OK, 0))
+            self.assertEqual({m.signal for m in got[:-1]}, {None})  # FINISHED only
+
+            crash = "print('before', flush=True)\nimport ctypes; ctypes.string_at(0)\n"
+            got = await collect(ExecuteMessage(id="o-2", code=crash))
+            self.assertEqual([(m.type, m.data) for m in got[:-1]],
+                             [(MessageType.STARTED, "o-2"), (MessageType.OUTPUT, "before\n")])
+            fin = got[-1]
+            self.assertEqual((fin.type, fin.finish_status, fin.exit_code, fin.signal),
+                             (MessageType.FINISHED, shmrepl.FinishStatus.ABORTED, 0, 11))
+            with self.assertRaises(shmrepl.SessionDied) as cm:
+                await collect(ExecuteMessage(id="o-3", code="pass\n"))
+            self.assertEqual(cm.exception.status, -18)
+        # stop() closed the dead session without an error.
+
     async def test_engine_death_raises(self):
         session = Session(socket_path=self.sock)
         await session.start()

@@ -147,8 +147,10 @@ class Errors(support.EngineCase):
 
 
 class DeadEngine(unittest.TestCase):
-    """SIGKILL the engine: readers get every published record then ProducerDied; the
-    client gets EngineDied; the rings we know of are removed by hand."""
+    """SIGKILL the engine: its workers die with it. Readers get every published record then
+    ProducerDied (nobody is left to write FINISHED); requests on the client's connection
+    get EngineDied, those on a session (its worker's connection) SessionDied; the rings we
+    know of are removed by hand."""
 
     def test_engine_killed(self):
         d = support.private_socket_dir()
@@ -190,8 +192,14 @@ class DeadEngine(unittest.TestCase):
         with self.assertRaises(shmrepl.EngineDied) as cm:
             client.open_session()
         self.assertEqual(cm.exception.status, -13)
-        with self.assertRaises(shmrepl.EngineDied):
+        with self.assertRaises(shmrepl.SessionDied) as cm:
             ex.cancel()
+        self.assertEqual(cm.exception.status, -18)
+        with self.assertRaises(shmrepl.SessionDied):
+            session.execute("pass\n")
+        with self.assertRaises(shmrepl.EngineDied):
+            client.shutdown_engine()
+        self.assertTrue(client.closed)
 
         for name in (ex.ring_name, bg):
             support.unlink_ring(name)

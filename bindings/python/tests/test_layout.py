@@ -1,4 +1,4 @@
-"""The ctypes mirrors of the ABI structs and constants against the 1.0 layout and header."""
+"""The ctypes mirrors of the ABI structs and constants against the 1.1 layout and header."""
 import ctypes
 import os
 import re
@@ -8,7 +8,7 @@ import unittest
 
 import support  # noqa: F401  (sets up the import path)
 import shmrepl
-from shmrepl import _lib, reader, errors
+from shmrepl import _lib, reader, errors, client
 
 
 class StructLayout(unittest.TestCase):
@@ -18,6 +18,7 @@ class StructLayout(unittest.TestCase):
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_client_options_t), 32)
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_execute_options_t), 72)
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_bytes_t), 16)
+        self.assertEqual(ctypes.sizeof(_lib.shmrepl_session_options_t), 40)
 
     def test_record_offsets(self):
         r = _lib.shmrepl_record_t
@@ -39,17 +40,43 @@ class StructLayout(unittest.TestCase):
         self.assertEqual([o.struct_size.offset, o.start.offset], [0, 4])
         b = _lib.shmrepl_bytes_t
         self.assertEqual([b.ptr.offset, b.len.offset], [0, 8])
+        s = _lib.shmrepl_session_options_t
+        self.assertEqual([(name, getattr(s, name).offset) for name, _ in s._fields_],
+                         [("struct_size", 0), ("flags", 4), ("working_dir", 8), ("env", 16),
+                          ("envc", 24), ("stdin_fd_plus_one", 32), ("reserved", 36)])
+        self.assertEqual([(name, ctypes.sizeof(t)) for name, t in s._fields_],
+                         [("struct_size", 4), ("flags", 4), ("working_dir", 8), ("env", 8),
+                          ("envc", 8), ("stdin_fd_plus_one", 4), ("reserved", 4)])
+        self.assertEqual(s.stdin_fd_plus_one.size, 4)
+        self.assertLess(s(stdin_fd_plus_one=-1).stdin_fd_plus_one, 0)  # int32_t: signed
+
+    def test_session_options_from_the_binding(self):
+        # What Client.open_session passes: the size, the strings, NULL for "the engine's".
+        opts, keep = client._session_options("/w", {"A": "1", "B": "x=y"}, 4)
+        self.assertEqual((opts.struct_size, opts.flags, opts.reserved), (40, 0, 0))
+        self.assertEqual(opts.working_dir, b"/w")
+        self.assertEqual(opts.envc, 2)
+        self.assertEqual([opts.env[i] for i in range(2)], [b"A=1", b"B=x=y"])
+        self.assertEqual(opts.stdin_fd_plus_one, 5)
+        opts, keep = client._session_options(None, {}, None)
+        self.assertIsNone(opts.working_dir)
+        self.assertTrue(opts.env)  # an empty environment is not NULL (the engine's)
+        self.assertEqual((opts.envc, opts.stdin_fd_plus_one), (0, 0))
+        opts, keep = client._session_options(None, None, None)
+        self.assertFalse(opts.env)
 
     def test_unpack_format_matches_ctypes(self):
         # The fast field reader (struct) against the ctypes mirror, field by field.
         rec = _lib.shmrepl_record_t(kind=6, stream=2, flags=3, finish_status=4, execution_id=5,
                                     seq=7, timestamp_ns=8, data=9, data_len=10, raw=11,
                                     raw_len=12, exit_code=-13, duration_ns=14)
+        rec.reserved[0], rec.reserved[1] = 15, 16
         fields = reader._REC.unpack(bytes(rec))
-        self.assertEqual(fields[:13], (6, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, -13, 14))
+        self.assertEqual(fields, (6, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, -13, 14, 15, 16))
         b = reader.Batch(None, bytes(rec) * 2, 2)
         self.assertEqual(b.data_lens(), [10, 10])
         self.assertEqual(b[1].exit_code, -13)
+        self.assertEqual(b[1].signal, 15)  # FINISHED: reserved[0]
         self.assertIs(b[0].kind, shmrepl.RecordKind.FINISHED)
         self.assertIs(b[0].finish_status, shmrepl.FinishStatus.ABORTED)
 
@@ -61,6 +88,7 @@ class StructLayout(unittest.TestCase):
         self.assertIs(r.stream, shmrepl.Stream.UNKNOWN)
         self.assertIs(r.finish_status, shmrepl.FinishStatus.UNKNOWN)
         self.assertEqual(r.finish_status_value, 200)
+        self.assertIsNone(r.signal)  # reserved[0] is a signal in FINISHED records only
 
 
 class HeaderConstants(unittest.TestCase):
@@ -73,7 +101,10 @@ class HeaderConstants(unittest.TestCase):
         text = self.header.read_text()
         codes = {m[1]: int(m[2]) for m in re.finditer(
             r"#define SHMREPL_(OK|E_[A-Z_]+)\s+\(?(-?\d+)\)?", text)}
-        self.assertGreaterEqual(len(codes), 19)
+        self.assertGreaterEqual(len(codes), 20)
+        self.assertEqual(codes["E_SESSION_DIED"], -18)
+        self.assertIs(errors._BY_STATUS[-18], shmrepl.SessionDied)
+        self.assertTrue(issubclass(shmrepl.SessionDied, shmrepl.ShmreplError))
         for name, value in codes.items():
             self.assertEqual(getattr(_lib, name), value, name)
             if name not in ("OK", "E_EOF"):
@@ -85,6 +116,16 @@ class HeaderConstants(unittest.TestCase):
             self.assertIn("detail", str(e))
         unknown = errors.error_for(-1000, "x")
         self.assertIs(type(unknown), shmrepl.ShmreplError)
+
+    @unittest.skipUnless(header.is_file(), "needs the checkout's header")
+    def test_session_options_fields(self):
+        text = self.header.read_text()
+        body = re.search(r"typedef struct shmrepl_session_options \{(.*?)\}", text, re.S)[1]
+        body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+        names = re.findall(r"(\w+);", body)
+        self.assertEqual(names, [n for n, _ in _lib.shmrepl_session_options_t._fields_])
+        self.assertIn("shmrepl_session_open_ex", text)
+        self.assertTrue(_lib.has_session_open_ex)
 
     @unittest.skipUnless(header.is_file(), "needs the checkout's header")
     def test_enums(self):

@@ -1,6 +1,6 @@
 """Conformance: the shared execution vectors (tests/vectors/executions.json) through a
 real engine: bytes per stream, kinds in order, seq gap-free from 0, execution ids, the
-client id in STARTED, the finish status and exit code."""
+client id in STARTED, the finish status, exit code and signal."""
 import json
 import unittest
 
@@ -50,13 +50,14 @@ class Vectors(support.EngineCase):
                         self.assertEqual(rec.continued, more, rec.seq)
                         more = rec.more
                     elif rec.kind is shmrepl.RecordKind.FINISHED:
-                        finished = (rec.finish_status.name, rec.exit_code)
+                        finished = (rec.finish_status.name, rec.exit_code, rec.signal)
             self.assertEqual(r.execution_id, ex.id)
         self.assertEqual(bytes(streams[shmrepl.Stream.STDOUT]), v["stdout"].encode())
         self.assertEqual(bytes(streams[shmrepl.Stream.STDERR]), v["stderr"].encode())
         self.assertEqual(kinds, v["kinds"])
         self.assertEqual(seqs, list(range(len(seqs))))
-        self.assertEqual(finished, (v["finish_status"], v["exit_code"]))
+        # A vector's "signal" is the one that ends the worker; none of them: 0.
+        self.assertEqual(finished, (v["finish_status"], v["exit_code"], v.get("signal", 0)))
 
 
 if __name__ == "__main__":
