@@ -301,7 +301,8 @@ TEST_F(EngineTest, BackgroundRingOfASession) {
                            "    print('from the thread')\n"
                            "threading.Thread(target=late).start()\n"
                            "print('main done')\n";
-  shmrepl_execution_t* e = s.execute(code);
+  // Interactive (not a program, which waits for its threads at its end as python3).
+  shmrepl_execution_t* e = s.execute(code, false);
   const uint64_t id = shmrepl_execution_id(e);
   shmrepl_reader_t* own = nullptr;
   ASSERT_EQ(shmrepl_execution_reader(e, nullptr, &own), SHMREPL_OK);

@@ -361,6 +361,8 @@ TEST(WorkerShm, FullDevShmIsAClearError) {
       cli + " run -c 'print(\"x\" * 4_000_000)' >/dev/null 2>" + dir.file("big.err") + "; echo big=$?\n" +
       cli + " run -c 'print(\"small works\")'; echo small=$?\n" +
       // No room even for a new ring: a clear error from execute.
+      // (once the earlier sessions' rings are gone: their space would come back)
+      "for i in $(seq 500); do ls /dev/shm | grep -q '^shmrepl' || break; sleep 0.02; done\n"
       "dd if=/dev/zero of=/dev/shm/fill bs=64k count=40 2>/dev/null\n" +
       cli + " run -c 'pass' 2>" + dir.file("full.err") + "; echo full=$?\n" +
       "rm -f /dev/shm/fill\n" + cli + " run -c 'print(\"after\")'; echo after=$?\n" +

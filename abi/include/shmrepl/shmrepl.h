@@ -100,6 +100,8 @@ typedef enum shmrepl_finish_status {
  *  - INPUT_REQUEST: data = the prompt.
  *  - FINISHED: finish_status, exit_code, duration_ns; reserved[0] holds the number
  *    of the signal that ended the session's worker process (0: none), since 1.1.
+ *    ABORTED: exit_code is the worker's exit status (os._exit(n): n), 0 after a
+ *    signal.
  *  - STARTED: data = the client's execution id string, if it gave one.
  * The layout is fixed for ABI version 1 (reserved fields keep room to grow). */
 typedef struct shmrepl_record {
@@ -299,7 +301,9 @@ SHMREPL_API shmrepl_status_t shmrepl_session_close(shmrepl_client_t* client, uin
 
 typedef struct shmrepl_execute_options {
   uint32_t struct_size;              /* sizeof(shmrepl_execute_options_t) */
-  uint32_t script;                   /* nonzero: run as a program (python3 FILE): no RESULT */
+  uint32_t script;                   /* nonzero: run as a program (python3 FILE): no RESULT;
+                                      * at its end its non-daemon threads are waited
+                                      * for and its atexit handlers run */
   uint64_t session_id;
   const char* code;                  /* Python source, UTF-8; need not be NUL-terminated */
   size_t code_len;
