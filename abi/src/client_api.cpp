@@ -142,8 +142,12 @@ SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,
     if (out == nullptr) return fail(SHMREPL_E_INVALID, "out is NULL");
     *out = nullptr;
     if (client == nullptr || options == nullptr) return fail(SHMREPL_E_INVALID, "client or options is NULL");
+    // Any size from the first published one (72) up: fields past struct_size are 0.
     if (options->struct_size < offsetof(shmrepl_execute_options_t, ring_capacity) + sizeof(uint64_t))
       return fail(SHMREPL_E_INVALID, "options->struct_size is too small");
+    shmrepl_execute_options_t full{};
+    std::memcpy(&full, options, std::min<size_t>(options->struct_size, sizeof full));
+    if (full.timeout_ns < 0) return fail(SHMREPL_E_INVALID, "options->timeout_ns < 0");
     if (options->code == nullptr && options->code_len != 0) return fail(SHMREPL_E_INVALID, "code is NULL");
     if (options->argv == nullptr && options->argc != 0) return fail(SHMREPL_E_INVALID, "argv is NULL");
     control::ExecuteFields f;
@@ -157,6 +161,8 @@ SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,
     }
     f.script = options->script != 0;
     f.ring_capacity = options->ring_capacity;
+    f.timeout_ns = full.timeout_ns;
+    f.memory_limit = full.memory_limit;
     if (execute_size_bound(f) > control::kMaxMessage)
       return fail(SHMREPL_E_TOO_LARGE, "the request is larger than the 64 MiB message limit");
     auto e = std::make_unique<shmrepl_execution>();

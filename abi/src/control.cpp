@@ -65,7 +65,7 @@ Frame execute(uint64_t request_id, const ExecuteFields& f) {
   }
   return finish(fbb, request_id, ctl::Body::Execute,
                 ctl::CreateExecute(fbb, f.session_id, code, cid, filename, argv, f.script,
-                                   f.ring_capacity));
+                                   f.ring_capacity, f.timeout_ns, f.memory_limit));
 }
 
 Frame cancel(uint64_t request_id, uint64_t execution_id) {

@@ -43,6 +43,8 @@ struct ExecuteFields {
   std::vector<std::string_view> argv;
   bool script = false;
   uint64_t ring_capacity = 0;
+  int64_t timeout_ns = 0;
+  uint64_t memory_limit = 0;
 };
 Frame execute(uint64_t request_id, const ExecuteFields& fields);
 Frame cancel(uint64_t request_id, uint64_t execution_id);

@@ -132,11 +132,18 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
         for (const flatbuffers::String* a : *x->argv()) req.argv.push_back(str(a));
       req.script = x->script();
       req.ring_capacity = cap;
+      req.memory_limit = x->memory_limit();
+      if (x->timeout_ns() < 0) return error(rid, SHMREPL_E_INVALID, "timeout_ns < 0");
+      if ((x->timeout_ns() > 0 || x->memory_limit() > 0) && !worker_)
+        return error(rid, SHMREPL_E_INVALID, "this engine runs sessions in its own process: no limits");
       req.held = worker_;
       engine::Accepted a = engine_->execute(req);
       executions_[a.execution_id] = req.session_id;
       Reply r{control::accepted(rid, a.execution_id, a.ring_name), false, false};
-      if (worker_) r.held_execution = a.execution_id;
+      if (worker_) {
+        r.held_execution = a.execution_id;
+        r.timeout_ns = x->timeout_ns();
+      }
       return r;
     }
     case ctl::Body::Cancel: {

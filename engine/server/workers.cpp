@@ -48,7 +48,8 @@ struct ExitNotice {
   int32_t status;
 };
 // Worker -> supervisor, on the supervisor channel.
-enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4, kNoMemory = 5 };
+enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4, kNoMemory = 5,
+                  kKillingForTimeout = 6 };
 struct WorkerMessage {
   uint32_t kind;
   int32_t pid;
@@ -175,10 +176,11 @@ bool recv_setup(int sock, WorkerPool::Setup* setup) {
 class Canceller {
  public:
   explicit Canceller(engine::Engine& e) : engine_(e), thread_([this] { loop(); }) { thread_.detach(); }
-  void post(uint64_t id) {
+  // `timeout`: the execution's time is up (it finishes Timeout), else a cancel.
+  void post(uint64_t id, bool timeout = false) {
     {
       std::lock_guard<std::mutex> l(mu_);
-      queue_.push_back(id);
+      queue_.push_back({id, timeout});
     }
     cv_.notify_one();
   }
@@ -186,15 +188,16 @@ class Canceller {
  private:
   void loop() {
     for (;;) {
-      uint64_t id;
+      std::pair<uint64_t, bool> job;
       {
         std::unique_lock<std::mutex> l(mu_);
         cv_.wait(l, [&] { return !queue_.empty(); });
-        id = queue_.front();
+        job = queue_.front();
         queue_.pop_front();
       }
       try {
-        engine_.cancel(id);
+        if (job.second) engine_.time_out(job.first);
+        else engine_.cancel(job.first);
       } catch (...) {
       }
     }
@@ -202,12 +205,12 @@ class Canceller {
   engine::Engine& engine_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<uint64_t> queue_;
+  std::deque<std::pair<uint64_t, bool>> queue_;
   std::thread thread_;
 };
 
-[[noreturn]] void kill_self_for_cancel(int sup_fd) {
-  send_message(sup_fd, kKillingForCancel, "");
+[[noreturn]] void kill_self_for_cancel(int sup_fd, uint32_t why = kKillingForCancel) {
+  send_message(sup_fd, why, "");
   ::kill(::getpid(), SIGKILL);
   _exit(137);
 }
@@ -217,22 +220,40 @@ class Canceller {
 void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, int sup_fd) {
   Dispatcher dispatcher(engine, static_cast<uint32_t>(::getpid()), session_id);
   auto* canceller = new Canceller(engine);  // lives as long as the process
-  std::vector<std::pair<uint64_t, uint64_t>> deadlines;  // (when, execution id)
+  // What happens when: an execution's timeout (interrupt it), then the end of the
+  // grace period after an interrupt (kill).
+  enum class Due { kTimeout, kKillCancelled, kKillTimedOut };
+  struct Deadline {
+    uint64_t when;
+    uint64_t id;
+    Due due;
+  };
+  std::vector<Deadline> deadlines;
   std::vector<uint8_t> body;
   std::string err;
   for (;;) {
     int timeout = -1;
     const uint64_t now = now_ms();
+    std::vector<Deadline> next;
     for (auto it = deadlines.begin(); it != deadlines.end();) {
-      if (engine.finished(it->second)) {
+      if (engine.finished(it->id)) {
         it = deadlines.erase(it);
         continue;
       }
-      if (it->first <= now) kill_self_for_cancel(sup_fd);
-      const int left = static_cast<int>(it->first - now);
+      if (it->when <= now) {
+        if (it->due == Due::kKillCancelled) kill_self_for_cancel(sup_fd);
+        if (it->due == Due::kKillTimedOut) kill_self_for_cancel(sup_fd, kKillingForTimeout);
+        canceller->post(it->id, true);
+        next.push_back({now + kGraceMs, it->id, Due::kKillTimedOut});
+        it = deadlines.erase(it);
+        continue;
+      }
+      const int left = static_cast<int>(it->when - now);
       timeout = timeout < 0 ? left : std::min(timeout, left);
       ++it;
     }
+    deadlines.insert(deadlines.end(), next.begin(), next.end());
+    if (!next.empty()) timeout = 0;
     if (!deadlines.empty()) timeout = std::min(timeout < 0 ? 100 : timeout, 100);
     pollfd p[2] = {{client_fd, POLLIN, 0}, {sup_fd, POLLIN, 0}};
     if (::poll(p, 2, timeout) < 0) {
@@ -258,7 +279,7 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
         dispatcher.has_execution(m->body_as_Cancel()->execution_id())) {
       const uint64_t id = m->body_as_Cancel()->execution_id();
       if (!engine.finished(id)) {
-        deadlines.emplace_back(now_ms() + kGraceMs, id);
+        deadlines.push_back({now_ms() + kGraceMs, id, Due::kKillCancelled});
         canceller->post(id);
       }
       control::Frame ok = control::ok(m->request_id());
@@ -267,7 +288,12 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     }
     Reply reply = dispatcher.handle(body);
     const shmrepl_status_t sent = control::write_all(client_fd, reply.frame.data(), reply.frame.size(), &err);
-    if (reply.held_execution != 0) engine.go(reply.held_execution);
+    if (reply.held_execution != 0) {
+      if (reply.timeout_ns > 0)
+        deadlines.push_back({now_ms() + static_cast<uint64_t>(reply.timeout_ns) / 1'000'000, reply.held_execution,
+                             Due::kTimeout});
+      engine.go(reply.held_execution);
+    }
     if (sent != SHMREPL_OK || reply.close) break;
   }
   // Closing cancels what runs; if that does not end it in time, the kill does.
@@ -558,6 +584,7 @@ void WorkerPool::reaper_loop() {
 void WorkerPool::on_exit(pid_t pid, int status) {
   std::shared_ptr<Worker> w;
   bool cancelled = false;
+  bool timed_out = false;
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = pids_.find(pid);
@@ -571,15 +598,20 @@ void WorkerPool::on_exit(pid_t pid, int status) {
     WorkerMessage m{};
     while (::recv(w->sup_fd, &m, sizeof m, MSG_DONTWAIT) == static_cast<ssize_t>(sizeof m))
       if (m.kind == kKillingForCancel) cancelled = true;
+      else if (m.kind == kKillingForTimeout) timed_out = true;
   }
   const int32_t code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
   const int32_t sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   // Logged before the rings end: whoever reads a ring's end finds the reason here.
-  if (w != nullptr && !cancelled)
+  if (w != nullptr && !cancelled && !timed_out)
     log_line("the worker of session " + std::to_string(w->session_id) + " (pid " + std::to_string(pid) +
              ") died: " + (sig != 0 ? "signal " + std::to_string(sig) : "exit " + std::to_string(code)));
   std::vector<std::string> rings =
-      close_rings_of(pid, cancelled ? SHMREPL_FINISH_CANCELLED : SHMREPL_FINISH_ABORTED, code, sig);
+      close_rings_of(pid,
+                     timed_out   ? SHMREPL_FINISH_TIMEOUT
+                     : cancelled ? SHMREPL_FINISH_CANCELLED
+                                 : SHMREPL_FINISH_ABORTED,
+                     code, sig);
   std::lock_guard<std::mutex> l(mu_);
   if (w != nullptr) {
     w->exited = true;

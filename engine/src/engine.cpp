@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -227,6 +228,23 @@ void set_environment(const std::vector<std::string>& env) {
   }
 }
 
+// Lets the heap grow by `bytes` from here (RLIMIT_DATA: private writable memory; the
+// rings, shared mappings, do not count). *saved gets the limit to restore.
+bool limit_heap(uint64_t bytes, rlimit* saved) {
+  if (getrlimit(RLIMIT_DATA, saved) != 0) return false;
+  uint64_t data_kb = 0;
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr)
+      if (std::sscanf(line, "VmData: %" SCNu64 " kB", &data_kb) == 1) break;
+    std::fclose(f);
+  }
+  rlimit lim = *saved;
+  const uint64_t want = data_kb * 1024 + bytes;
+  lim.rlim_cur = saved->rlim_max == RLIM_INFINITY ? want : std::min<uint64_t>(want, saved->rlim_max);
+  return setrlimit(RLIMIT_DATA, &lim) == 0;
+}
+
 void become_worker(const EngineOptions& options) {
   const int* child_closes = options.child_closes;
   g_child_closes[0] = child_closes[0];
@@ -286,6 +304,7 @@ class EngineImpl final : public Engine {
   void run_session(uint64_t session_id) override;
   bool finished(uint64_t execution_id) override;
   void go(uint64_t execution_id) override;
+  void time_out(uint64_t execution_id) override;
 
   std::unique_ptr<FdCapture> fd_capture;
 
@@ -393,6 +412,16 @@ void EngineImpl::go(uint64_t execution_id) {
   if (it == executions_.end()) return;
   it->second->held = false;
   if (auto sit = sessions_.find(it->second->session_id); sit != sessions_.end()) sit->second->cv.notify_all();
+}
+
+void EngineImpl::time_out(uint64_t execution_id) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = executions_.find(execution_id);
+    if (it == executions_.end()) return;
+    it->second->timed_out.store(true);
+  }
+  cancel(execution_id);
 }
 
 bool EngineImpl::finished(uint64_t execution_id) {
@@ -539,6 +568,8 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
   ex.phase = Phase::kUser;
   FdCapture::execution_started(ex_ref);
   if (options_.worker) set_sigint_blocked(false);  // Ctrl-C / cancel reach user code
+  rlimit saved_data{};
+  const bool limited = options_.worker && req.memory_limit > 0 && limit_heap(req.memory_limit, &saved_data);
 
   PyObject* saved_argv = nullptr;
   if (!req.argv.empty()) {
@@ -621,6 +652,8 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
   if (forked_child()) exit_forked_child(ok);  // a fork of user code: never back to us
   PyObject *type = nullptr, *exc = nullptr, *tb = nullptr;
   if (!ok) PyErr_Fetch(&type, &exc, &tb);
+  if (limited) setrlimit(RLIMIT_DATA, &saved_data);
+  const bool out_of_memory = limited && type != nullptr && PyErr_GivenExceptionMatches(type, PyExc_MemoryError);
   // From here on a cancel has no effect; drop one that is still in flight.
   ex.phase = Phase::kPost;
   if (options_.worker) {
@@ -683,6 +716,8 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
   Py_XDECREF(repr);
   Py_XDECREF(value);
   if (options_.worker && req.script) end_program(ex, &status);
+  if (out_of_memory) status = SHMREPL_FINISH_MEMORY_LIMIT;
+  if (ex.timed_out.load()) status = SHMREPL_FINISH_TIMEOUT;
   finish(ex, status, exit_code);
   set_current_execution(nullptr, false);
 }

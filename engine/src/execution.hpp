@@ -61,6 +61,7 @@ struct Execution {
   // it; otherwise it sets an asynchronous KeyboardInterrupt on the thread.
   std::atomic<bool> cancel_pending{false};
   bool cancel_requested = false;  // [GIL] at least one cancel() reached it
+  std::atomic<bool> timed_out{false};  // its timeout passed: it finishes Timeout
   bool in_wait = false;           // [GIL] the executor is inside one of our waits
   unsigned long thread_ident = 0; // [GIL] the executor thread's Python id
   std::mutex wake_mu;             // with wake_cv: wakes the executor's sleep

@@ -377,3 +377,101 @@ TEST(WorkerShm, FullDevShmIsAClearError) {
 }
 
 }  // namespace
+
+namespace {
+
+struct LimitsTest : WorkerTest {};
+
+// A limited execution: its own options, read to the end.
+Finish limited(shmrepl_client_t* c, uint64_t session, const std::string& code, int64_t timeout_ns,
+               uint64_t memory_limit) {
+  shmrepl_execute_options_t o{};
+  o.struct_size = sizeof o;
+  o.script = 1;
+  o.session_id = session;
+  o.code = code.data();
+  o.code_len = code.size();
+  o.timeout_ns = timeout_ns;
+  o.memory_limit = memory_limit;
+  shmrepl_execution_t* ex = nullptr;
+  EXPECT_EQ(shmrepl_execute(c, &o, &ex), SHMREPL_OK) << shmrepl_last_error();
+  shmrepl_reader_t* r = nullptr;
+  EXPECT_EQ(shmrepl_execution_reader(ex, nullptr, &r), SHMREPL_OK);
+  Finish f = read_all(r);
+  shmrepl_reader_close(r);
+  shmrepl_execution_close(ex);
+  return f;
+}
+
+TEST_F(LimitsTest, TimeoutInterruptsAndTheSessionGoesOn) {
+  Client a(socket);
+  Session s(a.c);
+  const auto t0 = Clock::now();
+  Finish f = limited(a.c, s.id, "import time\nprint('start', flush=True)\ntime.sleep(60)\n", 300'000'000, 0);
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(3));
+  EXPECT_EQ(f.end, SHMREPL_E_EOF);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_TIMEOUT));
+  EXPECT_EQ(f.out, "start\n");
+  // Interrupted in time: the worker lives, its namespace too.
+  Finish next = limited(a.c, s.id, "print('next')", 0, 0);
+  EXPECT_EQ(next.status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(next.out, "next\n");
+}
+
+TEST_F(LimitsTest, TimeoutOfCodeThatIgnoresInterruptsKillsTheWorker) {
+  Client a(socket);
+  Session s(a.c);
+  const auto t0 = Clock::now();
+  Finish f = limited(a.c, s.id,
+                     "import signal, threading\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                     "threading.Event().wait()\n",
+                     200'000'000, 0);
+  const auto took = Clock::now() - t0;
+  EXPECT_GE(took, std::chrono::milliseconds(2500));
+  EXPECT_LT(took, std::chrono::seconds(8));
+  EXPECT_EQ(f.end, SHMREPL_E_EOF);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_TIMEOUT));
+  EXPECT_EQ(f.signal, static_cast<uint64_t>(SIGKILL));
+}
+
+TEST_F(LimitsTest, MemoryLimitIsAMemoryErrorOfItsOwn) {
+  if (kSanitized) GTEST_SKIP() << "sanitizers reserve far more than any limit";
+  Client a(socket);
+  Session s(a.c);
+  Finish f = limited(a.c, s.id, "x = bytearray(512 << 20)\nprint('not reached')\n", 0, 64 << 20);
+  EXPECT_EQ(f.end, SHMREPL_E_EOF);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_MEMORY_LIMIT));
+  EXPECT_EQ(f.out, "");
+  // The limit is the execution's: the next one may use more.
+  Finish next = limited(a.c, s.id, "x = bytearray(256 << 20)\nprint(len(x))\n", 0, 0);
+  EXPECT_EQ(next.status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(next.out, std::to_string(256 << 20) + "\n");
+  // Within the limit all is well.
+  Finish small = limited(a.c, s.id, "y = bytearray(8 << 20)\nprint('ok')\n", 0, 64 << 20);
+  EXPECT_EQ(small.status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(small.out, "ok\n");
+}
+
+TEST_F(LimitsTest, ExecuteOptionsOfThe10SizeStillWork) {
+  Client a(socket);
+  Session s(a.c);
+  shmrepl_execute_options_t o{};
+  o.struct_size = 72;  // the 1.0 struct: no limits
+  o.session_id = s.id;
+  o.code = "print(7)";
+  o.code_len = 8;
+  o.timeout_ns = 1;  // past struct_size: must not be read
+  shmrepl_execution_t* ex = nullptr;
+  ASSERT_EQ(shmrepl_execute(a.c, &o, &ex), SHMREPL_OK) << shmrepl_last_error();
+  shmrepl_reader_t* r = nullptr;
+  ASSERT_EQ(shmrepl_execution_reader(ex, nullptr, &r), SHMREPL_OK);
+  Finish f = read_all(r);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(f.out, "7\n");
+  shmrepl_reader_close(r);
+  shmrepl_execution_close(ex);
+  o.struct_size = 71;
+  EXPECT_EQ(shmrepl_execute(a.c, &o, &ex), SHMREPL_E_INVALID);
+}
+
+}  // namespace

@@ -82,7 +82,9 @@ typedef enum shmrepl_finish_status {
   SHMREPL_FINISH_ERROR = 1,
   SHMREPL_FINISH_CANCELLED = 2,
   SHMREPL_FINISH_EXITED = 3,
-  SHMREPL_FINISH_ABORTED = 4 /* the worker died: exit_code, and the signal in reserved[0] */
+  SHMREPL_FINISH_ABORTED = 4, /* the worker died: exit_code, and the signal in reserved[0] */
+  SHMREPL_FINISH_TIMEOUT = 5,     /* its timeout_ns passed (since 1.1) */
+  SHMREPL_FINISH_MEMORY_LIMIT = 6 /* it ran out of its memory_limit (since 1.1) */
 } shmrepl_finish_status_t;
 
 /* Record flags: one write larger than the ring's largest record arrives as several
@@ -312,6 +314,15 @@ typedef struct shmrepl_execute_options {
   const char* const* argv;           /* sys.argv during the execution (argc strings) */
   size_t argc;
   uint64_t ring_capacity;            /* data bytes of the ring; 0: the engine's default */
+  /* Since 1.1 (a struct_size of 72, the 1.0 size, leaves them 0). Limits for code
+   * that is not trusted to end, e.g. in test harnesses: */
+  /* > 0: after this long (from when the worker accepted it) the execution is
+   * interrupted (KeyboardInterrupt) and, if it has not ended 3 s later, its worker is
+   * killed; FINISHED says TIMEOUT either way. */
+  int64_t timeout_ns;
+  /* > 0: bytes the worker's heap may grow by while the execution runs (RLIMIT_DATA);
+   * an allocation beyond raises MemoryError and FINISHED says MEMORY_LIMIT. */
+  uint64_t memory_limit;
 } shmrepl_execute_options_t;
 
 /* Queues code in a session. Returns OK and *out (owned by the caller; close it with

@@ -54,6 +54,9 @@ struct ExecuteRequest {
   // true: run as a program (python3 FILE): no Result record for a trailing expression.
   bool script = false;
   uint64_t ring_capacity = 0;       // 0 = EngineOptions::ring_capacity
+  // Worker mode: heap bytes the worker may grow by while it runs (RLIMIT_DATA); 0 = no
+  // limit. A MemoryError then finishes it MemoryLimit.
+  uint64_t memory_limit = 0;
   // Held until go(id): a worker replies to its client before the code may run (and,
   // say, crash the process before the reply is out).
   bool held = false;
@@ -83,6 +86,8 @@ class Engine {
   virtual void run_session(uint64_t session_id) { (void)session_id; }
   // Lets a held execution run.
   virtual void go(uint64_t execution_id) { (void)execution_id; }
+  // Its time is up: it finishes Timeout, after a cancel (KeyboardInterrupt).
+  virtual void time_out(uint64_t execution_id) { (void)execution_id; }
   // True once the execution wrote its Finished record (or is unknown). Never waits
   // for the GIL.
   virtual bool finished(uint64_t execution_id) {
