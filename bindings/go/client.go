@@ -236,6 +236,15 @@ type ExecuteOptions struct {
 	Argv              []string // sys.argv during the execution
 	Script            bool     // run as a program (python3 FILE): no RESULT records
 	RingCapacity      uint64   // data bytes of the ring; 0: the engine's default
+	// Timeout > 0 (since 1.1): once the worker has run the execution this long
+	// it is interrupted (KeyboardInterrupt) and, if it goes on for 3 s more, its
+	// worker is killed (the session then returns ErrSessionDied); FINISHED says
+	// FinishTimeout either way. Zero or negative: no limit.
+	Timeout time.Duration
+	// MemoryLimit > 0 (since 1.1): bytes the worker's heap may grow by while the
+	// execution runs; an allocation beyond raises MemoryError and FINISHED says
+	// FinishMemoryLimit. 0: no limit.
+	MemoryLimit uint64
 }
 
 // Execution is a queued or running execution. Close it when done (that lets the
@@ -285,6 +294,10 @@ func (cl *Client) Execute(o ExecuteOptions) (*Execution, error) {
 		argv:                argv,
 		argc:                C.size_t(len(o.Argv)),
 		ring_capacity:       C.uint64_t(o.RingCapacity),
+		memory_limit:        C.uint64_t(o.MemoryLimit),
+	}
+	if o.Timeout > 0 {
+		opts.timeout_ns = C.int64_t(o.Timeout.Nanoseconds())
 	}
 	var e *C.shmrepl_execution_t
 	err := cl.call("execute", func(c *C.shmrepl_client_t) C.shmrepl_status_t {

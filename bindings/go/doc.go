@@ -43,6 +43,11 @@
 // with ExitCode and Record.Signal, and later calls on the session return
 // ErrSessionDied: open a new session.
 //
+// ExecuteOptions.Timeout and ExecuteOptions.MemoryLimit (ABI 1.1) bound one
+// execution: past the timeout it is interrupted (its worker killed 3 s later if
+// it goes on) and ends FinishTimeout; an allocation past the memory limit raises
+// MemoryError and it ends FinishMemoryLimit.
+//
 // # Linking
 //
 // The package links -lshmrepl. For a library that is not installed, give the

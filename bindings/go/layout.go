@@ -25,6 +25,8 @@ static void shmrepl_go_layout(size_t* out) {
   out[i++] = sizeof(shmrepl_reader_options_t);
   out[i++] = sizeof(shmrepl_client_options_t);
   out[i++] = sizeof(shmrepl_execute_options_t);
+  out[i++] = offsetof(shmrepl_execute_options_t, timeout_ns);
+  out[i++] = offsetof(shmrepl_execute_options_t, memory_limit);
   out[i++] = sizeof(shmrepl_bytes_t);
   out[i++] = sizeof(shmrepl_session_options_t);
   out[i++] = offsetof(shmrepl_session_options_t, flags);
@@ -45,7 +47,8 @@ var layoutNames = []string{
 	"record.execution_id", "record.seq", "record.timestamp_ns", "record.data",
 	"record.data_len", "record.raw", "record.raw_len", "record.exit_code",
 	"record.duration_ns", "record.reserved",
-	"sizeof reader_options", "sizeof client_options", "sizeof execute_options", "sizeof bytes",
+	"sizeof reader_options", "sizeof client_options", "sizeof execute_options",
+	"execute_options.timeout_ns", "execute_options.memory_limit", "sizeof bytes",
 	"sizeof session_options", "session_options.flags", "session_options.working_dir",
 	"session_options.env", "session_options.envc", "session_options.stdin_fd_plus_one",
 	"session_options.reserved",
@@ -63,10 +66,12 @@ func cLayout() map[string]uintptr {
 }
 
 // goLayout is the same for this package's mirrors: Record, the sizes it puts
-// in struct_size, and the session options' fields as cgo translated them.
+// in struct_size, and the session and execute options' fields as cgo
+// translated them.
 func goLayout() map[string]uintptr {
 	var r Record
 	var so C.shmrepl_session_options_t
+	var eo C.shmrepl_execute_options_t
 	return map[string]uintptr{
 		"sizeof record": unsafe.Sizeof(r), "record.kind": unsafe.Offsetof(r.Kind),
 		"record.stream": unsafe.Offsetof(r.Stream), "record.flags": unsafe.Offsetof(r.Flags),
@@ -79,6 +84,8 @@ func goLayout() map[string]uintptr {
 		"sizeof reader_options":             readerOptionsSize,
 		"sizeof client_options":             clientOptionsSize,
 		"sizeof execute_options":            executeOptionsSize,
+		"execute_options.timeout_ns":        unsafe.Offsetof(eo.timeout_ns),
+		"execute_options.memory_limit":      unsafe.Offsetof(eo.memory_limit),
 		"sizeof bytes":                      unsafe.Sizeof(C.shmrepl_bytes_t{}),
 		"sizeof session_options":            sessionOptionsSize,
 		"session_options.flags":             unsafe.Offsetof(so.flags),

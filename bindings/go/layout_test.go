@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// The layout of the ABI structs (1.0, and 1.1's session options), pinned; and
+// The layout of the ABI structs (1.0, and 1.1's session options and execute
+// options' limits), pinned; and
 // this package's mirrors equal to what the C compiler sees.
 func TestLayout(t *testing.T) {
 	pinned := map[string]uintptr{
@@ -14,7 +15,8 @@ func TestLayout(t *testing.T) {
 		"record.timestamp_ns": 32, "record.data": 40, "record.data_len": 48, "record.raw": 56,
 		"record.raw_len": 64, "record.exit_code": 72, "record.duration_ns": 80,
 		"record.reserved": 88, "sizeof reader_options": 8, "sizeof client_options": 32,
-		"sizeof execute_options": 72, "sizeof bytes": 16,
+		"sizeof execute_options": 88, "execute_options.timeout_ns": 72,
+		"execute_options.memory_limit": 80, "sizeof bytes": 16,
 		"sizeof session_options": 40, "session_options.flags": 4, "session_options.working_dir": 8,
 		"session_options.env": 16, "session_options.envc": 24,
 		"session_options.stdin_fd_plus_one": 32, "session_options.reserved": 36,

@@ -66,9 +66,14 @@ const (
 	FinishCancelled FinishStatus = 2
 	FinishExited    FinishStatus = 3
 	FinishAborted   FinishStatus = 4 // the worker died: ExitCode, and Signal()
+	// Since 1.1: ExecuteOptions.Timeout passed (interrupted, or its worker
+	// killed 3 s later).
+	FinishTimeout FinishStatus = 5
+	// Since 1.1: the execution ran out of ExecuteOptions.MemoryLimit (MemoryError).
+	FinishMemoryLimit FinishStatus = 6
 )
 
-var finishNames = [...]string{"OK", "ERROR", "CANCELLED", "EXITED", "ABORTED"}
+var finishNames = [...]string{"OK", "ERROR", "CANCELLED", "EXITED", "ABORTED", "TIMEOUT", "MEMORY_LIMIT"}
 
 func (f FinishStatus) String() string {
 	if int(f) < len(finishNames) {

@@ -20,7 +20,7 @@ const ABIVersion = 1
 const (
 	readerOptionsSize  = 8
 	clientOptionsSize  = 32
-	executeOptionsSize = 72
+	executeOptionsSize = 88 // 1.1: timeout_ns, memory_limit (the library accepts 72 up)
 	sessionOptionsSize = 40 // the size published with 1.1
 )
 
