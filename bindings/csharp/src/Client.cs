@@ -49,6 +49,15 @@ namespace Shmrepl
         public bool Script { get; set; }
         // Data bytes of the ring; 0: the engine's default.
         public ulong RingCapacity { get; set; }
+        // Since libshmrepl 1.1, limits for code that is not trusted to end:
+        // how long the execution may run, from when its worker takes it: then it is
+        // interrupted (KeyboardInterrupt) and, if it goes on for 3 s more, its worker is
+        // killed (the session dies); FINISHED says FinishStatus.Timeout either way.
+        // null or Timeout.InfiniteTimeSpan: no limit; otherwise it must be positive.
+        public TimeSpan? Timeout { get; set; }
+        // Bytes the worker's heap may grow by while the execution runs; an allocation
+        // beyond raises MemoryError and FINISHED says FinishStatus.MemoryLimit. 0: no limit.
+        public ulong MemoryLimit { get; set; }
     }
 
     // A connection to an engine. May be used from several threads (requests are
@@ -220,6 +229,7 @@ namespace Shmrepl
         public Execution Execute(ExecuteOptions options)
         {
             if (options == null) throw new ArgumentNullException(nameof(options));
+            long timeoutNs = TimeoutNs(options.Timeout);
             byte[] code = Utf8.ToC(options.Code ?? "");
             byte[] id = Utf8.ToC(options.ClientExecutionId);
             byte[] filename = Utf8.ToC(options.Filename);
@@ -253,6 +263,8 @@ namespace Shmrepl
                         Argv = args.Length == 0 ? IntPtr.Zero : (IntPtr)ptrs,
                         Argc = (UIntPtr)(ulong)args.Length,
                         RingCapacity = options.RingCapacity,
+                        TimeoutNs = timeoutNs,
+                        MemoryLimit = options.MemoryLimit,
                     };
                     lock (gate) Check.Ok(Native.shmrepl_execute(Handle, &o, out h));
                 }
@@ -263,6 +275,18 @@ namespace Shmrepl
             }
             GC.KeepAlive(this);
             return new Execution(h);
+        }
+
+        // ExecuteOptions.Timeout as timeout_ns: 0 for none, whole nanoseconds (at least 1).
+        static long TimeoutNs(TimeSpan? timeout)
+        {
+            if (!timeout.HasValue || timeout.Value == System.Threading.Timeout.InfiniteTimeSpan) return 0;
+            TimeSpan t = timeout.Value;
+            if (t <= TimeSpan.Zero)
+                throw new ArgumentOutOfRangeException(nameof(ExecuteOptions.Timeout), t,
+                    "shmrepl: ExecuteOptions.Timeout must be positive (null or Timeout.InfiniteTimeSpan: no limit)");
+            const long max = long.MaxValue / 100;
+            return t.Ticks > max ? long.MaxValue : t.Ticks * 100;
         }
 
         // Asks the engine to stop (it cancels everything, unlinks its rings and socket) and

@@ -56,6 +56,9 @@ namespace Shmrepl.Interop
         public IntPtr Argv;
         public UIntPtr Argc;
         public ulong RingCapacity;
+        // Since 1.1 (the struct grew from 72 to 88 bytes; 72 is still accepted).
+        public long TimeoutNs;
+        public ulong MemoryLimit;
     }
 
     // shmrepl_session_options_t (since 1.1): 40 bytes.
@@ -90,9 +93,11 @@ namespace Shmrepl.Interop
         // The size of each options struct this binding was written against (ABI 1.0).
         public const uint ReaderOptionsSize = 8;
         public const uint ClientOptionsSize = 32;
-        public const uint ExecuteOptionsSize = 72;
         // ABI 1.1.
         public const uint SessionOptionsSize = 40;
+        // ABI 1.1: shmrepl_execute_options_t with timeout_ns and memory_limit (1.0: 72).
+        public const uint ExecuteOptionsSize = 88;
+        public const uint ExecuteOptionsSize10 = 72;
 
         [DllImport(Lib)] public static extern IntPtr shmrepl_version();
         [DllImport(Lib)] public static extern uint shmrepl_abi_version();

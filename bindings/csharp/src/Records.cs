@@ -34,6 +34,8 @@ namespace Shmrepl
         Cancelled = 2,
         Exited = 3,
         Aborted = 4,    // the session's worker died: ExitCode, and Record.Signal
+        Timeout = 5,    // its ExecuteOptions.Timeout passed (interrupted, or its worker killed 3 s later) (1.1)
+        MemoryLimit = 6, // it ran out of its ExecuteOptions.MemoryLimit (MemoryError) (1.1)
     }
 
     [Flags]

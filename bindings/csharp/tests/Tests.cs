@@ -24,7 +24,13 @@ namespace Shmrepl.Tests
             Assert.AreEqual(88, (int)Marshal.OffsetOf(typeof(NativeRecord), "Reserved0"));
             Assert.AreEqual(8, Marshal.SizeOf(typeof(NativeReaderOptions)));
             Assert.AreEqual(32, Marshal.SizeOf(typeof(NativeClientOptions)));
-            Assert.AreEqual(72, Marshal.SizeOf(typeof(NativeExecuteOptions)));
+            // shmrepl_execute_options_t grew in 1.1 (72 -> 88): timeout_ns, memory_limit at
+            // its end, so the 1.0 prefix (72 bytes, still accepted) is unchanged.
+            Assert.AreEqual(88, Marshal.SizeOf(typeof(NativeExecuteOptions)));
+            Assert.AreEqual(64, (int)Marshal.OffsetOf(typeof(NativeExecuteOptions), "RingCapacity"));
+            Assert.AreEqual(72, (int)Marshal.OffsetOf(typeof(NativeExecuteOptions), "TimeoutNs"));
+            Assert.AreEqual(80, (int)Marshal.OffsetOf(typeof(NativeExecuteOptions), "MemoryLimit"));
+            Assert.AreEqual(72, (int)Native.ExecuteOptionsSize10);
             Assert.AreEqual(16, Marshal.SizeOf(typeof(NativeBytes)));
             // shmrepl_session_options_t (1.1).
             Assert.AreEqual(40, Marshal.SizeOf(typeof(NativeSessionOptions)));
@@ -92,6 +98,8 @@ namespace Shmrepl.Tests
             Assert.AreEqual(-18, (int)Status.SessionDied);
             Assert.IsInstanceOf<SessionDiedException>(ShmreplException.Create((Status)(-18), ""));
             Assert.AreEqual(4, (int)FinishStatus.Aborted);
+            Assert.AreEqual(5, (int)FinishStatus.Timeout);
+            Assert.AreEqual(6, (int)FinishStatus.MemoryLimit);
         }
     }
 
