@@ -197,6 +197,8 @@ impl Client {
             argv: if argv_ptrs.is_empty() { std::ptr::null() } else { argv_ptrs.as_ptr() },
             argc: argv_ptrs.len(),
             ring_capacity: options.ring_capacity,
+            timeout_ns: options.timeout_ns,
+            memory_limit: options.memory_limit,
         };
         let mut out = std::ptr::null_mut();
         // SAFETY: open client; everything `raw` points to outlives the call.
@@ -419,7 +421,9 @@ impl Drop for Session<'_> {
 ///     .filename("job.py")
 ///     .argv(&["job.py", "--fast"])
 ///     .script(true)
-///     .ring_capacity(1 << 20);
+///     .ring_capacity(1 << 20)
+///     .timeout(std::time::Duration::from_secs(10)) // ABI 1.1: FINISHED Timeout after 10 s
+///     .memory_limit(256 << 20); // ABI 1.1: FINISHED MemoryLimit beyond 256 MiB of heap growth
 /// let execution = client.execute(&options)?;
 /// # Ok(()) }
 /// ```
@@ -432,6 +436,8 @@ pub struct ExecuteOptions<'a> {
     argv: Vec<&'a str>,
     script: bool,
     ring_capacity: u64,
+    timeout_ns: i64,
+    memory_limit: u64,
 }
 
 impl<'a> ExecuteOptions<'a> {
@@ -450,6 +456,8 @@ impl<'a> ExecuteOptions<'a> {
             argv: Vec::new(),
             script: false,
             ring_capacity: 0,
+            timeout_ns: 0,
+            memory_limit: 0,
         }
     }
 
@@ -480,6 +488,26 @@ impl<'a> ExecuteOptions<'a> {
     /// Data bytes of the ring (0: the engine's default).
     pub fn ring_capacity(mut self, bytes: u64) -> ExecuteOptions<'a> {
         self.ring_capacity = bytes;
+        self
+    }
+
+    /// Limits how long the execution may run (ABI 1.1), counted from when the
+    /// session's worker accepted it: then it is interrupted (`KeyboardInterrupt`)
+    /// and, if it has not ended 3 s later, its worker is killed (the session dies).
+    /// FINISHED says [`FinishStatus::Timeout`](crate::FinishStatus::Timeout) either
+    /// way. `Duration::ZERO` (the default): no limit; longer than `i64::MAX`
+    /// nanoseconds (~292 years) is clamped to that.
+    pub fn timeout(mut self, timeout: Duration) -> ExecuteOptions<'a> {
+        self.timeout_ns = timeout.as_nanos().min(i64::MAX as u128) as i64;
+        self
+    }
+
+    /// Bytes the worker's heap may grow by while the execution runs (ABI 1.1,
+    /// `RLIMIT_DATA`): an allocation beyond raises `MemoryError` and FINISHED says
+    /// [`FinishStatus::MemoryLimit`](crate::FinishStatus::MemoryLimit). 0 (the
+    /// default): no limit.
+    pub fn memory_limit(mut self, bytes: u64) -> ExecuteOptions<'a> {
+        self.memory_limit = bytes;
         self
     }
 }

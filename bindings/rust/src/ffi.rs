@@ -52,6 +52,10 @@ pub const SHMREPL_FINISH_ERROR: u32 = 1;
 pub const SHMREPL_FINISH_CANCELLED: u32 = 2;
 pub const SHMREPL_FINISH_EXITED: u32 = 3;
 pub const SHMREPL_FINISH_ABORTED: u32 = 4;
+/// Since ABI 1.1: the execution's `timeout_ns` passed.
+pub const SHMREPL_FINISH_TIMEOUT: u32 = 5;
+/// Since ABI 1.1: the execution ran out of its `memory_limit`.
+pub const SHMREPL_FINISH_MEMORY_LIMIT: u32 = 6;
 
 pub const SHMREPL_FLAG_MORE: u32 = 0x1;
 pub const SHMREPL_FLAG_CONTINUED: u32 = 0x2;
@@ -150,7 +154,16 @@ pub struct shmrepl_execute_options_t {
     pub argv: *const *const c_char,
     pub argc: usize,
     pub ring_capacity: u64,
+    /// Since 1.1 (a 1.0 struct_size of 72 leaves it 0). > 0: interrupted after this
+    /// long, its worker killed 3 s later if it goes on; FINISHED TIMEOUT.
+    pub timeout_ns: i64,
+    /// Since 1.1. > 0: heap bytes the worker may grow by while it runs
+    /// (RLIMIT_DATA); MemoryError, FINISHED MEMORY_LIMIT.
+    pub memory_limit: u64,
 }
+
+/// `struct_size` of the ABI 1.0 `shmrepl_execute_options_t` (without the limits).
+pub const SHMREPL_EXECUTE_OPTIONS_SIZE_1_0: u32 = 72;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -188,7 +201,7 @@ const _: () = {
     assert!(align_of::<shmrepl_record_t>() == 8);
     assert!(size_of::<shmrepl_reader_options_t>() == 8);
     assert!(size_of::<shmrepl_client_options_t>() == 32);
-    assert!(size_of::<shmrepl_execute_options_t>() == 72);
+    assert!(size_of::<shmrepl_execute_options_t>() == 88);
     assert!(size_of::<shmrepl_session_options_t>() == 40);
     assert!(align_of::<shmrepl_session_options_t>() == 8);
     assert!(size_of::<shmrepl_bytes_t>() == 16);

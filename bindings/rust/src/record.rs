@@ -83,6 +83,10 @@ pub enum FinishStatus {
     Cancelled,
     Exited,
     Aborted,
+    /// Its [`timeout`](crate::ExecuteOptions::timeout) passed (ABI 1.1).
+    Timeout,
+    /// It ran out of its [`memory_limit`](crate::ExecuteOptions::memory_limit) (ABI 1.1).
+    MemoryLimit,
     Unknown(u32),
 }
 
@@ -94,11 +98,14 @@ impl FinishStatus {
             ffi::SHMREPL_FINISH_CANCELLED => FinishStatus::Cancelled,
             ffi::SHMREPL_FINISH_EXITED => FinishStatus::Exited,
             ffi::SHMREPL_FINISH_ABORTED => FinishStatus::Aborted,
+            ffi::SHMREPL_FINISH_TIMEOUT => FinishStatus::Timeout,
+            ffi::SHMREPL_FINISH_MEMORY_LIMIT => FinishStatus::MemoryLimit,
             other => FinishStatus::Unknown(other),
         }
     }
 
-    /// "OK", "ERROR", "CANCELLED", "EXITED", "ABORTED" or "UNKNOWN".
+    /// "OK", "ERROR", "CANCELLED", "EXITED", "ABORTED", "TIMEOUT", "MEMORY_LIMIT" or
+    /// "UNKNOWN".
     pub fn name(self) -> &'static str {
         match self {
             FinishStatus::Ok => "OK",
@@ -106,6 +113,8 @@ impl FinishStatus {
             FinishStatus::Cancelled => "CANCELLED",
             FinishStatus::Exited => "EXITED",
             FinishStatus::Aborted => "ABORTED",
+            FinishStatus::Timeout => "TIMEOUT",
+            FinishStatus::MemoryLimit => "MEMORY_LIMIT",
             FinishStatus::Unknown(_) => "UNKNOWN",
         }
     }

@@ -53,7 +53,9 @@ fn option_struct_layouts() {
     assert_eq!(offset!(shmrepl_client_options_t, engine_path), 16);
     assert_eq!(offset!(shmrepl_client_options_t, connect_timeout_ns), 24);
 
-    assert_eq!(size_of::<shmrepl_execute_options_t>(), 72);
+    // 1.1 grew it at its end (72 -> 88): timeout_ns at 72, memory_limit at 80.
+    assert_eq!(size_of::<shmrepl_execute_options_t>(), 88);
+    assert_eq!(SHMREPL_EXECUTE_OPTIONS_SIZE_1_0, 72);
     assert_eq!(offset!(shmrepl_execute_options_t, script), 4);
     assert_eq!(offset!(shmrepl_execute_options_t, session_id), 8);
     assert_eq!(offset!(shmrepl_execute_options_t, code), 16);
@@ -63,6 +65,8 @@ fn option_struct_layouts() {
     assert_eq!(offset!(shmrepl_execute_options_t, argv), 48);
     assert_eq!(offset!(shmrepl_execute_options_t, argc), 56);
     assert_eq!(offset!(shmrepl_execute_options_t, ring_capacity), 64);
+    assert_eq!(offset!(shmrepl_execute_options_t, timeout_ns), 72);
+    assert_eq!(offset!(shmrepl_execute_options_t, memory_limit), 80);
 
     assert_eq!(size_of::<shmrepl_session_options_t>(), 40);
     assert_eq!(align_of::<shmrepl_session_options_t>(), 8);
@@ -133,5 +137,10 @@ fn enums_keep_unknown_values() {
     assert_eq!(Stream::from_raw(9), Stream::Unknown(9));
     assert_eq!(FinishStatus::from_raw(2), FinishStatus::Cancelled);
     assert_eq!(FinishStatus::from_raw(4), FinishStatus::Aborted);
+    assert_eq!(FinishStatus::from_raw(5), FinishStatus::Timeout);
+    assert_eq!(FinishStatus::from_raw(6), FinishStatus::MemoryLimit);
+    assert_eq!(FinishStatus::Timeout.name(), "TIMEOUT");
+    assert_eq!(FinishStatus::MemoryLimit.name(), "MEMORY_LIMIT");
+    assert_eq!(FinishStatus::from_raw(7), FinishStatus::Unknown(7));
     assert_eq!(FinishStatus::from_raw(137), FinishStatus::Unknown(137));
 }
