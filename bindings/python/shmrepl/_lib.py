@@ -95,6 +95,9 @@ class shmrepl_execute_options_t(ctypes.Structure):
         ("argv", ctypes.POINTER(ctypes.c_char_p)),
         ("argc", ctypes.c_size_t),
         ("ring_capacity", ctypes.c_uint64),
+        # Since 1.1 (a struct_size of 72, the 1.0 size, leaves them 0):
+        ("timeout_ns", ctypes.c_int64),       # > 0: TIMEOUT after this long
+        ("memory_limit", ctypes.c_uint64),    # > 0: heap growth allowed; MEMORY_LIMIT
     ]
 
 

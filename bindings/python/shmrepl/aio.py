@@ -15,10 +15,11 @@ import asyncio
 import concurrent.futures
 import ctypes
 import dataclasses
+import datetime
 import enum
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
-from .client import Client
+from .client import Client, _execute_limits
 from .errors import Closed, ShmreplError, StateError, Timeout
 from .reader import (DEFAULT_BATCH, Record, RecordKind, Stream, FinishStatus, _REC, _STREAMS,
                      _FINISH, _KIND, _STREAM, _FLAGS, _FSTAT, _EXEC, _SEQ, _TS, _DATA, _DLEN,
@@ -43,7 +44,10 @@ _TYPES = {int(t): t for t in MessageType}
 @dataclasses.dataclass
 class ExecuteMessage:
     """What to run: `id` is the caller's execution id (it comes back as msg.execution_id and
-    in the STARTED record); `timestamp` is the caller's, kept as given."""
+    in the STARTED record); `timestamp` is the caller's, kept as given. timeout (seconds
+    or a datetime.timedelta) and memory_limit (bytes): the execution's limits, None for
+    none (as ClientSession.execute takes them); FINISHED then says
+    FinishStatus.TIMEOUT / MEMORY_LIMIT."""
     id: str
     timestamp: int = 0
     code: str = ""
@@ -51,6 +55,8 @@ class ExecuteMessage:
     filename: Optional[str] = None
     script: bool = False
     ring_capacity: int = 0
+    timeout: Optional[Union[float, datetime.timedelta]] = None
+    memory_limit: Optional[int] = None
 
 
 class Message:
@@ -225,6 +231,7 @@ class Session:
         if self._session is None:
             raise StateError(_lib.E_STATE, "session not started (await session.start())",
                              "execute")
+        _execute_limits(message.timeout, message.memory_limit)  # bad limits raise here
         return self._run(message)
 
     async def _run(self, message):
@@ -234,7 +241,8 @@ class Session:
         def begin():
             ex = session.execute(message.code, client_execution_id=message.id,
                                  filename=message.filename, argv=message.argv,
-                                 script=message.script, ring_capacity=message.ring_capacity)
+                                 script=message.script, ring_capacity=message.ring_capacity,
+                                 timeout=message.timeout, memory_limit=message.memory_limit)
             try:
                 return ex, ex.reader()
             except BaseException:

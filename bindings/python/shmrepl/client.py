@@ -1,5 +1,8 @@
 """The blocking client: connect to an engine, open sessions, execute code, read rings."""
 import ctypes
+import datetime
+import math
+import operator
 import os
 import threading
 
@@ -14,6 +17,48 @@ def _enc(s):
     if s is None:
         return None
     return os.fsencode(s) if not isinstance(s, bytes) else s
+
+
+_INT64_MAX = 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+
+
+def _execute_limits(timeout, memory_limit):
+    """(timeout_ns, memory_limit) of shmrepl_execute_options_t; 0 means no limit.
+    timeout: None, or seconds > 0 (int/float) or a datetime.timedelta > 0.
+    memory_limit: None, or bytes > 0 (an int). Anything else raises InvalidArgument."""
+    t_ns = 0
+    if timeout is not None:
+        if isinstance(timeout, datetime.timedelta):
+            # Exact: timedelta is whole microseconds.
+            t_ns = ((timeout.days * 86400 + timeout.seconds) * 1_000_000
+                    + timeout.microseconds) * 1000
+            ok = t_ns > 0
+        elif isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise InvalidArgument(_lib.E_INVALID, f"timeout must be seconds or a timedelta, "
+                                  f"not {type(timeout).__name__}", "execute")
+        else:
+            ok = timeout > 0 and math.isfinite(timeout)
+            if ok:
+                t_ns = max(1, round(timeout * 1_000_000_000) if isinstance(timeout, float)
+                           else timeout * 1_000_000_000)
+        if not ok or t_ns > _INT64_MAX:
+            raise InvalidArgument(_lib.E_INVALID, f"timeout {timeout!r} is not a duration "
+                                  f"> 0 that fits in int64 nanoseconds (None: no timeout)",
+                                  "execute")
+    m = 0
+    if memory_limit is not None:
+        try:
+            if isinstance(memory_limit, bool):
+                raise TypeError
+            m = operator.index(memory_limit)
+        except TypeError:
+            raise InvalidArgument(_lib.E_INVALID, f"memory_limit must be an int (bytes), not "
+                                  f"{type(memory_limit).__name__}", "execute") from None
+        if not 0 < m <= _UINT64_MAX:
+            raise InvalidArgument(_lib.E_INVALID, f"memory_limit {memory_limit!r} is not a "
+                                  f"byte count > 0 (None: no limit)", "execute")
+    return t_ns, m
 
 
 def _session_options(working_dir, env, stdin):
@@ -170,11 +215,20 @@ class ClientSession:
         return name.decode() if name else None
 
     def execute(self, code, client_execution_id=None, filename=None, argv=None, script=False,
-                ring_capacity=0):
+                ring_capacity=0, *, timeout=None, memory_limit=None):
         """Queues code (str or bytes) in the session; returns an Execution whose ring
-        exists (holding STARTED) already."""
+        exists (holding STARTED) already.
+
+        timeout: None (no limit), or seconds (float) or a datetime.timedelta, from when the
+        session's worker takes the execution up: then it is interrupted (KeyboardInterrupt)
+        and, if it goes on for 3 s more, its worker is killed (the session dies); FINISHED
+        says FinishStatus.TIMEOUT either way. memory_limit: None (no limit), or the bytes the
+        worker's heap may grow by while it runs; beyond, MemoryError and FINISHED says
+        FinishStatus.MEMORY_LIMIT. Both need libshmrepl >= 1.1 with execution limits (an
+        older library ignores them)."""
         if self._closed:
             raise Closed("session")
+        t_ns, mem = _execute_limits(timeout, memory_limit)
         code_b = code.encode("utf-8", "surrogateescape") if isinstance(code, str) else bytes(code)
         cid = client_execution_id.encode() if isinstance(client_execution_id, str) \
             else client_execution_id
@@ -185,7 +239,7 @@ class ClientSession:
             ctypes.sizeof(_lib.shmrepl_execute_options_t), 1 if script else 0, self.id,
             code_b, len(code_b), cid, fn,
             ctypes.cast(argv_arr, ctypes.POINTER(ctypes.c_char_p)) if argv_arr else None,
-            len(argv_b), int(ring_capacity or 0))
+            len(argv_b), int(ring_capacity or 0), t_ns, mem)
         out = _lib.execution_p()
         self.client._request(_L.shmrepl_execute, "shmrepl_execute", ctypes.byref(opts),
                              ctypes.byref(out))

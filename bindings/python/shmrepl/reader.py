@@ -42,6 +42,8 @@ class FinishStatus(enum.IntEnum):
     CANCELLED = 2
     EXITED = 3
     ABORTED = 4
+    TIMEOUT = 5        # the execution's timeout passed (libshmrepl >= 1.1)
+    MEMORY_LIMIT = 6   # it ran out of its memory_limit (libshmrepl >= 1.1)
 
 
 class Start(enum.IntEnum):

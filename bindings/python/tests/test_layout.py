@@ -1,9 +1,12 @@
 """The ctypes mirrors of the ABI structs and constants against the 1.1 layout and header."""
 import ctypes
+import datetime
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 import support  # noqa: F401  (sets up the import path)
@@ -16,7 +19,7 @@ class StructLayout(unittest.TestCase):
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_record_t), 104)
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_reader_options_t), 8)
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_client_options_t), 32)
-        self.assertEqual(ctypes.sizeof(_lib.shmrepl_execute_options_t), 72)
+        self.assertEqual(ctypes.sizeof(_lib.shmrepl_execute_options_t), 88)
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_bytes_t), 16)
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_session_options_t), 40)
 
@@ -35,7 +38,12 @@ class StructLayout(unittest.TestCase):
         self.assertEqual([e.struct_size.offset, e.script.offset, e.session_id.offset,
                           e.code.offset, e.code_len.offset, e.client_execution_id.offset,
                           e.filename.offset, e.argv.offset, e.argc.offset,
-                          e.ring_capacity.offset], [0, 4, 8, 16, 24, 32, 40, 48, 56, 64])
+                          e.ring_capacity.offset, e.timeout_ns.offset, e.memory_limit.offset],
+                         [0, 4, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80])
+        # The 1.0 size the library still accepts is where the limits begin.
+        self.assertEqual(e.timeout_ns.offset, 72)
+        self.assertLess(e(timeout_ns=-1).timeout_ns, 0)  # int64_t: signed
+        self.assertEqual(e(memory_limit=2**64 - 1).memory_limit, 2**64 - 1)
         o = _lib.shmrepl_reader_options_t
         self.assertEqual([o.struct_size.offset, o.start.offset], [0, 4])
         b = _lib.shmrepl_bytes_t
@@ -64,6 +72,21 @@ class StructLayout(unittest.TestCase):
         self.assertEqual((opts.envc, opts.stdin_fd_plus_one), (0, 0))
         opts, keep = client._session_options(None, None, None)
         self.assertFalse(opts.env)
+
+    def test_execute_limits_from_the_binding(self):
+        # What ClientSession.execute puts in timeout_ns and memory_limit.
+        lim = client._execute_limits
+        self.assertEqual(lim(None, None), (0, 0))
+        self.assertEqual(lim(0.3, None), (300_000_000, 0))
+        self.assertEqual(lim(2, 64 << 20), (2_000_000_000, 64 << 20))
+        self.assertEqual(lim(datetime.timedelta(milliseconds=300), None), (300_000_000, 0))
+        self.assertEqual(lim(datetime.timedelta(days=1, microseconds=1), None),
+                         ((86400 * 10**6 + 1) * 1000, 0))
+        self.assertEqual(lim(1e-12, 2**64 - 1), (1, 2**64 - 1))  # a tiny timeout stays one
+        for bad in ((0, None), (-0.5, None), (datetime.timedelta(seconds=-1), None),
+                    (2**63 / 1e9, None), (None, 0), (None, 2**64), (None, "1")):
+            with self.subTest(bad=bad), self.assertRaises(errors.InvalidArgument):
+                lim(*bad)
 
     def test_unpack_format_matches_ctypes(self):
         # The fast field reader (struct) against the ctypes mirror, field by field.
@@ -128,6 +151,36 @@ class HeaderConstants(unittest.TestCase):
         self.assertTrue(_lib.has_session_open_ex)
 
     @unittest.skipUnless(header.is_file(), "needs the checkout's header")
+    def test_execute_options_fields(self):
+        text = self.header.read_text()
+        body = re.search(r"typedef struct shmrepl_execute_options \{(.*?)\} shmrepl_execute", text,
+                         re.S)[1]
+        body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+        names = re.findall(r"(\w+);", body)
+        self.assertEqual(names, [n for n, _ in _lib.shmrepl_execute_options_t._fields_])
+        self.assertEqual(names[-2:], ["timeout_ns", "memory_limit"])
+
+    @unittest.skipUnless(header.is_file() and shutil.which("cc"), "needs the header and cc")
+    def test_execute_options_against_the_compiler(self):
+        # The C compiler's sizeof/offsetof of the header's struct, against the ctypes mirror.
+        e = _lib.shmrepl_execute_options_t
+        src = ("#include <stddef.h>\n#include <stdio.h>\n#include <shmrepl/shmrepl.h>\n"
+               "int main(void) { printf(\"%zu\", sizeof(shmrepl_execute_options_t));\n"
+               + "".join(f'  printf(" %zu", offsetof(shmrepl_execute_options_t, {n}));\n'
+                         for n, _ in e._fields_) + "  return 0; }\n")
+        with tempfile.TemporaryDirectory(prefix="shmrepl-py-layout-") as d:
+            c, exe = os.path.join(d, "t.c"), os.path.join(d, "t")
+            with open(c, "w") as f:
+                f.write(src)
+            subprocess.run(["cc", "-std=c11", "-I", str(self.header.parents[1]), "-o", exe, c],
+                           check=True, capture_output=True, timeout=60)
+            got = [int(x) for x in subprocess.run([exe], check=True, capture_output=True,
+                                                  text=True).stdout.split()]
+        self.assertEqual(got, [ctypes.sizeof(e)] + [getattr(e, n).offset for n, _ in e._fields_])
+        self.assertEqual(got[0], 88)
+        self.assertEqual(got[-2:], [72, 80])
+
+    @unittest.skipUnless(header.is_file(), "needs the checkout's header")
     def test_enums(self):
         text = self.header.read_text()
         vals = {m[1]: int(m[2], 0) for m in re.finditer(
@@ -140,6 +193,9 @@ class HeaderConstants(unittest.TestCase):
         for s in shmrepl.FinishStatus:
             if s is not shmrepl.FinishStatus.UNKNOWN:
                 self.assertEqual(vals["FINISH_" + s.name], s.value)
+        self.assertEqual({k for k in vals if k.startswith("FINISH_")},
+                         {"FINISH_" + s.name for s in shmrepl.FinishStatus} - {"FINISH_UNKNOWN"})
+        self.assertEqual((vals["FINISH_TIMEOUT"], vals["FINISH_MEMORY_LIMIT"]), (5, 6))
         for s in shmrepl.Start:
             self.assertEqual(vals["START_" + s.name], s.value)
         for n in ("AUTOSTART_DEFAULT", "AUTOSTART_ON", "AUTOSTART_OFF", "FLAG_MORE",
