@@ -23,7 +23,7 @@ namespace {
 // ---- the writers -----------------------------------------------------------
 
 // How a writer turns str into bytes. The UTF-8 modes encode in place (text.hpp);
-// kCodec calls the codec named by encoding/errors for every str.
+// kCodec calls the incremental encoder of encoding/errors for every str.
 enum Mode : int { kStrict, kBackslash, kSurrogateEscape, kCodec };
 const char* const kUtf8Errors[] = {"strict", "backslashreplace", "surrogateescape"};
 
@@ -37,6 +37,7 @@ struct WriterObject {
   int write_through;
   PyObject* encoding;     // str, as shown (and as given to reconfigure)
   PyObject* errors;       // str
+  PyObject* encoder;      // kCodec: the incremental encoder, else nullptr
   PyObject* buffer;       // the binary writer behind it (.buffer)
 };
 
@@ -73,15 +74,14 @@ bool segment_of(PyObject* s, const WriterObject* w, Segment* out, PyObject** kee
     if (!surrogate) return true;
     errors = kUtf8Errors[w->mode];
   }
-  PyObject* b;
-  if (errors != nullptr) {
-    b = PyUnicode_AsEncodedString(s, "utf-8", errors);
-  } else {
-    const char* enc = PyUnicode_AsUTF8(w->encoding);
-    const char* err = enc != nullptr ? PyUnicode_AsUTF8(w->errors) : nullptr;
-    b = err != nullptr ? PyUnicode_AsEncodedString(s, enc, err) : nullptr;
-  }
+  PyObject* b = errors != nullptr ? PyUnicode_AsEncodedString(s, "utf-8", errors)
+                                  : PyObject_CallMethod(w->encoder, "encode", "O", s);
   if (b == nullptr) return false;
+  if (!PyBytes_Check(b)) {
+    PyErr_Format(PyExc_TypeError, "encoder should return a bytes object, not '%.200s'", Py_TYPE(b)->tp_name);
+    Py_DECREF(b);
+    return false;
+  }
   *keep = b;
   *out = {PyBytes_AS_STRING(b), static_cast<std::size_t>(PyBytes_GET_SIZE(b)), 0};
   return true;
@@ -182,17 +182,33 @@ PyObject* codec_name(PyObject* encoding) {
   return name;
 }
 
+// The incremental encoder for `encoding` and `errors`, set as CPython's
+// TextIOWrapper sets it on a stream that is not seekable: without a BOM.
+PyObject* new_encoder(PyObject* encoding, PyObject* errors) {
+  PyObject* codecs = PyImport_ImportModule("codecs");
+  PyObject* factory = codecs != nullptr ? PyObject_CallMethod(codecs, "getincrementalencoder", "O", encoding) : nullptr;
+  Py_XDECREF(codecs);
+  PyObject* e = factory != nullptr ? PyObject_CallOneArg(factory, errors) : nullptr;
+  Py_XDECREF(factory);
+  if (e != nullptr && PyObject_HasAttrString(e, "setstate")) {
+    PyObject* r = PyObject_CallMethod(e, "setstate", "i", 0);
+    if (r == nullptr) Py_CLEAR(e);
+    Py_XDECREF(r);
+  }
+  return e;
+}
+
 // Sets what `w` encodes with (new values taken over by the writer).
 bool set_codec(WriterObject* w, PyObject* encoding, PyObject* errors) {
   PyObject* name = codec_name(encoding);
   if (name == nullptr) return false;
   const char* n = PyUnicode_AsUTF8(name);
-  if (n == nullptr) {
-    Py_DECREF(name);
-    return false;
-  }
-  w->mode = mode_of(n, errors);
+  int mode = n != nullptr ? mode_of(n, errors) : kCodec;
+  PyObject* encoder = n != nullptr && mode == kCodec ? new_encoder(encoding, errors) : nullptr;
   Py_DECREF(name);
+  if (n == nullptr || (mode == kCodec && encoder == nullptr)) return false;
+  w->mode = mode;
+  Py_XSETREF(w->encoder, encoder);
   Py_INCREF(encoding);
   Py_INCREF(errors);
   Py_SETREF(w->encoding, encoding);
@@ -295,6 +311,7 @@ void writer_dealloc(PyObject* self) {
   Py_XDECREF(w->buffer);
   Py_XDECREF(w->encoding);
   Py_XDECREF(w->errors);
+  Py_XDECREF(w->encoder);
   tp->tp_free(self);
   Py_DECREF(tp);
 }
@@ -402,6 +419,7 @@ PyObject* new_writer(int fd) {
   w->line_buffering = 0;
   w->write_through = 0;
   w->buffer = reinterpret_cast<PyObject*>(b);
+  w->encoder = nullptr;
   w->encoding = PyUnicode_FromString("utf-8");
   w->errors = PyUnicode_FromString(kUtf8Errors[w->mode]);
   if (w->encoding == nullptr || w->errors == nullptr) {
@@ -418,6 +436,8 @@ PyObject* g_stderr = nullptr;
 PyObject* g_orig_print = nullptr;
 PyObject* g_sys_dict = nullptr;
 PyObject* g_str_stdout = nullptr;
+PyObject* g_str_space = nullptr;
+PyObject* g_str_newline = nullptr;
 
 // Collects the pieces of one print() and hands them to the ring as one write,
 // so a print stays whole even when other threads write while the ring is full.
@@ -497,6 +517,10 @@ PyObject* fast_print(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObjec
   Segment sep_seg{" ", 1, 0}, end_seg{"\n", 1, 0};
   if (sep == Py_None) sep = nullptr;
   if (end == Py_None) end = nullptr;
+  if (w->mode == kCodec) {  // the defaults are bytes of UTF-8 only
+    if (sep == nullptr) sep = g_str_space;
+    if (end == nullptr) end = g_str_newline;
+  }
   if (sep != nullptr && !text_option(sep, "sep", &sep_seg, w, parts)) return nullptr;
   if (end != nullptr && !text_option(end, "end", &end_seg, w, parts)) return nullptr;
   for (Py_ssize_t i = 0; i < nargs; ++i) {
@@ -859,6 +883,8 @@ void install_hooks() {
   g_sys_dict = PyModule_GetDict(sys);
   Py_INCREF(g_sys_dict);
   g_str_stdout = must(PyUnicode_InternFromString("stdout"), "intern");
+  g_str_space = must(PyUnicode_InternFromString(" "), "intern");
+  g_str_newline = must(PyUnicode_InternFromString("\n"), "intern");
   PyObject* out = must(new_writer(1), "stdout writer");
   PyObject* err = must(new_writer(2), "stderr writer");
   g_stdout = Py_NewRef(out);
