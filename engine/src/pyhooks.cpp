@@ -32,7 +32,7 @@ struct WriterObject {
   int fd;                 // 1 or 2
   int mode;               // Mode
   int closed;             // close() was called (worker mode only)
-  int closable;           // worker mode: close() closes, as python3's
+  int own;                // the worker's own: reconfigure() and close() act, as python3's
   int line_buffering;
   int write_through;
   PyObject* encoding;     // str, as shown (and as given to reconfigure)
@@ -218,6 +218,8 @@ bool set_codec(WriterObject* w, PyObject* encoding, PyObject* errors) {
 
 // As TextIOWrapper.reconfigure: a new encoding without errors means errors='strict';
 // the writer has no buffer, so line_buffering and write_through are only recorded.
+// Writers shared by the sessions of an engine (not a worker's own) check the
+// arguments and stay as they are.
 PyObject* writer_reconfigure(PyObject* self, PyObject* args, PyObject* kwargs) {
   auto* w = reinterpret_cast<WriterObject*>(self);
   static const char* kwlist[] = {"encoding", "errors", "newline", "line_buffering", "write_through", nullptr};
@@ -233,6 +235,7 @@ PyObject* writer_reconfigure(PyObject* self, PyObject* args, PyObject* kwargs) {
   int line_buffering = w->line_buffering, write_through = w->write_through;
   if (lb != Py_None && (line_buffering = PyObject_IsTrue(lb)) < 0) return nullptr;
   if (wt != Py_None && (write_through = PyObject_IsTrue(wt)) < 0) return nullptr;
+  if (w->own == 0) Py_RETURN_NONE;
   if (encoding != Py_None || errors != Py_None) {
     PyObject* strict = nullptr;
     if (errors == Py_None) {
@@ -268,7 +271,7 @@ PyObject* writer_isatty(PyObject* self, PyObject*) {
 // an engine that runs sessions in-process they are shared, and close() does nothing.
 PyObject* writer_close(PyObject* self, PyObject*) {
   auto* w = reinterpret_cast<WriterObject*>(self);
-  if (w->closable != 0) w->closed = 1;
+  if (w->own != 0) w->closed = 1;
   Py_RETURN_NONE;
 }
 
@@ -415,7 +418,7 @@ PyObject* new_writer(int fd) {
   w->fd = fd;
   w->mode = fd == 2 ? kBackslash : kStrict;
   w->closed = 0;
-  w->closable = 0;
+  w->own = 0;
   w->line_buffering = 0;
   w->write_through = 0;
   w->buffer = reinterpret_cast<PyObject*>(b);
@@ -829,7 +832,7 @@ void configure_writer(PyObject* o, PyObject* name, const char* errors) {
   PyObject* err = PyUnicode_DecodeFSDefault(errors);
   if (err != nullptr) set_codec(w, name, err);
   Py_XDECREF(err);
-  w->closable = 1;
+  w->own = 1;
   w->write_through = 1;  // as python3 -u
   PyErr_Clear();
 }
