@@ -264,6 +264,7 @@ void become_worker(const EngineOptions& options) {
   Py_XDECREF(r);
   Py_XDECREF(signal);
   if (options.set_environment) set_environment(options.environment);
+  configure_worker_streams();
   PyGILState_Release(g);
   // Every thread started from here on inherits the block; user code unblocks it
   // on this thread only while it runs.

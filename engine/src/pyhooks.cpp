@@ -1,12 +1,17 @@
 #include "pyhooks.hpp"
 
+#include <langinfo.h>
+#include <locale.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "output.hpp"
@@ -15,50 +20,72 @@ namespace shmrepl::engine {
 
 namespace {
 
-// ---- str -> Segment ------------------------------------------------------
-
-// A Segment over the text of `s` (a ready str), without copying it. A str with a
-// lone surrogate is encoded by the codec instead: errors=strict raises the same
-// UnicodeEncodeError as CPython's TextIOWrapper, backslashreplace gives bytes that
-// *keep holds.
-bool segment_of(PyObject* s, bool backslash, Segment* out, PyObject** keep) {
-  Py_ssize_t len = PyUnicode_GET_LENGTH(s);
-  if (PyUnicode_IS_ASCII(s)) {
-    *out = {PyUnicode_DATA(s), static_cast<std::size_t>(len), 0};
-    return true;
-  }
-  auto* compact = reinterpret_cast<PyCompactUnicodeObject*>(s);
-  if (compact->utf8 != nullptr) {  // CPython already holds its UTF-8
-    *out = {compact->utf8, static_cast<std::size_t>(compact->utf8_length), 0};
-    return true;
-  }
-  int kind = PyUnicode_KIND(s);
-  *out = {PyUnicode_DATA(s), static_cast<std::size_t>(len), static_cast<uint8_t>(kind)};
-  if (kind == PyUnicode_1BYTE_KIND) return true;
-  bool surrogate = false;
-  if (kind == PyUnicode_2BYTE_KIND) {
-    const auto* p = static_cast<const uint16_t*>(out->data);
-    for (Py_ssize_t i = 0; i < len && !surrogate; ++i) surrogate = is_surrogate(p[i]);
-  } else {
-    const auto* p = static_cast<const uint32_t*>(out->data);
-    for (Py_ssize_t i = 0; i < len && !surrogate; ++i) surrogate = is_surrogate(p[i]);
-  }
-  if (!surrogate) return true;
-  PyObject* b = PyUnicode_AsEncodedString(s, "utf-8", backslash ? "backslashreplace" : "strict");
-  if (b == nullptr) return false;
-  *keep = b;
-  *out = {PyBytes_AS_STRING(b), static_cast<std::size_t>(PyBytes_GET_SIZE(b)), 0};
-  return true;
-}
-
 // ---- the writers -----------------------------------------------------------
+
+// How a writer turns str into bytes. The UTF-8 modes encode in place (text.hpp);
+// kCodec calls the incremental encoder of encoding/errors for every str.
+enum Mode : int { kStrict, kBackslash, kSurrogateEscape, kCodec };
+const char* const kUtf8Errors[] = {"strict", "backslashreplace", "surrogateescape"};
 
 struct WriterObject {
   PyObject_HEAD
   int fd;                 // 1 or 2
-  int backslash;          // errors='backslashreplace' (stderr) instead of 'strict'
+  int mode;               // Mode
+  int closed;             // close() was called (worker mode only)
+  int own;                // the worker's own: reconfigure() and close() act, as python3's
+  int line_buffering;
+  int write_through;
+  PyObject* encoding;     // str, as shown (and as given to reconfigure)
+  PyObject* errors;       // str
+  PyObject* encoder;      // kCodec: the incremental encoder, else nullptr
   PyObject* buffer;       // the binary writer behind it (.buffer)
 };
+
+// ---- str -> Segment ------------------------------------------------------
+
+// A Segment over the text of `s` (a ready str) as `w` encodes it, without copying it
+// when it is UTF-8. A str with a lone surrogate, or any str for a writer with another
+// codec, is encoded by the codec instead, into bytes that *keep holds: errors=strict
+// raises the same UnicodeEncodeError as CPython's TextIOWrapper.
+bool segment_of(PyObject* s, const WriterObject* w, Segment* out, PyObject** keep) {
+  Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+  const char* errors = nullptr;
+  if (w->mode != kCodec) {
+    if (PyUnicode_IS_ASCII(s)) {
+      *out = {PyUnicode_DATA(s), static_cast<std::size_t>(len), 0};
+      return true;
+    }
+    auto* compact = reinterpret_cast<PyCompactUnicodeObject*>(s);
+    if (compact->utf8 != nullptr) {  // CPython already holds its UTF-8
+      *out = {compact->utf8, static_cast<std::size_t>(compact->utf8_length), 0};
+      return true;
+    }
+    int kind = PyUnicode_KIND(s);
+    *out = {PyUnicode_DATA(s), static_cast<std::size_t>(len), static_cast<uint8_t>(kind)};
+    if (kind == PyUnicode_1BYTE_KIND) return true;
+    bool surrogate = false;
+    if (kind == PyUnicode_2BYTE_KIND) {
+      const auto* p = static_cast<const uint16_t*>(out->data);
+      for (Py_ssize_t i = 0; i < len && !surrogate; ++i) surrogate = is_surrogate(p[i]);
+    } else {
+      const auto* p = static_cast<const uint32_t*>(out->data);
+      for (Py_ssize_t i = 0; i < len && !surrogate; ++i) surrogate = is_surrogate(p[i]);
+    }
+    if (!surrogate) return true;
+    errors = kUtf8Errors[w->mode];
+  }
+  PyObject* b = errors != nullptr ? PyUnicode_AsEncodedString(s, "utf-8", errors)
+                                  : PyObject_CallMethod(w->encoder, "encode", "O", s);
+  if (b == nullptr) return false;
+  if (!PyBytes_Check(b)) {
+    PyErr_Format(PyExc_TypeError, "encoder should return a bytes object, not '%.200s'", Py_TYPE(b)->tp_name);
+    Py_DECREF(b);
+    return false;
+  }
+  *keep = b;
+  *out = {PyBytes_AS_STRING(b), static_cast<std::size_t>(PyBytes_GET_SIZE(b)), 0};
+  return true;
+}
 
 struct BufferObject {
   PyObject_HEAD
@@ -70,6 +97,16 @@ PyTypeObject* g_buffer_type = nullptr;
 
 shmrepl_stream_t stream_of(int fd) { return fd == 2 ? SHMREPL_STREAM_STDERR : SHMREPL_STREAM_STDOUT; }
 
+// As TextIOWrapper's methods on a closed file: true with ValueError set.
+bool closed_error(const WriterObject* w) {
+  if (w->closed == 0) return false;
+  PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+  return true;
+}
+
+// Bytes from another codec are not cut at UTF-8 character starts.
+bool utf8_text(const WriterObject* w) { return w->mode != kCodec; }
+
 PyObject* writer_write(PyObject* self, PyObject* s) {
   auto* w = reinterpret_cast<WriterObject*>(self);
   if (!PyUnicode_Check(s)) {
@@ -78,11 +115,11 @@ PyObject* writer_write(PyObject* self, PyObject* s) {
                  s == Py_None ? "None" : Py_TYPE(s)->tp_name);
     return nullptr;
   }
-  if (PyUnicode_READY(s) < 0) return nullptr;
+  if (closed_error(w) || PyUnicode_READY(s) < 0) return nullptr;
   Segment seg;
   PyObject* keep = nullptr;
-  if (!segment_of(s, w->backslash != 0, &seg, &keep)) return nullptr;
-  bool ok = emit(stream_of(w->fd), &seg, 1, true);
+  if (!segment_of(s, w, &seg, &keep)) return nullptr;
+  bool ok = emit(stream_of(w->fd), &seg, 1, utf8_text(w));
   Py_XDECREF(keep);
   if (!ok) return nullptr;
   return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(s));
@@ -109,26 +146,158 @@ PyObject* ret_none(PyObject*, PyObject*) { Py_RETURN_NONE; }
 PyObject* ret_false(PyObject*, PyObject*) { Py_RETURN_FALSE; }
 PyObject* ret_true(PyObject*, PyObject*) { Py_RETURN_TRUE; }
 
-// Libraries call sys.stdout.reconfigure(...) to change buffering or encoding: the
-// writer is unbuffered UTF-8 already, so it accepts and ignores the request.
-PyObject* writer_reconfigure(PyObject*, PyObject*, PyObject*) { Py_RETURN_NONE; }
+// The mode for `encoding` (a codec's normalized name) with `errors`.
+int mode_of(const char* encoding, PyObject* errors) {
+  if (std::strcmp(encoding, "utf-8") != 0) return kCodec;
+  for (int m = kStrict; m < kCodec; ++m)
+    if (PyUnicode_CompareWithASCIIString(errors, kUtf8Errors[m]) == 0) return m;
+  return kCodec;
+}
+
+// The normalized name of the text codec `encoding` (new reference); LookupError as
+// TextIOWrapper raises it when there is none.
+PyObject* codec_name(PyObject* encoding) {
+  const char* enc = PyUnicode_AsUTF8(encoding);
+  if (enc == nullptr) return nullptr;
+  PyObject* codecs = PyImport_ImportModule("codecs");
+  if (codecs == nullptr) return nullptr;
+  PyObject* info = PyObject_CallMethod(codecs, "lookup", "O", encoding);
+  Py_DECREF(codecs);
+  if (info == nullptr) return nullptr;
+  PyObject* is_text = PyObject_GetAttrString(info, "_is_text_encoding");
+  if (is_text == nullptr) {
+    PyErr_Clear();
+  } else {
+    int t = PyObject_IsTrue(is_text);
+    Py_DECREF(is_text);
+    if (t == 0)
+      PyErr_Format(PyExc_LookupError, "'%s' is not a text encoding; use codecs.encode() to handle arbitrary codecs", enc);
+    if (t <= 0) {
+      Py_DECREF(info);
+      return nullptr;
+    }
+  }
+  PyObject* name = PyObject_GetAttrString(info, "name");
+  Py_DECREF(info);
+  return name;
+}
+
+// The incremental encoder for `encoding` and `errors`, set as CPython's
+// TextIOWrapper sets it on a stream that is not seekable: without a BOM.
+PyObject* new_encoder(PyObject* encoding, PyObject* errors) {
+  PyObject* codecs = PyImport_ImportModule("codecs");
+  PyObject* factory = codecs != nullptr ? PyObject_CallMethod(codecs, "getincrementalencoder", "O", encoding) : nullptr;
+  Py_XDECREF(codecs);
+  PyObject* e = factory != nullptr ? PyObject_CallOneArg(factory, errors) : nullptr;
+  Py_XDECREF(factory);
+  if (e != nullptr && PyObject_HasAttrString(e, "setstate")) {
+    PyObject* r = PyObject_CallMethod(e, "setstate", "i", 0);
+    if (r == nullptr) Py_CLEAR(e);
+    Py_XDECREF(r);
+  }
+  return e;
+}
+
+// Sets what `w` encodes with (new values taken over by the writer).
+bool set_codec(WriterObject* w, PyObject* encoding, PyObject* errors) {
+  PyObject* name = codec_name(encoding);
+  if (name == nullptr) return false;
+  const char* n = PyUnicode_AsUTF8(name);
+  int mode = n != nullptr ? mode_of(n, errors) : kCodec;
+  PyObject* encoder = n != nullptr && mode == kCodec ? new_encoder(encoding, errors) : nullptr;
+  Py_DECREF(name);
+  if (n == nullptr || (mode == kCodec && encoder == nullptr)) return false;
+  w->mode = mode;
+  Py_XSETREF(w->encoder, encoder);
+  Py_INCREF(encoding);
+  Py_INCREF(errors);
+  Py_SETREF(w->encoding, encoding);
+  Py_SETREF(w->errors, errors);
+  return true;
+}
+
+// As TextIOWrapper.reconfigure: a new encoding without errors means errors='strict';
+// the writer has no buffer, so line_buffering and write_through are only recorded.
+// Writers shared by the sessions of an engine (not a worker's own) check the
+// arguments and stay as they are.
+PyObject* writer_reconfigure(PyObject* self, PyObject* args, PyObject* kwargs) {
+  auto* w = reinterpret_cast<WriterObject*>(self);
+  static const char* kwlist[] = {"encoding", "errors", "newline", "line_buffering", "write_through", nullptr};
+  PyObject *encoding = Py_None, *errors = Py_None, *newline = Py_None, *lb = Py_None, *wt = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOOO:reconfigure", const_cast<char**>(kwlist), &encoding,
+                                   &errors, &newline, &lb, &wt))
+    return nullptr;
+  if ((encoding != Py_None && !PyUnicode_Check(encoding)) || (errors != Py_None && !PyUnicode_Check(errors)) ||
+      (newline != Py_None && !PyUnicode_Check(newline))) {
+    PyErr_BadArgument();
+    return nullptr;
+  }
+  int line_buffering = w->line_buffering, write_through = w->write_through;
+  if (lb != Py_None && (line_buffering = PyObject_IsTrue(lb)) < 0) return nullptr;
+  if (wt != Py_None && (write_through = PyObject_IsTrue(wt)) < 0) return nullptr;
+  if (w->own == 0) Py_RETURN_NONE;
+  if (encoding != Py_None || errors != Py_None) {
+    PyObject* strict = nullptr;
+    if (errors == Py_None) {
+      errors = strict = PyUnicode_FromString("strict");
+      if (strict == nullptr) return nullptr;
+    }
+    bool ok = set_codec(w, encoding != Py_None ? encoding : w->encoding, errors);
+    Py_XDECREF(strict);
+    if (!ok) return nullptr;
+  }
+  w->line_buffering = line_buffering;
+  w->write_through = write_through;
+  Py_RETURN_NONE;
+}
 
 PyObject* writer_fileno(PyObject* self, PyObject*) {
-  return PyLong_FromLong(reinterpret_cast<WriterObject*>(self)->fd);
+  auto* w = reinterpret_cast<WriterObject*>(self);
+  if (closed_error(w)) return nullptr;
+  return PyLong_FromLong(w->fd);
+}
+
+PyObject* writer_flush(PyObject* self, PyObject*) {
+  if (closed_error(reinterpret_cast<WriterObject*>(self))) return nullptr;
+  Py_RETURN_NONE;
+}
+
+PyObject* writer_isatty(PyObject* self, PyObject*) {
+  if (closed_error(reinterpret_cast<WriterObject*>(self))) return nullptr;
+  Py_RETURN_FALSE;
+}
+
+// In a worker the writers are the process's own, as python3's: close() closes. In
+// an engine that runs sessions in-process they are shared, and close() does nothing.
+PyObject* writer_close(PyObject* self, PyObject*) {
+  auto* w = reinterpret_cast<WriterObject*>(self);
+  if (w->own != 0) w->closed = 1;
+  Py_RETURN_NONE;
 }
 
 PyObject* writer_repr(PyObject* self) {
   auto* w = reinterpret_cast<WriterObject*>(self);
-  return PyUnicode_FromFormat("<shmrepl writer name='<%s>' encoding='utf-8'>",
-                              w->fd == 2 ? "stderr" : "stdout");
+  return PyUnicode_FromFormat("<shmrepl writer name='<%s>' encoding=%R>", w->fd == 2 ? "stderr" : "stdout",
+                              w->encoding);
 }
 
 PyObject* writer_get_name(PyObject* self, void*) {
   return PyUnicode_FromString(reinterpret_cast<WriterObject*>(self)->fd == 2 ? "<stderr>" : "<stdout>");
 }
-PyObject* writer_get_encoding(PyObject*, void*) { return PyUnicode_FromString("utf-8"); }
+PyObject* writer_get_encoding(PyObject* self, void*) {
+  return Py_NewRef(reinterpret_cast<WriterObject*>(self)->encoding);
+}
 PyObject* writer_get_errors(PyObject* self, void*) {
-  return PyUnicode_FromString(reinterpret_cast<WriterObject*>(self)->backslash ? "backslashreplace" : "strict");
+  return Py_NewRef(reinterpret_cast<WriterObject*>(self)->errors);
+}
+PyObject* writer_get_closed(PyObject* self, void*) {
+  return PyBool_FromLong(reinterpret_cast<WriterObject*>(self)->closed);
+}
+PyObject* writer_get_line_buffering(PyObject* self, void*) {
+  return PyBool_FromLong(reinterpret_cast<WriterObject*>(self)->line_buffering);
+}
+PyObject* writer_get_write_through(PyObject* self, void*) {
+  return PyBool_FromLong(reinterpret_cast<WriterObject*>(self)->write_through);
 }
 PyObject* get_false(PyObject*, void*) { Py_RETURN_FALSE; }
 PyObject* get_none(PyObject*, void*) { Py_RETURN_NONE; }
@@ -141,7 +310,11 @@ PyObject* writer_get_buffer(PyObject* self, void*) {
 
 void writer_dealloc(PyObject* self) {
   PyTypeObject* tp = Py_TYPE(self);
-  Py_XDECREF(reinterpret_cast<WriterObject*>(self)->buffer);
+  auto* w = reinterpret_cast<WriterObject*>(self);
+  Py_XDECREF(w->buffer);
+  Py_XDECREF(w->encoding);
+  Py_XDECREF(w->errors);
+  Py_XDECREF(w->encoder);
   tp->tp_free(self);
   Py_DECREF(tp);
 }
@@ -149,9 +322,9 @@ void writer_dealloc(PyObject* self) {
 PyMethodDef g_writer_methods[] = {
     {"write", writer_write, METH_O, "Write str to the execution's ring; returns len(s)."},
     {"writelines", writer_writelines, METH_O, nullptr},
-    {"flush", ret_none, METH_NOARGS, "Nothing to do: every write is already in the ring."},
-    {"close", ret_none, METH_NOARGS, nullptr},
-    {"isatty", ret_false, METH_NOARGS, nullptr},
+    {"flush", writer_flush, METH_NOARGS, "Nothing to do: every write is already in the ring."},
+    {"close", writer_close, METH_NOARGS, nullptr},
+    {"isatty", writer_isatty, METH_NOARGS, nullptr},
     {"fileno", writer_fileno, METH_NOARGS, nullptr},
     {"writable", ret_true, METH_NOARGS, nullptr},
     {"readable", ret_false, METH_NOARGS, nullptr},
@@ -164,9 +337,9 @@ PyGetSetDef g_writer_getset[] = {
     {"name", writer_get_name, nullptr, nullptr, nullptr},
     {"encoding", writer_get_encoding, nullptr, nullptr, nullptr},
     {"errors", writer_get_errors, nullptr, nullptr, nullptr},
-    {"closed", get_false, nullptr, nullptr, nullptr},
-    {"line_buffering", get_false, nullptr, nullptr, nullptr},
-    {"write_through", get_false, nullptr, nullptr, nullptr},
+    {"closed", writer_get_closed, nullptr, nullptr, nullptr},
+    {"line_buffering", writer_get_line_buffering, nullptr, nullptr, nullptr},
+    {"write_through", writer_get_write_through, nullptr, nullptr, nullptr},
     {"newlines", get_none, nullptr, nullptr, nullptr},
     {"mode", writer_get_mode, nullptr, nullptr, nullptr},
     {"buffer", writer_get_buffer, nullptr, nullptr, nullptr},
@@ -243,16 +416,31 @@ PyObject* new_writer(int fd) {
     return nullptr;
   }
   w->fd = fd;
-  w->backslash = fd == 2;
+  w->mode = fd == 2 ? kBackslash : kStrict;
+  w->closed = 0;
+  w->own = 0;
+  w->line_buffering = 0;
+  w->write_through = 0;
   w->buffer = reinterpret_cast<PyObject*>(b);
+  w->encoder = nullptr;
+  w->encoding = PyUnicode_FromString("utf-8");
+  w->errors = PyUnicode_FromString(kUtf8Errors[w->mode]);
+  if (w->encoding == nullptr || w->errors == nullptr) {
+    Py_DECREF(w);
+    return nullptr;
+  }
   return reinterpret_cast<PyObject*>(w);
 }
 
 // ---- print() fast path -----------------------------------------------------
 
+PyObject* g_stdout = nullptr;  // the writers install_hooks() made
+PyObject* g_stderr = nullptr;
 PyObject* g_orig_print = nullptr;
 PyObject* g_sys_dict = nullptr;
 PyObject* g_str_stdout = nullptr;
+PyObject* g_str_space = nullptr;
+PyObject* g_str_newline = nullptr;
 
 // Collects the pieces of one print() and hands them to the ring as one write,
 // so a print stays whole even when other threads write while the ring is full.
@@ -288,14 +476,14 @@ class PrintParts {
   std::size_t nsegs_ = 0, nrefs_ = 0;
 };
 
-bool text_option(PyObject* v, const char* what, Segment* out, bool backslash, PrintParts& parts) {
+bool text_option(PyObject* v, const char* what, Segment* out, const WriterObject* w, PrintParts& parts) {
   if (!PyUnicode_Check(v)) {
     PyErr_Format(PyExc_TypeError, "%s must be None or a string, not %.200s", what, Py_TYPE(v)->tp_name);
     return false;
   }
   if (PyUnicode_READY(v) < 0) return false;
   PyObject* keep = nullptr;
-  if (!segment_of(v, backslash, out, &keep)) return false;
+  if (!segment_of(v, w, out, &keep)) return false;
   if (keep != nullptr) parts.hold(keep);
   return true;
 }
@@ -326,25 +514,29 @@ PyObject* fast_print(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObjec
     return PyObject_Vectorcall(g_orig_print, args, static_cast<size_t>(nargs), kwnames);
 
   auto* w = reinterpret_cast<WriterObject*>(file);
-  bool bs = w->backslash != 0;
+  if (closed_error(w)) return nullptr;
   PrintParts parts;
   parts.reserve(static_cast<std::size_t>(nargs) * 2 + 2);
   Segment sep_seg{" ", 1, 0}, end_seg{"\n", 1, 0};
   if (sep == Py_None) sep = nullptr;
   if (end == Py_None) end = nullptr;
-  if (sep != nullptr && !text_option(sep, "sep", &sep_seg, bs, parts)) return nullptr;
-  if (end != nullptr && !text_option(end, "end", &end_seg, bs, parts)) return nullptr;
+  if (w->mode == kCodec) {  // the defaults are bytes of UTF-8 only
+    if (sep == nullptr) sep = g_str_space;
+    if (end == nullptr) end = g_str_newline;
+  }
+  if (sep != nullptr && !text_option(sep, "sep", &sep_seg, w, parts)) return nullptr;
+  if (end != nullptr && !text_option(end, "end", &end_seg, w, parts)) return nullptr;
   for (Py_ssize_t i = 0; i < nargs; ++i) {
     if (i > 0) parts.add(sep_seg);
     PyObject* s = PyObject_Str(args[i]);
     Segment seg;
     PyObject* keep = nullptr;
-    if (s == nullptr || PyUnicode_READY(s) < 0 || !segment_of(s, bs, &seg, &keep)) {
+    if (s == nullptr || PyUnicode_READY(s) < 0 || !segment_of(s, w, &seg, &keep)) {
       // As CPython's print: what came before the failing argument is written.
       Py_XDECREF(s);
       PyObject *t, *v, *tb;
       PyErr_Fetch(&t, &v, &tb);
-      bool ok = emit(stream_of(w->fd), parts.data(), parts.size(), true);
+      bool ok = emit(stream_of(w->fd), parts.data(), parts.size(), utf8_text(w));
       if (!ok) {
         Py_XDECREF(t);
         Py_XDECREF(v);
@@ -359,7 +551,7 @@ PyObject* fast_print(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObjec
     parts.add(seg);
   }
   parts.add(end_seg);
-  if (!emit(stream_of(w->fd), parts.data(), parts.size(), true)) return nullptr;
+  if (!emit(stream_of(w->fd), parts.data(), parts.size(), utf8_text(w))) return nullptr;
   Py_RETURN_NONE;
 }
 
@@ -578,6 +770,107 @@ void replace(PyObject* module, const char* name, PyMethodDef* def, PyObject** or
 
 void set_fd_captured_fn(FdCapturedFn fn) noexcept { g_fd_captured = fn; }
 
+namespace {
+
+const char* env_value(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && v[0] != '\0' ? v : nullptr;
+}
+
+// What python3 started with this environment would use for its standard streams
+// (CPython 3.11's config_init_stdio_encoding): the encoding and errors of stdout.
+struct StdioConfig {
+  std::string encoding;
+  std::string errors;
+};
+
+StdioConfig stdio_config() {
+  // The LC_CTYPE locale: LC_ALL, else LC_CTYPE, else LANG; one that does not
+  // exist leaves python3 in the C locale.
+  const char* name = env_value("LC_ALL");
+  const bool lc_all = name != nullptr;
+  if (name == nullptr) name = env_value("LC_CTYPE");
+  if (name == nullptr) name = env_value("LANG");
+  std::string loc = name != nullptr ? name : "C";
+  std::string codeset = "ANSI_X3.4-1968";
+  if (loc != "C" && loc != "POSIX") {
+    locale_t l = newlocale(LC_CTYPE_MASK, loc.c_str(), static_cast<locale_t>(nullptr));
+    if (l == static_cast<locale_t>(nullptr)) {
+      loc = "C";
+    } else {
+      codeset = nl_langinfo_l(CODESET, l);
+      freelocale(l);
+    }
+  }
+  const bool c_locale = loc == "C" || loc == "POSIX";
+  const char* coerce = env_value("PYTHONCOERCECLOCALE");
+  if (c_locale && !lc_all && (coerce == nullptr || std::strcmp(coerce, "0") != 0)) {
+    loc = "C.UTF-8";  // PEP 538: python3 coerces the C locale to C.UTF-8
+    codeset = "UTF-8";
+  }
+  const char* utf8 = env_value("PYTHONUTF8");
+  const bool utf8_mode = utf8 != nullptr ? std::strcmp(utf8, "1") == 0 : c_locale;  // PEP 540
+
+  StdioConfig c;
+  if (const char* io = env_value("PYTHONIOENCODING")) {
+    const char* colon = std::strchr(io, ':');
+    c.encoding.assign(io, colon != nullptr ? static_cast<std::size_t>(colon - io) : std::strlen(io));
+    if (colon != nullptr) c.errors = colon + 1;
+    if (!c.encoding.empty() && c.errors.empty()) c.errors = "strict";
+  }
+  if (c.encoding.empty()) c.encoding = utf8_mode ? "utf-8" : codeset;
+  if (c.errors.empty())
+    c.errors = utf8_mode || loc == "C" || loc == "POSIX" || loc == "C.UTF-8" || loc == "C.utf8" || loc == "UTF-8"
+                   ? "surrogateescape"
+                   : "strict";
+  return c;
+}
+
+// Gives the writer `o` the codec `name` and errors.
+void configure_writer(PyObject* o, PyObject* name, const char* errors) {
+  auto* w = reinterpret_cast<WriterObject*>(o);
+  PyObject* err = PyUnicode_DecodeFSDefault(errors);
+  if (err != nullptr) set_codec(w, name, err);
+  Py_XDECREF(err);
+  w->own = 1;
+  w->write_through = 1;  // as python3 -u
+  PyErr_Clear();
+}
+
+}  // namespace
+
+void configure_worker_streams() {
+  if (g_stdout == nullptr || g_stderr == nullptr) return;
+  const StdioConfig c = stdio_config();
+  // As python3 shows it: the codec's normalized name. An unknown one (python3 would
+  // not start) leaves UTF-8.
+  PyObject* enc = PyUnicode_DecodeFSDefault(c.encoding.c_str());
+  PyObject* name = enc != nullptr ? codec_name(enc) : nullptr;
+  Py_XDECREF(enc);
+  if (name == nullptr) {
+    PyErr_Clear();
+    name = PyUnicode_FromString("utf-8");
+    if (name == nullptr) {
+      PyErr_Clear();
+      return;
+    }
+  }
+  configure_writer(g_stdout, name, c.errors.c_str());
+  configure_writer(g_stderr, name, "backslashreplace");
+  // sys.stdin is CPython's own, made with the engine's environment.
+  PyObject* in = PySys_GetObject("stdin");  // borrowed
+  PyObject* m = in != nullptr && in != Py_None ? PyObject_GetAttrString(in, "reconfigure") : nullptr;
+  PyObject* kw = m != nullptr ? Py_BuildValue("{s:O,s:s}", "encoding", name, "errors", c.errors.c_str()) : nullptr;
+  PyObject* args = kw != nullptr ? PyTuple_New(0) : nullptr;
+  PyObject* r = args != nullptr ? PyObject_Call(m, args, kw) : nullptr;
+  Py_XDECREF(r);
+  Py_XDECREF(args);
+  Py_XDECREF(kw);
+  Py_XDECREF(m);
+  Py_DECREF(name);
+  PyErr_Clear();
+}
+
 void reset_engine_pid() noexcept {
   g_engine_pid = getpid();
   g_real_os_exit = true;
@@ -593,8 +886,12 @@ void install_hooks() {
   g_sys_dict = PyModule_GetDict(sys);
   Py_INCREF(g_sys_dict);
   g_str_stdout = must(PyUnicode_InternFromString("stdout"), "intern");
+  g_str_space = must(PyUnicode_InternFromString(" "), "intern");
+  g_str_newline = must(PyUnicode_InternFromString("\n"), "intern");
   PyObject* out = must(new_writer(1), "stdout writer");
   PyObject* err = must(new_writer(2), "stderr writer");
+  g_stdout = Py_NewRef(out);
+  g_stderr = Py_NewRef(err);
   set_attr(sys, "stdout", out, "sys.stdout");
   set_attr(sys, "__stdout__", out, "sys.__stdout__");
   set_attr(sys, "stderr", err, "sys.stderr");

@@ -13,6 +13,10 @@ void install_hooks();
 // A forked worker: the process whose os.close is ours is this one now, and
 // os._exit is the real one (it ends the worker, and the supervisor reports its code).
 void reset_engine_pid() noexcept;
+// A worker, once its environment is the session's: the writers take the encoding and
+// errors python3 would take from it (locale, PYTHONIOENCODING, PYTHONUTF8), are
+// write-through, and close() closes them; sys.stdin is reconfigured to match. [GIL]
+void configure_worker_streams();
 
 // Set by fd capture: true if `fd` (1 or 2) is still our capture pipe. [GIL]
 using FdCapturedFn = bool (*)(int fd);
