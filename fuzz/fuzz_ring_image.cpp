@@ -244,7 +244,8 @@ Built build_image(Bytes& in) {
   put(kProducerOffset, &block, sizeof block);
   for (uint32_t i = 0; i < taken_slots; ++i) {
     ReaderSlot slot{};
-    slot.owner_pid.store(kOtherPid, std::memory_order_relaxed);
+    // Owned by a live process (init), so attach cannot reclaim it.
+    slot.owner.store(make_owner(1, 1), std::memory_order_relaxed);
     put(kSlotsOffset + i * sizeof slot, &slot, sizeof slot);
   }
   put(kDataOffset, data.data(), data.size());
@@ -278,7 +279,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto me = static_cast<uint32_t>(::getpid());
     std::size_t n = 0;
     for (std::size_t i = 0; i < kReaderSlots; ++i)
-      n += slots[i].owner_pid.load(std::memory_order_relaxed) == me ? 1 : 0;
+      n += owner_pid(slots[i].owner.load(std::memory_order_relaxed)) == me ? 1 : 0;
     return n;
   };
   const std::size_t ours_before = ours();

@@ -2,6 +2,7 @@
 // the record verifier.
 #include <flatbuffers/flatbuffers.h>
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 
@@ -18,6 +19,11 @@ static_assert(offsetof(shmrepl_record_t, data) == 40 && offsetof(shmrepl_record_
 struct shmrepl_reader {
   std::unique_ptr<shmrepl::shm::Reader> ring;
   std::string error;
+  bool handed_out = false;                           // some record was handed out
+  uint32_t last_kind = SHMREPL_RECORD_UNKNOWN;       // the kind of the last one
+  // Set while a call runs: a second thread is refused, not let into the reader's
+  // unsynchronized state (the acquire/release pair orders successive users).
+  mutable std::atomic<bool> in_use{false};
 };
 
 namespace {
@@ -25,12 +31,51 @@ namespace {
 using shmrepl::abi::fail;
 using shmrepl::abi::guarded;
 
+class Exclusive {
+ public:
+  explicit Exclusive(const shmrepl_reader* r) noexcept
+      : r_(r), ok_(!r->in_use.exchange(true, std::memory_order_acquire)) {}
+  ~Exclusive() {
+    if (ok_) r_->in_use.store(false, std::memory_order_release);
+  }
+  Exclusive(const Exclusive&) = delete;
+  Exclusive& operator=(const Exclusive&) = delete;
+  bool ok() const noexcept { return ok_; }
+
+ private:
+  const shmrepl_reader* r_;
+  bool ok_;
+};
+
+shmrepl_status_t busy() { return fail(SHMREPL_E_STATE, "reader used from two threads at once"); }
+
+// Every stream, background rings included, ends with a FINISHED record: a ring marked
+// finished without one was cut short (or tampered with).
+shmrepl_status_t end_of_stream(shmrepl_reader* r) {
+  bool ends_well = false;
+  if (r->handed_out) {
+    ends_well = r->last_kind == SHMREPL_RECORD_FINISHED;
+  } else {
+    // Attached after the end (or everything was released by others): judge by the
+    // ring's newest frame.
+    shmrepl::shm::Frame last{};
+    shmrepl_record_t rec{};
+    ends_well = r->ring->newest_frame(&last) &&
+                shmrepl::records::decode(last.payload, last.flags, &rec) == SHMREPL_OK &&
+                rec.kind == SHMREPL_RECORD_FINISHED;
+  }
+  if (!ends_well)
+    return fail(SHMREPL_E_CORRUPT, "the ring is marked finished but holds no FINISHED record "
+                                   "(the output was cut short or the ring was tampered with)");
+  return SHMREPL_E_EOF;
+}
+
 shmrepl_status_t next_one(shmrepl_reader* r, int64_t timeout_ns, shmrepl_record_t* out) {
   shmrepl::shm::Frame frame{};
   shmrepl_status_t st = r->ring->next(timeout_ns, &frame, &r->error);
+  if (st == SHMREPL_E_EOF) return end_of_stream(r);
   if (st != SHMREPL_OK) {
-    if (st != SHMREPL_E_AGAIN && st != SHMREPL_E_TIMEOUT && st != SHMREPL_E_EOF)
-      shmrepl::abi::set_error(r->error);
+    if (st != SHMREPL_E_AGAIN && st != SHMREPL_E_TIMEOUT) shmrepl::abi::set_error(r->error);
     return st;
   }
   st = shmrepl::records::decode(frame.payload, frame.flags, out);
@@ -40,6 +85,8 @@ shmrepl_status_t next_one(shmrepl_reader* r, int64_t timeout_ns, shmrepl_record_
     r->ring->unread_last();
     return fail(st, "record failed verification");
   }
+  r->handed_out = true;
+  r->last_kind = out->kind;
   return SHMREPL_OK;
 }
 
@@ -83,12 +130,17 @@ SHMREPL_API shmrepl_status_t shmrepl_reader_open(const char* ring_name,
   });
 }
 
-SHMREPL_API void shmrepl_reader_close(shmrepl_reader_t* reader) { delete reader; }
+SHMREPL_API void shmrepl_reader_close(shmrepl_reader_t* reader) {
+  shmrepl::abi::clear_error();
+  delete reader;
+}
 
 SHMREPL_API shmrepl_status_t shmrepl_reader_next(shmrepl_reader_t* reader, int64_t timeout_ns,
                                                  shmrepl_record_t* out) {
   return guarded([&] {
     if (reader == nullptr || out == nullptr) return fail(SHMREPL_E_INVALID, "reader or out is NULL");
+    Exclusive only(reader);
+    if (!only.ok()) return busy();
     return next_one(reader, timeout_ns, out);
   });
 }
@@ -100,6 +152,8 @@ SHMREPL_API shmrepl_status_t shmrepl_reader_next_batch(shmrepl_reader_t* reader,
     if (n != nullptr) *n = 0;
     if (reader == nullptr || out == nullptr || n == nullptr || max == 0)
       return fail(SHMREPL_E_INVALID, "reader, out or n is NULL, or max is 0");
+    Exclusive only(reader);
+    if (!only.ok()) return busy();
     shmrepl_status_t st = next_one(reader, timeout_ns, &out[0]);
     if (st != SHMREPL_OK) return st;
     size_t got = 1;
@@ -114,18 +168,30 @@ SHMREPL_API shmrepl_status_t shmrepl_reader_next_batch(shmrepl_reader_t* reader,
 }
 
 SHMREPL_API shmrepl_status_t shmrepl_reader_release(shmrepl_reader_t* reader, size_t n) {
-  if (reader == nullptr) return fail(SHMREPL_E_INVALID, "reader is NULL");
-  shmrepl_status_t st = reader->ring->release(n);
-  if (st != SHMREPL_OK) return fail(st, "release of more records than are held");
-  return SHMREPL_OK;
+  return guarded([&] {
+    if (reader == nullptr) return fail(SHMREPL_E_INVALID, "reader is NULL");
+    Exclusive only(reader);
+    if (!only.ok()) return busy();
+    shmrepl_status_t st = reader->ring->release(n);
+    if (st != SHMREPL_OK) return fail(st, "release of more records than are held");
+    return SHMREPL_OK;
+  });
 }
 
 SHMREPL_API size_t shmrepl_reader_held(const shmrepl_reader_t* reader) {
-  return reader != nullptr ? reader->ring->held() : 0;
+  shmrepl::abi::clear_error();
+  if (reader == nullptr) return 0;
+  Exclusive only(reader);
+  if (!only.ok()) {
+    busy();
+    return 0;
+  }
+  return reader->ring->held();
 }
 
 SHMREPL_API uint64_t shmrepl_reader_execution_id(const shmrepl_reader_t* reader) {
-  return reader != nullptr ? reader->ring->execution_id() : 0;
+  shmrepl::abi::clear_error();
+  return reader != nullptr ? reader->ring->execution_id() : 0;  // constant after open
 }
 
 SHMREPL_API shmrepl_status_t shmrepl_reader_mapping(const shmrepl_reader_t* reader,

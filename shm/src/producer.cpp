@@ -39,6 +39,24 @@ bool valid_ring_name(std::string_view name) noexcept {
   return true;
 }
 
+bool claim_reader_slot(ReaderSlot& slot, uint32_t pid, bool take_free) noexcept {
+  uint64_t word = slot.owner.load(std::memory_order_acquire);
+  if (owner_pid(word) == 0) {
+    if (!take_free) return false;
+  } else {
+    uint64_t start = slot.owner_start_time.load(std::memory_order_acquire);
+    // The start time must belong to the owner word we judge.
+    if (slot.owner.load(std::memory_order_acquire) != word) return false;
+    if (process_alive(static_cast<pid_t>(owner_pid(word)), start)) return false;
+    // Cleared before the slot changes hands (see ReaderSlot); fails if someone
+    // else reclaimed it meanwhile and published its own.
+    if (!slot.owner_start_time.compare_exchange_strong(start, 0, std::memory_order_acq_rel))
+      return false;
+  }
+  return slot.owner.compare_exchange_strong(word, make_owner(pid, owner_generation(word) + 1),
+                                            std::memory_order_acq_rel);
+}
+
 std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptions& options) {
   if (!valid_ring_name(name)) throw std::invalid_argument("invalid ring name: " + name);
   if (options.capacity > kMaxCapacity) throw std::invalid_argument("ring capacity too large");
@@ -72,6 +90,7 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
                                 p->name_ + " (is /dev/shm full?)");
   p->allocated_ = first;
   p->fd_ = fd;
+  p->self_pid_ = static_cast<uint32_t>(::getpid());
   p->map_->region = bip::mapped_region(p->map_->object, bip::read_write);
   // A child that user code forks must never write to (or hold) the ring.
   ::madvise(p->map_->region.get_address(), p->map_->region.get_size(), MADV_DONTFORK);
@@ -123,6 +142,7 @@ std::unique_ptr<Producer> Producer::take_over(const std::string& name) {
   }
   p->name_ = name;
   p->unlink_on_close_ = false;
+  p->self_pid_ = static_cast<uint32_t>(::getpid());
   auto* base = static_cast<std::byte*>(p->map_->region.get_address());
   const std::size_t size = p->map_->region.get_size();
   p->header_ = reinterpret_cast<RingHeader*>(base);
@@ -286,15 +306,12 @@ void Producer::commit(std::size_t length, uint32_t flags) noexcept {
 void Producer::detach_dead_readers() noexcept {
   for (std::size_t i = 0; i < kReaderSlots; ++i) {
     ReaderSlot& s = slots_[i];
-    uint32_t pid = s.owner_pid.load(std::memory_order_acquire);
-    if (pid == 0) continue;
-    if (!process_alive(static_cast<pid_t>(pid), s.owner_start_time.load(std::memory_order_acquire))) {
-      s.active.store(0, std::memory_order_seq_cst);
-      // A stale start time would make the slot's next owner look dead (pid differs).
-      s.owner_start_time.store(0, std::memory_order_relaxed);
-      // Free the slot only if it still belongs to the dead process.
-      s.owner_pid.compare_exchange_strong(pid, 0, std::memory_order_acq_rel);
-    }
+    // The slot becomes ours for a moment (we are alive: nobody else reclaims it),
+    // so `active` is cleared before anyone can claim it again.
+    if (!claim_reader_slot(s, self_pid_, false)) continue;
+    s.active.store(0, std::memory_order_seq_cst);
+    s.owner.store(make_owner(0, owner_generation(s.owner.load(std::memory_order_relaxed))),
+                  std::memory_order_seq_cst);
   }
 }
 

@@ -127,15 +127,24 @@ shmrepl_status_t Reader::init(shmrepl_reader_start_t start, std::string* error) 
 
   auto* slots = reinterpret_cast<ReaderSlot*>(base_ + kSlotsOffset);
   uint32_t me = static_cast<uint32_t>(::getpid());
-  for (uint32_t i = 0; i < header_->reader_slots; ++i) {
-    uint32_t expected = 0;
-    if (slots[i].owner_pid.compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
-      slot_ = &slots[i];
-      break;
+  // A free slot first; then one whose owner died without detaching (the producer
+  // reclaims those too, but only while it waits for space).
+  for (int pass = 0; pass < 2 && slot_ == nullptr; ++pass) {
+    for (uint32_t i = 0; i < header_->reader_slots; ++i) {
+      bool free = owner_pid(slots[i].owner.load(std::memory_order_relaxed)) == 0;
+      if (free != (pass == 0)) continue;
+      if (claim_reader_slot(slots[i], me, true)) {
+        slot_ = &slots[i];
+        break;
+      }
     }
   }
   if (slot_ == nullptr) return fail(error, SHMREPL_E_NO_SLOT, "every reader slot of the ring is taken");
+  owner_ = slot_->owner.load(std::memory_order_relaxed);
   slot_->owner_start_time.store(process_start_time(::getpid()), std::memory_order_release);
+  // A dead owner's slot is still active at its old position: inactive until our
+  // start is published, as for a free slot.
+  slot_->active.store(0, std::memory_order_seq_cst);
 
   // Attach protocol, see Producer::refresh_limit: publish a start, become active,
   // then move up to the tail until it stops moving.
@@ -159,7 +168,7 @@ Reader::~Reader() {
     // The next owner publishes its start time only after claiming the slot: until
     // then the producer must not judge it by ours (see detach_dead_readers).
     slot_->owner_start_time.store(0, std::memory_order_relaxed);
-    slot_->owner_pid.store(0, std::memory_order_seq_cst);
+    slot_->owner.store(make_owner(0, owner_generation(owner_)), std::memory_order_seq_cst);
     // The producer may be waiting on us alone.
     wake_producer();
   }
@@ -276,6 +285,24 @@ shmrepl_status_t Reader::next(int64_t timeout_ns, Frame* out, std::string* error
     push_end(cursor_);
     return SHMREPL_OK;
   }
+}
+
+bool Reader::newest_frame(Frame* out) noexcept {
+  if (header_->state.load(std::memory_order_acquire) != static_cast<uint32_t>(RingState::kFinished))
+    return false;
+  const uint64_t write = block_->write_pos.load(std::memory_order_acquire);
+  const uint64_t at = block_->last_frame.load(std::memory_order_acquire);
+  // Nothing is written after `finished`: the last lap before write_pos is intact.
+  if (write == 0 || at >= write || write - at > capacity_ || (at % kFrameAlign) != 0) return false;
+  const uint64_t off = at & mask_;
+  FrameHeader h;
+  std::memcpy(&h, data_ + off, sizeof h);
+  if ((h.flags & ~kKnownFlags) != 0 || (h.flags & kFlagPad) != 0 || h.length > max_payload_ ||
+      frame_size(h.length) > capacity_ - off || at + frame_size(h.length) != write)
+    return false;
+  out->payload = {data_ + off + kFrameHeaderSize, h.length};
+  out->flags = h.flags;
+  return true;
 }
 
 void Reader::unread_last() noexcept {

@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <set>
@@ -61,6 +63,14 @@ std::unique_ptr<shm::Producer> make_ring(const std::string& name, uint64_t capac
 void put(shm::Producer& p, uint64_t seq, std::string_view text, uint32_t flags = 0,
          shmrepl_stream_t stream = SHMREPL_STREAM_STDOUT) {
   test::write_output(p, {p.execution_id(), seq, 1000 + seq}, stream, test::as_bytes(text), flags);
+}
+
+// Ends the stream the way every producer does: a FINISHED record, then the state.
+void finish_ring(shm::Producer& p, uint64_t seq) {
+  std::vector<std::byte> fin;
+  records::encode_finished(fin, {p.execution_id(), seq, 0}, SHMREPL_FINISH_OK, 0, 1);
+  p.write(fin, 0, true);
+  p.finish();
 }
 
 std::string data_of(const shmrepl_record_t& rec) {
@@ -422,6 +432,7 @@ TEST(ReaderApi, SeveralReadersThreads) {
         if (st == SHMREPL_E_EOF) break;
         ASSERT_EQ(st, SHMREPL_OK) << shmrepl_last_error();
         for (std::size_t k = 0; k < got; ++k) {
+          if (recs[k].kind == SHMREPL_RECORD_FINISHED) continue;
           ASSERT_EQ(recs[k].seq, expect++);
           h = test::fnv1a(h, recs[k].data, recs[k].data_len);
         }
@@ -441,7 +452,7 @@ TEST(ReaderApi, SeveralReadersThreads) {
     h = test::fnv1a(h, data.data(), len);
     test::write_output(*p, {42, i, 0}, SHMREPL_STREAM_STDOUT, {data.data(), len}, 0);
   }
-  p->finish();
+  finish_ring(*p, n);
   for (auto& t : threads) t.join();
   for (int i = 0; i < kReaders; ++i) {
     EXPECT_EQ(counts[static_cast<std::size_t>(i)], n) << i;
@@ -542,9 +553,9 @@ TEST(ReaderApi, ReaderDied) {
   EXPECT_GE(dt, 40ms);
   EXPECT_LT(dt, 2s);
   EXPECT_EQ(p->attached_readers(), 1u);
-  p->finish();
+  finish_ring(*p, seq);
   live_thread.join();
-  EXPECT_EQ(live_count, seq);
+  EXPECT_EQ(live_count, seq + 1);  // and FINISHED
   EXPECT_TRUE(live_in_order);
   int status = 0;
   ::waitpid(child, &status, 0);
@@ -560,6 +571,260 @@ namespace {
 
 // shmrepl_reader_mapping (1.1): every view a reader hands out lies inside its mapping,
 // and the mapping is the ring's size (header pages + data), not a copy.
+// ---- issue 9: dead readers, cut-short rings, shared readers, last_error -------
+
+// Forks a reader process that attaches, takes one record and _exits without
+// closing; returns once it has exited (a zombie until reaped).
+pid_t dead_reader(const std::string& name) {
+  pid_t child = ::fork();
+  if (child == 0) {
+    shmrepl_reader_t* r = nullptr;
+    if (shmrepl_reader_open(name.c_str(), nullptr, &r) != SHMREPL_OK) ::_exit(2);
+    shmrepl_record_t rec{};
+    ::_exit(shmrepl_reader_next(r, 0, &rec) == SHMREPL_OK ? 0 : 3);  // no close
+  }
+  siginfo_t info{};
+  EXPECT_EQ(::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);
+  EXPECT_EQ(info.si_status, 0) << "the reader child failed";
+  return child;
+}
+
+void reap(std::vector<pid_t>& children) {
+  for (pid_t c : children) ::waitpid(c, nullptr, 0);
+  children.clear();
+}
+
+// Sixteen readers that die attached: a 17th still attaches (their slots are
+// reclaimed at attach, zombies included), while the producer never waits for space
+// and also after the execution finished.
+TEST(ReaderApi, SixteenDeadReadersDoNotLockTheRing) {
+  std::string name = unique_ring_name("dead16");
+  auto p = make_ring(name, 1 << 16);
+  for (uint64_t i = 0; i < 3; ++i) put(*p, i, "line " + std::to_string(i));
+  std::vector<pid_t> children;
+  for (std::size_t i = 0; i < shm::kReaderSlots; ++i) children.push_back(dead_reader(name));
+  {  // zombies, not reaped yet
+    auto r = open_reader(name);
+    ASSERT_NE(r, nullptr);
+    shmrepl_record_t rec{};
+    ASSERT_EQ(shmrepl_reader_next(r.get(), 0, &rec), SHMREPL_OK);
+    EXPECT_EQ(data_of(rec), "line 0");
+  }
+  reap(children);
+  finish_ring(*p, 3);
+  // Sixteen more die after the end; no producer will ever wait for space again.
+  for (std::size_t i = 0; i < shm::kReaderSlots; ++i) children.push_back(dead_reader(name));
+  reap(children);
+  auto r = open_reader(name);
+  ASSERT_NE(r, nullptr);
+  shmrepl_record_t rec{};
+  std::vector<std::string> got;
+  shmrepl_status_t st;
+  while ((st = shmrepl_reader_next(r.get(), 0, &rec)) == SHMREPL_OK) {
+    got.push_back(rec.kind == SHMREPL_RECORD_FINISHED ? "FINISHED" : data_of(rec));
+    ASSERT_EQ(shmrepl_reader_release(r.get(), 1), SHMREPL_OK);
+  }
+  EXPECT_EQ(st, SHMREPL_E_EOF) << shmrepl_last_error();
+  EXPECT_EQ(got, (std::vector<std::string>{"line 0", "line 1", "line 2", "FINISHED"}));
+  // Every slot is usable again: sixteen live readers at once.
+  std::vector<ReaderPtr> live;
+  for (std::size_t i = 1; i < shm::kReaderSlots; ++i) live.push_back(open_reader(name));
+  EXPECT_EQ(p->attached_readers(), shm::kReaderSlots);
+}
+
+// A ring marked finished without a FINISHED record was cut short: E_CORRUPT, not
+// E_EOF, after every record it does hold.
+TEST(ReaderApi, FinishedStateWithoutFinishedRecordIsCorrupt) {
+  std::string name = unique_ring_name("nofin");
+  auto p = make_ring(name);
+  auto r = open_reader(name);
+  put(*p, 0, "cut");
+  p->finish();  // the header says finished, but no FINISHED record
+  shmrepl_record_t rec{};
+  ASSERT_EQ(shmrepl_reader_next(r.get(), 0, &rec), SHMREPL_OK);
+  EXPECT_EQ(data_of(rec), "cut");
+  EXPECT_EQ(shmrepl_reader_next(r.get(), 0, &rec), SHMREPL_E_CORRUPT);
+  EXPECT_NE(std::string(shmrepl_last_error()).find("no FINISHED record"), std::string::npos)
+      << shmrepl_last_error();
+  EXPECT_EQ(shmrepl_reader_next(r.get(), -1, &rec), SHMREPL_E_CORRUPT);  // and stays so
+  std::size_t n = 3;
+  EXPECT_EQ(shmrepl_reader_next_batch(r.get(), &rec, 1, &n, -1), SHMREPL_E_CORRUPT);
+  EXPECT_EQ(n, 0u);
+  // A reader that attaches after the end sees nothing: judged by the ring's last frame.
+  EXPECT_EQ(shmrepl_reader_next(open_reader(name, SHMREPL_START_NEWEST).get(), 0, &rec), SHMREPL_E_CORRUPT);
+  // An empty ring marked finished.
+  std::string empty = unique_ring_name("nofin-empty");
+  auto q = make_ring(empty);
+  q->finish();
+  EXPECT_EQ(shmrepl_reader_next(open_reader(empty).get(), 0, &rec), SHMREPL_E_CORRUPT);
+}
+
+// The rule holds for background rings (execution id 0) too, and a reader that attaches
+// after a proper end gets E_EOF.
+TEST(ReaderApi, FinishedRecordEndsEveryRing) {
+  std::string name = unique_ring_name("bgfin");
+  auto p = make_ring(name, 4096, 0);
+  put(*p, 0, "from a thread");
+  auto oldest = open_reader(name);
+  finish_ring(*p, 1);
+  shmrepl_record_t rec{};
+  auto newest = open_reader(name, SHMREPL_START_NEWEST);
+  EXPECT_EQ(shmrepl_reader_next(newest.get(), 0, &rec), SHMREPL_E_EOF) << shmrepl_last_error();
+  ASSERT_EQ(shmrepl_reader_next(oldest.get(), 0, &rec), SHMREPL_OK);
+  EXPECT_EQ(rec.execution_id, 0u);
+  ASSERT_EQ(shmrepl_reader_next(oldest.get(), 0, &rec), SHMREPL_OK);
+  EXPECT_EQ(rec.kind, SHMREPL_RECORD_FINISHED);
+  EXPECT_EQ(shmrepl_reader_next(oldest.get(), 0, &rec), SHMREPL_E_EOF) << shmrepl_last_error();
+}
+
+// One reader hammered by two threads: every call either does its job or is refused
+// with E_STATE; nothing is lost or handed out twice among the calls that succeed.
+TEST(ReaderApi, TwoThreadsOnOneReaderAreRefused) {
+  std::string name = unique_ring_name("shared");
+  const uint64_t n = static_cast<uint64_t>(20'000 * test::test_scale());
+  auto p = make_ring(name, 4096);
+  auto r = open_reader(name);
+  std::atomic<int> started{0};
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> refused{0}, records{0}, bad{0};
+  std::atomic<bool> finished_seen{false};
+  auto hammer = [&] {
+    shmrepl_record_t recs[4];
+    ++started;
+    while (!done.load()) {
+      std::size_t got = 0;
+      shmrepl_status_t st = shmrepl_reader_next_batch(r.get(), recs, 4, &got, 1'000'000);
+      if (st == SHMREPL_E_STATE) {
+        ++refused;
+        continue;
+      }
+      if (st == SHMREPL_E_EOF) {
+        done = true;
+        break;
+      }
+      if (st == SHMREPL_E_TIMEOUT || st == SHMREPL_E_AGAIN) continue;
+      if (st != SHMREPL_OK) {
+        ++bad;
+        done = true;
+        break;
+      }
+      for (std::size_t k = 0; k < got; ++k)
+        if (recs[k].kind == SHMREPL_RECORD_FINISHED) finished_seen = true;
+      records += got;
+      // Release what this call took (counts, not views: another thread may release
+      // first, records go back oldest first).
+      for (;;) {
+        st = shmrepl_reader_release(r.get(), got);
+        if (st != SHMREPL_E_STATE) break;
+        ++refused;
+      }
+      if (st != SHMREPL_OK) {
+        ++bad;
+        done = true;
+        break;
+      }
+      (void)shmrepl_reader_held(r.get());
+    }
+  };
+  std::thread a(hammer), b(hammer);
+  while (started.load() < 2) std::this_thread::yield();
+  for (uint64_t i = 0; i < n; ++i) put(*p, i, "x");
+  finish_ring(*p, n);
+  a.join();
+  b.join();
+  EXPECT_EQ(bad.load(), 0u) << shmrepl_last_error();
+  EXPECT_EQ(records.load(), n + 1);
+  EXPECT_TRUE(finished_seen.load());
+  EXPECT_EQ(shmrepl_reader_held(r.get()), 0u);
+  std::printf("calls refused with E_STATE: %llu\n", static_cast<unsigned long long>(refused.load()));
+}
+
+// The refusal itself, deterministically: a call in progress (a wait in next) holds
+// the reader; every other call on it is E_STATE with its text, and works again after.
+TEST(ReaderApi, CallWhileAnotherRunsIsEState) {
+  std::string name = unique_ring_name("busy");
+  auto p = make_ring(name);
+  auto r = open_reader(name);
+  std::thread waiter([&] {
+    shmrepl_record_t rec{};
+    shmrepl_status_t st;
+    while ((st = shmrepl_reader_next(r.get(), 2'000'000'000, &rec)) == SHMREPL_E_STATE) {
+    }
+    EXPECT_EQ(st, SHMREPL_OK);
+  });
+  shmrepl_record_t rec{};
+  shmrepl_status_t st = SHMREPL_OK;
+  for (int i = 0; i < 2000 && (st = shmrepl_reader_next(r.get(), 0, &rec)) != SHMREPL_E_STATE; ++i)
+    std::this_thread::sleep_for(1ms);  // until the waiter is inside
+  ASSERT_EQ(st, SHMREPL_E_STATE);
+  EXPECT_STREQ(shmrepl_last_error(), "reader used from two threads at once");
+  std::size_t n = 0;
+  EXPECT_EQ(shmrepl_reader_next_batch(r.get(), &rec, 1, &n, 0), SHMREPL_E_STATE);
+  EXPECT_EQ(shmrepl_reader_release(r.get(), 0), SHMREPL_E_STATE);
+  EXPECT_EQ(shmrepl_reader_held(r.get()), 0u);
+  EXPECT_STREQ(shmrepl_last_error(), "reader used from two threads at once");
+  put(*p, 0, "wake");
+  waiter.join();
+  EXPECT_EQ(shmrepl_reader_held(r.get()), 1u);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  EXPECT_EQ(shmrepl_reader_release(r.get(), 1), SHMREPL_OK);
+}
+
+// shmrepl_last_error() is "" after every call that did not fail.
+TEST(ReaderApi, LastErrorClearedByEveryCall) {
+  std::string name = unique_ring_name("lasterr");
+  auto p = make_ring(name);
+  auto r = open_reader(name);
+  shmrepl_record_t rec{};
+  auto stale = [] {  // leaves error text behind
+    shmrepl_reader_t* none = nullptr;
+    EXPECT_EQ(shmrepl_reader_open("no/such", nullptr, &none), SHMREPL_E_INVALID);
+    ASSERT_STRNE(shmrepl_last_error(), "");
+  };
+  stale();
+  EXPECT_EQ(shmrepl_reader_next(r.get(), 0, &rec), SHMREPL_E_AGAIN);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  stale();
+  EXPECT_EQ(shmrepl_reader_next(r.get(), 1'000'000, &rec), SHMREPL_E_TIMEOUT);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  stale();
+  std::size_t n = 0;
+  EXPECT_EQ(shmrepl_reader_next_batch(r.get(), &rec, 1, &n, 0), SHMREPL_E_AGAIN);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  put(*p, 0, "one");
+  stale();
+  ASSERT_EQ(shmrepl_reader_next(r.get(), 0, &rec), SHMREPL_OK);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  stale();
+  EXPECT_EQ(shmrepl_reader_held(r.get()), 1u);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  stale();
+  EXPECT_EQ(shmrepl_reader_release(r.get(), 1), SHMREPL_OK);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  stale();
+  EXPECT_EQ(shmrepl_reader_execution_id(r.get()), 42u);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  stale();
+  const uint8_t* base = nullptr;
+  size_t len = 0;
+  EXPECT_EQ(shmrepl_reader_mapping(r.get(), &base, &len), SHMREPL_OK);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  stale();
+  ReaderPtr second = open_reader(name);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  finish_ring(*p, 1);
+  ASSERT_EQ(shmrepl_reader_next(r.get(), 0, &rec), SHMREPL_OK);
+  stale();
+  EXPECT_EQ(shmrepl_reader_next(r.get(), -1, &rec), SHMREPL_E_EOF);
+  EXPECT_STREQ(shmrepl_last_error(), "");
+  // A failure still says why.
+  EXPECT_EQ(shmrepl_reader_release(r.get(), 5), SHMREPL_E_INVALID);
+  EXPECT_STRNE(shmrepl_last_error(), "");
+  stale();
+  shmrepl_reader_close(second.release());
+  EXPECT_STREQ(shmrepl_last_error(), "");
+}
+
 TEST(ReaderApi, MappingContainsEveryView) {
   const std::string name = unique_ring_name("mapping");
   auto p = make_ring(name, 4096);

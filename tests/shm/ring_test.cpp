@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -313,7 +315,7 @@ TEST(RingFlow, ReleaseRules) {
   RawMap m(name);
   bool found = false;
   for (std::size_t i = 0; i < kReaderSlots; ++i) {
-    if (m.slots()[i].owner_pid.load() == static_cast<uint32_t>(::getpid())) {
+    if (owner_pid(m.slots()[i].owner.load()) == static_cast<uint32_t>(::getpid())) {
       EXPECT_EQ(m.slots()[i].read_pos.load(), 2 * frame_size(10));
       EXPECT_EQ(m.slots()[i].active.load(), 1u);
       found = true;
@@ -656,11 +658,107 @@ TEST(RingImage, BadFrames) {
 
 TEST(RingImage, AllSlotsTaken) {
   auto img = good_image();
-  for (std::size_t i = 0; i < kReaderSlots; ++i) img->slots()[i].owner_pid = 1;
+  for (std::size_t i = 0; i < kReaderSlots; ++i) img->slots()[i].owner = make_owner(1, 5);  // init: alive
   EXPECT_EQ(attach(*img), SHMREPL_E_NO_SLOT);
-  img->slots()[kReaderSlots - 1].owner_pid = 0;
+  img->slots()[kReaderSlots - 1].owner = make_owner(0, 5);
   EXPECT_EQ(attach(*img), SHMREPL_OK);
-  EXPECT_EQ(img->slots()[kReaderSlots - 1].owner_pid.load(), 0u);  // given back on close
+  // Given back on close, one generation on.
+  EXPECT_EQ(img->slots()[kReaderSlots - 1].owner.load(), make_owner(0, 6));
+}
+
+// A pid that is not running (a reaped child of ours).
+pid_t dead_pid() {
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return child;
+}
+
+// Slots of dead owners are reclaimed by attach, by a CAS from the word checked:
+// the generation moves on, the dead owner's position and start time go.
+TEST(RingImage, DeadOwnersSlotsReclaimedAtAttach) {
+  auto img = good_image();
+  const pid_t dead = dead_pid();
+  for (std::size_t i = 0; i < kReaderSlots; ++i) {
+    ReaderSlot& s = img->slots()[i];
+    s.owner = make_owner(static_cast<uint32_t>(dead), 7);
+    s.owner_start_time = 12345;
+    s.active = 1;
+    s.read_pos = 0;
+  }
+  img->block().tail = 0;
+  shmrepl_status_t st = SHMREPL_E_INTERNAL;
+  std::string err;
+  auto r = Reader::attach_image(img->base, img->size, SHMREPL_START_NEWEST, &st, &err);
+  ASSERT_EQ(st, SHMREPL_OK) << err;
+  const uint32_t me = static_cast<uint32_t>(::getpid());
+  int mine = 0;
+  for (std::size_t i = 0; i < kReaderSlots; ++i) {
+    ReaderSlot& s = img->slots()[i];
+    if (owner_pid(s.owner.load()) != me) continue;
+    ++mine;
+    EXPECT_EQ(owner_generation(s.owner.load()), 8u);
+    EXPECT_EQ(s.owner_start_time.load(), process_start_time(::getpid()));
+    EXPECT_EQ(s.read_pos.load(), img->block().write_pos.load());  // START_NEWEST, not the dead one's 0
+    EXPECT_EQ(s.active.load(), 1u);
+  }
+  EXPECT_EQ(mine, 1);
+  r.reset();
+  int freed = 0;
+  for (std::size_t i = 0; i < kReaderSlots; ++i) freed += img->slots()[i].owner.load() == make_owner(0, 8) ? 1 : 0;
+  EXPECT_EQ(freed, 1);
+}
+
+// claim_reader_slot: never from a live owner, never from a word that changed after it was
+// checked; a free slot only when asked to.
+TEST(RingImage, ClaimSlotIsOneCasOverPidAndGeneration) {
+  ReaderSlot s{};
+  const uint32_t me = static_cast<uint32_t>(::getpid());
+  EXPECT_FALSE(claim_reader_slot(s, me, false));  // free, not asked to take free slots
+  EXPECT_TRUE(claim_reader_slot(s, me, true));
+  EXPECT_EQ(s.owner.load(), make_owner(me, 1));
+  s.owner_start_time = process_start_time(::getpid());
+  EXPECT_FALSE(claim_reader_slot(s, 1, true));  // we are alive
+  // Our own pid with another start time: a recycled pid, so the owner is dead.
+  s.owner_start_time = process_start_time(::getpid()) + 1;
+  EXPECT_TRUE(claim_reader_slot(s, 1, false));
+  EXPECT_EQ(s.owner.load(), make_owner(1, 2));
+  EXPECT_EQ(s.owner_start_time.load(), 0u);  // the dead owner's, cleared
+  // A zombie is dead.
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);
+  s.owner = make_owner(static_cast<uint32_t>(child), 9);
+  s.owner_start_time = 0;
+  EXPECT_TRUE(claim_reader_slot(s, me, false));
+  EXPECT_EQ(s.owner.load(), make_owner(me, 10));
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  // A live owner keeps its slot and its start time.
+  s.owner = make_owner(me, 11);
+  s.owner_start_time = process_start_time(::getpid());
+  EXPECT_FALSE(claim_reader_slot(s, 1, false));
+  EXPECT_EQ(s.owner.load(), make_owner(me, 11));
+  EXPECT_EQ(s.owner_start_time.load(), process_start_time(::getpid()));
+}
+
+// Racing claimers of one dead owner's slot (all of them alive): exactly one wins.
+TEST(RingImage, ConcurrentReclaimHasOneWinner) {
+  const pid_t dead = dead_pid();
+  for (int round = 0; round < 50; ++round) {
+    ReaderSlot s{};
+    s.owner = make_owner(static_cast<uint32_t>(dead), 3);
+    s.owner_start_time = 77;
+    std::atomic<int> wins{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t)
+      ts.emplace_back([&, t] { wins += claim_reader_slot(s, static_cast<uint32_t>(::getpid()), t % 2 == 0) ? 1 : 0; });
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(wins.load(), 1);
+    EXPECT_EQ(owner_generation(s.owner.load()), 4u);
+  }
 }
 
 }  // namespace

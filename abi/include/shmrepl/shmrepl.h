@@ -130,8 +130,8 @@ SHMREPL_API const char* shmrepl_version(void);
 SHMREPL_API uint32_t shmrepl_abi_version(void);
 /* A short constant English text for a status; never NULL. */
 SHMREPL_API const char* shmrepl_status_str(shmrepl_status_t status);
-/* Detail of the last error on this thread ("" if none). Valid until the next
- * shmrepl call on this thread. */
+/* Detail of the last error on this thread: "" after a call that did not fail (OK,
+ * E_EOF, E_AGAIN, E_TIMEOUT). Valid until the next shmrepl call on this thread. */
 SHMREPL_API const char* shmrepl_last_error(void);
 
 /* ---- reader side ------------------------------------------------------ */
@@ -169,7 +169,10 @@ SHMREPL_API void shmrepl_reader_close(shmrepl_reader_t* reader);
 /* The next record, in order. timeout_ns: 0 = do not wait, < 0 = wait forever,
  * else wait at most that long. Returns OK and *out; E_AGAIN (timeout 0, nothing
  * yet); E_TIMEOUT; E_EOF (finished and everything read); E_PRODUCER_DIED (the
- * writer died; every record it published was delivered first); E_CORRUPT.
+ * writer died; every record it published was delivered first); E_CORRUPT (also a
+ * ring marked finished whose stream does not end with a FINISHED record); E_STATE
+ * (the reader is in use by another thread: next, next_batch, release and held
+ * refuse a second thread rather than corrupt the reader).
  * The record stays valid until released; records must be released in order.
  * Release what you are done with before waiting for more: the producer waits for
  * space the held records occupy, so a reader that holds most of the ring and then

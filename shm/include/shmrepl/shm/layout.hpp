@@ -10,8 +10,9 @@ namespace shmrepl::shm {
 
 inline constexpr uint64_t kMagic = 0x004C5045524D4853ull;  // "SHMREPL\0" little-endian
 // 2: guardian (the supervisor that closes a dead producer's ring), last_frame, and
-// room kept for closing records.
-inline constexpr uint32_t kLayoutVersion = 2;
+// room kept for closing records. 3: a reader slot's owner is one 64-bit word
+// (pid + generation), so a dead owner's slot is reclaimed by one compare-exchange.
+inline constexpr uint32_t kLayoutVersion = 3;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kReaderSlots = 16;
 inline constexpr std::size_t kFrameHeaderSize = 8;
@@ -69,12 +70,24 @@ struct ProducerBlock {
 };
 
 // Page 2: one cache line per reader.
+// `owner`: the pid in the low 32 bits (0 = free), a generation in the high 32 bits,
+// bumped on every claim. Claims and reclaims are compare-exchanges from the exact
+// word that was checked, so a slot that changed hands meanwhile is never taken.
+// `owner_start_time` is 0 or the current owner's: it is cleared before a slot
+// changes hands, so a new owner is never judged by the previous one's.
 struct alignas(64) ReaderSlot {
   std::atomic<uint64_t> read_pos;     // everything before it is released
-  std::atomic<uint32_t> owner_pid;    // 0 = free; claimed by compare-exchange
-  std::atomic<uint32_t> active;       // 1 once read_pos is valid
+  std::atomic<uint64_t> owner;        // pid | generation << 32
   std::atomic<uint64_t> owner_start_time;
+  std::atomic<uint32_t> active;       // 1 once read_pos is valid
+  uint32_t reserved;
 };
+
+constexpr uint64_t make_owner(uint32_t pid, uint32_t generation) {
+  return static_cast<uint64_t>(generation) << 32 | pid;
+}
+constexpr uint32_t owner_pid(uint64_t owner) { return static_cast<uint32_t>(owner); }
+constexpr uint32_t owner_generation(uint64_t owner) { return static_cast<uint32_t>(owner >> 32); }
 
 inline constexpr std::size_t kProducerOffset = kPageSize;
 inline constexpr std::size_t kSlotsOffset = 2 * kPageSize;
@@ -89,6 +102,7 @@ static_assert(offsetof(RingHeader, state) == 64);
 static_assert(sizeof(ProducerBlock) == 256);
 static_assert(offsetof(ProducerBlock, tail) == 128);
 static_assert(sizeof(ReaderSlot) == 64);
+static_assert(offsetof(ReaderSlot, owner) == 8 && offsetof(ReaderSlot, active) == 24);
 static_assert(kReaderSlots * sizeof(ReaderSlot) <= kPageSize);
 
 constexpr uint64_t align_frame(uint64_t n) { return (n + kFrameAlign - 1) & ~(kFrameAlign - 1); }

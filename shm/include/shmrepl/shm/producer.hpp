@@ -102,6 +102,7 @@ class Producer {
   uint64_t closing_reserve_ = 0;
   uint64_t allocated_ = 0;  // data bytes reserved in the object (first lap), up to capacity_
   int fd_ = -1;
+  uint32_t self_pid_ = 0;  // claims dead readers' slots while freeing them
   bool allocation_failed_ = false;
   bool ensure_allocated(uint64_t end) noexcept;
   uint64_t pos_ = 0;        // local copy of write_pos
@@ -114,5 +115,12 @@ class Producer {
 // Ring names: "shmrepl.<uid>.<pid>.<id>" style, [A-Za-z0-9._-], 1..200 chars,
 // no leading dot. Used for both sides.
 bool valid_ring_name(std::string_view name) noexcept;
+
+// Makes `pid` the owner of `slot` (a new generation) if the slot is free (only with
+// `take_free`) or its owner is dead or a zombie: one compare-exchange from the exact
+// owner word that was checked, so an owner that took the slot meanwhile keeps it.
+// The new owner's start time is 0 until the caller publishes it. Used by readers
+// attaching and by the producer detaching dead readers.
+bool claim_reader_slot(ReaderSlot& slot, uint32_t pid, bool take_free) noexcept;
 
 }  // namespace shmrepl::shm

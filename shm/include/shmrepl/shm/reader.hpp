@@ -42,6 +42,10 @@ class Reader {
   // Takes back the frame that next() handed out last (its record failed
   // verification): it is no longer held and next() returns it again.
   void unread_last() noexcept;
+  // The newest frame of a finished ring (where the producer's last commit ended),
+  // whatever this reader was handed: for a reader that attached after the end.
+  // False if the ring is not finished or the frame is not where it should be.
+  bool newest_frame(Frame* out) noexcept;
   // Frames ready now without waiting (cheap check of write_pos).
   bool ready() noexcept;
 
@@ -67,6 +71,7 @@ class Reader {
   const RingHeader* header_ = nullptr;
   ProducerBlock* block_ = nullptr;
   ReaderSlot* slot_ = nullptr;
+  uint64_t owner_ = 0;  // our owner word in slot_
   const std::byte* data_ = nullptr;
   uint64_t capacity_ = 0;
   uint64_t mask_ = 0;
