@@ -635,11 +635,13 @@ std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit
       // The next seq follows the last record the worker published.
       std::span<const std::byte> last = p->last_payload();
       uint64_t seq = 0;
-      if (!last.empty()) {
-        flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(last.data()), last.size());
-        if (!fb::VerifyRecordBuffer(v)) continue;
-        seq = fb::GetRecord(last.data())->seq() + 1;
+      flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(last.data()), last.size());
+      if (last.empty() || !fb::VerifyRecordBuffer(v)) {
+        log_line("ring " + name + " of dead worker " + std::to_string(pid) + ": no last record; ended without FINISHED");
+        p->finish();
+        continue;
       }
+      seq = fb::GetRecord(last.data())->seq() + 1;
       std::vector<std::byte> rec;
       records::encode_finished(rec, {p->execution_id(), seq, shm::realtime_ns()},
                                static_cast<shmrepl_finish_status_t>(status), exit_code, 0, signal);
@@ -650,12 +652,19 @@ std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit
         p->wait_for_space(rec.size(), std::chrono::milliseconds(100), true);
         room = p->try_reserve(rec.size(), true);
       }
-      if (room.data() == nullptr) continue;
+      if (room.data() == nullptr) {
+        log_line("ring " + name + " of dead worker " + std::to_string(pid) + ": no room; ended without FINISHED");
+        p->finish();
+        continue;
+      }
       std::memcpy(room.data(), rec.data(), rec.size());
       p->commit(rec.size());
       p->finish();
     } catch (const std::exception& e) {
-      log_line("closing ring " + name + " of dead worker " + std::to_string(pid) + ": " + e.what());
+      // Readers must not wait for a FINISHED record that will never come.
+      const bool ended = shm::Producer::force_finish(name);
+      log_line("closing ring " + name + " of dead worker " + std::to_string(pid) + ": " + e.what() +
+               (ended ? "; ended without FINISHED" : ""));
     }
   }
   return names;

@@ -173,13 +173,42 @@ std::unique_ptr<Producer> Producer::take_over(const std::string& name) {
 
 std::span<const std::byte> Producer::last_payload() const noexcept {
   if (pos_ == 0 || reserved_at_ >= pos_) return {};
-  const uint64_t off = reserved_at_ & mask_;
-  if (capacity_ - off < kFrameHeaderSize) return {};
-  FrameHeader h;
-  std::memcpy(&h, data_ + off, sizeof h);
-  if ((h.flags & kFlagPad) != 0 || h.length > max_payload_ || frame_size(h.length) > capacity_ - off)
-    return {};
-  return {data_ + off + kFrameHeaderSize, h.length};
+  // last_frame may be a frame (and a pad) behind the newest one: walk forward.
+  uint64_t at = reserved_at_;
+  for (int step = 0; step < 4; ++step) {
+    const uint64_t off = at & mask_;
+    const uint64_t contig = capacity_ - off;
+    if (contig < kFrameHeaderSize) return {};
+    FrameHeader h;
+    std::memcpy(&h, data_ + off, sizeof h);
+    const bool pad = (h.flags & kFlagPad) != 0;
+    if (pad ? h.length + kFrameHeaderSize != contig : (h.length > max_payload_ || frame_size(h.length) > contig))
+      return {};
+    const uint64_t end = at + (pad ? contig : frame_size(h.length));
+    if (end >= pos_) {
+      if (pad || end != pos_) return {};
+      return {data_ + off + kFrameHeaderSize, h.length};
+    }
+    at = end;
+  }
+  return {};
+}
+
+bool Producer::force_finish(const std::string& name) noexcept {
+  try {
+    bip::shared_memory_object object(bip::open_only, name.c_str(), bip::read_write);
+    bip::mapped_region region(object, bip::read_write, 0, kDataOffset);
+    auto* base = static_cast<std::byte*>(region.get_address());
+    auto* header = reinterpret_cast<RingHeader*>(base);
+    if (std::atomic_ref<uint64_t>(header->magic).load(std::memory_order_acquire) != kMagic) return false;
+    auto* block = reinterpret_cast<ProducerBlock*>(base + kProducerOffset);
+    header->state.store(static_cast<uint32_t>(RingState::kFinished), std::memory_order_seq_cst);
+    block->data_seq.fetch_add(1, std::memory_order_release);
+    futex_wake(&block->data_seq, INT_MAX);
+    return true;
+  } catch (...) {
+    return false;
+  }
 }
 
 bool Producer::finished() const noexcept {
@@ -290,12 +319,14 @@ void Producer::commit(std::size_t length, uint32_t flags) noexcept {
   FrameHeader h{static_cast<uint32_t>(length), flags & ~kFlagPad};
   std::memcpy(data_ + (reserved_at_ & mask_), &h, sizeof h);
   pos_ = reserved_at_ + frame_size(length);
-  block_->last_frame.store(reserved_at_, std::memory_order_relaxed);  // ordered by the store below
   // Release: a reader that loads this position sees the frame. Seq_cst with the load
   // below (Dekker-style, pairs with Reader::wait's seq_cst store and load): either
   // the sleeping reader sees the new position or we see its flag. Clearing the flag
   // makes this one wake per sleep, not one per record until the reader runs again.
   block_->write_pos.store(pos_, std::memory_order_seq_cst);
+  // After write_pos: a producer that dies in between leaves last_frame one frame
+  // behind, which the guardian walks forward from (never ahead of write_pos).
+  block_->last_frame.store(reserved_at_, std::memory_order_relaxed);
   if (block_->readers_sleeping.load(std::memory_order_seq_cst) != 0 &&
       block_->readers_sleeping.exchange(0, std::memory_order_seq_cst) != 0) {
     block_->data_seq.fetch_add(1, std::memory_order_release);

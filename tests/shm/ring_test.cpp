@@ -235,6 +235,43 @@ TEST(RingFrames, PadFrameFillsTheEndAndTheNextFrameStartsAtZero) {
   EXPECT_EQ(r->next(0, &f, &err), SHMREPL_E_AGAIN);
 }
 
+// The guardian's take-over of a dead producer's ring: it continues at write_pos and
+// finds the newest frame even when last_frame is a frame (and a pad) behind.
+TEST(RingTakeOver, FindsTheNewestFrameAndWritesIntoTheClosingReserve) {
+  std::string name = unique_ring_name("takeover");
+  auto p = Producer::create(name, {.capacity = 4096, .execution_id = 9, .max_payload = 0});
+  auto r = open_reader(name);
+  std::string err;
+  for (uint32_t i = 0; i < 5; ++i) {
+    p->write(indexed_payload(i, 1000));  // the fifth wraps: a pad, then frame 4 at 0
+    Frame f{};
+    ASSERT_EQ(r->next(0, &f, &err), SHMREPL_OK);
+    ASSERT_EQ(r->release(1), SHMREPL_OK);
+  }
+  RawMap m(name);
+  auto* block = reinterpret_cast<ProducerBlock*>(m.base + kProducerOffset);
+  for (uint64_t stale : {uint64_t{4096 + 0}, uint64_t{3024}}) {  // exact, then two steps behind
+    block->last_frame.store(stale);
+    auto g = Producer::take_over(name);
+    EXPECT_EQ(g->write_pos(), 4096u + 1008u);
+    std::span<const std::byte> last = g->last_payload();
+    ASSERT_EQ(last.size(), 1000u);
+    EXPECT_EQ(std::memcmp(last.data(), indexed_payload(4, 1000).data(), 1000), 0);
+  }
+  // It writes on where the dead producer stopped; readers see it, then the end.
+  auto g = Producer::take_over(name);
+  EXPECT_FALSE(g->try_reserve(200, true).empty());
+  g->commit(200);
+  g->finish();
+  Frame f{};
+  ASSERT_EQ(r->next(0, &f, &err), SHMREPL_OK);
+  EXPECT_EQ(f.payload.size(), 200u);
+  ASSERT_EQ(r->release(1), SHMREPL_OK);
+  EXPECT_EQ(r->next(0, &f, &err), SHMREPL_E_EOF);
+  EXPECT_TRUE(Producer::force_finish(name));
+  EXPECT_FALSE(Producer::force_finish(name + ".none"));
+}
+
 TEST(RingFrames, OversizedPayloadIsRefused) {
   auto p = Producer::create(unique_ring_name("big"), {.capacity = 4096, .execution_id = 0, .max_payload = 0});
   EXPECT_TRUE(p->try_reserve(p->max_payload() + 1).empty());

@@ -39,6 +39,10 @@ class Producer {
   // job): writes continue at the published write position. The name is kept on
   // destruction. Throws std::system_error / std::runtime_error (not a valid ring).
   static std::unique_ptr<Producer> take_over(const std::string& name);
+  // The guardian's last resort when it cannot append a closing record: marks the
+  // ring finished, so readers end (E_CORRUPT: no FINISHED record) instead of
+  // waiting on a guardian that has nothing more to write.
+  static bool force_finish(const std::string& name) noexcept;
   ~Producer();  // unmaps; unlinks the object unless release_name() was called
   Producer(const Producer&) = delete;
   Producer& operator=(const Producer&) = delete;
