@@ -208,7 +208,8 @@ TEST_F(LiveEngine, LsJsonShowsTheWorkerAndItsRing) {
       "print('engine', e['running'], e['pid'], e['version'], e['other_abi'], len(e['zygotes']))\n"
       "ring = [r for r in d['rings'] if r['name'] == sys.argv[2]][0]\n"
       "w = [w for w in d['workers'] if w['pid'] == ring['worker_pid']][0]\n"
-      "print('workers', len(d['workers']), w['state'] in 'RSD', w['rss_kb'] > 1000, sys.argv[2] in w['rings'])\n"
+      "print('workers', len(d['workers']), w['state'] in 'RSD', w['rss_kb'] > 1000, sys.argv[2] in w['rings'],\n"
+      "      w['executing'])\n"
       "print('ring', ring['execution_id'], ring['producer_pid'] == w['pid'], ring['producer_alive'],\n"
       "      ring['finished'], ring['background'], ring['capacity'] >= 4096)\n"
       "print('fill', ring['bytes_written'] > 0, 0 <= ring['fill'] <= ring['bytes_written'])\n"
@@ -223,7 +224,7 @@ TEST_F(LiveEngine, LsJsonShowsTheWorkerAndItsRing) {
   const std::string& o = py.out_text;
   EXPECT_TRUE(contains(o, "keys ['engine', 'rings', 'socket', 'workers']\n")) << o;
   EXPECT_TRUE(contains(o, "engine True " + std::to_string(engine.pid()) + " None False 1\n")) << o;
-  EXPECT_TRUE(contains(o, "workers 1 True True True\n")) << o;
+  EXPECT_TRUE(contains(o, "workers 1 True True True True\n")) << o;
   EXPECT_TRUE(contains(o, "ring " + std::to_string(id) + " True True False False True\n")) << o;
   EXPECT_TRUE(contains(o, "fill True True\n")) << o;
   EXPECT_TRUE(contains(o, "readers 1 [" + std::to_string(getpid()) + "] True\n")) << o;
@@ -236,6 +237,7 @@ TEST_F(LiveEngine, LsJsonShowsTheWorkerAndItsRing) {
       << text.out_text;
   EXPECT_TRUE(contains(text.out_text, "  " + ring + "\n    execution " + std::to_string(id) + ", worker "))
       << text.out_text;
+  EXPECT_TRUE(contains(text.out_text, " running\n")) << text.out_text;
   EXPECT_TRUE(contains(text.out_text, "producer alive, open\n    readers: 1 (pid " + std::to_string(getpid())))
       << text.out_text;
 
@@ -248,6 +250,7 @@ TEST_F(LiveEngine, LsJsonShowsTheWorkerAndItsRing) {
   py = parse();
   ASSERT_EQ(py.exit_code, 0) << py.err_text << "\n" << ls.out_text;
   EXPECT_TRUE(contains(py.out_text, "ring " + std::to_string(id) + " True True True False True\n")) << py.out_text;
+  EXPECT_TRUE(contains(py.out_text, "workers 1 True True True False\n")) << py.out_text;
   shmrepl_reader_close(reader);
   shmrepl_execution_close(e);
 }

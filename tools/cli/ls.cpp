@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "cli.hpp"
 #include "shmrepl/shm/layout.hpp"
@@ -39,10 +40,17 @@ const char* const kLsUsage =
     "\n"
     "JSON: engine {running, pid, version (null: not given by the C ABI),\n"
     "library_version, other_abi, executable, zygotes [{pid, state, rss_kb}]};\n"
-    "workers [{pid, state, rss_kb, rings [names]}]; rings [{name, worker_pid,\n"
+    "workers [{pid, state, rss_kb, executing, rings [names]}]; rings [{name, worker_pid,\n"
     "background, execution_id, capacity, fill, bytes_written, readers [{pid,\n"
     "position}], reader_count, producer_pid, producer_alive, finished}] (a ring whose\n"
     "header cannot be read has {name, worker_pid, error} only).\n";
+
+// The worker runs or queues an execution: one of its execution rings is not finished.
+bool executing(int pid, const std::vector<RingView>& rings) {
+  return std::any_of(rings.begin(), rings.end(), [&](const RingView& r) {
+    return r.worker_pid == pid && !r.background && r.readable && !r.finished;
+  });
+}
 
 // Process `pid` exists and started at `start_time` (not a reused pid), not a zombie.
 bool alive(int pid, uint64_t start_time) {
@@ -168,6 +176,8 @@ std::string json_of(const std::string& socket, const EngineView& v, const std::v
   for (std::size_t i = 0; i < v.workers.size(); ++i) {
     s += i ? ",{" : "{";
     put_proc(s, v.workers[i]);
+    s += ",";
+    put_field(s, "executing", executing(v.workers[i].pid, rings));
     s += ",\"rings\":[";
     bool first = true;
     for (const RingView& r : rings) {
@@ -238,12 +248,13 @@ std::string text_of(const std::string& socket, const EngineView& v, const std::v
   std::snprintf(b, sizeof b, "workers: %zu\n", v.workers.size());
   s += b;
   if (!v.workers.empty()) {
-    std::snprintf(b, sizeof b, "  %8s %5s %10s %5s\n", "PID", "STATE", "RSS", "RINGS");
+    std::snprintf(b, sizeof b, "  %8s %5s %10s %5s  %s\n", "PID", "STATE", "RSS", "RINGS", "EXECUTION");
     s += b;
   }
   for (const Proc& w : v.workers) {
     const auto n = std::count_if(rings.begin(), rings.end(), [&](const RingView& r) { return r.worker_pid == w.pid; });
-    std::snprintf(b, sizeof b, "  %8d %5c %10s %5td\n", w.pid, w.state, rss_text(w.rss_kb).c_str(), n);
+    std::snprintf(b, sizeof b, "  %8d %5c %10s %5td  %s\n", w.pid, w.state, rss_text(w.rss_kb).c_str(), n,
+                  executing(w.pid, rings) ? "running" : "idle");
     s += b;
   }
   std::snprintf(b, sizeof b, "rings: %zu\n", rings.size());
