@@ -265,7 +265,8 @@ shmrepl_status_t hello(const std::shared_ptr<Connection>& conn, int64_t timeout_
         conn->engine_pid = m->body_as_HelloReply()->engine_pid();
         abi_version = m->body_as_HelloReply()->abi_version();
         if (m->body_as_HelloReply()->engine_version() != nullptr)
-          engine_version = m->body_as_HelloReply()->engine_version()->str();
+          for (const char c : m->body_as_HelloReply()->engine_version()->string_view())
+            if (c > ' ' && c < 0x7f && engine_version.size() < 40) engine_version.push_back(c);  // one line
       });
   conn->set_receive_timeout(0);
   if (st == SHMREPL_OK && abi_version != SHMREPL_ABI_VERSION)
@@ -274,7 +275,8 @@ shmrepl_status_t hello(const std::shared_ptr<Connection>& conn, int64_t timeout_
     // The engine refused our Hello: "engine: client speaks ABI version X, engine Y".
     const std::string said = abi::t_last_error_cstr();
     const std::size_t at = said.rfind(", engine ");
-    return other_version(path, is_default, at == std::string::npos ? "unknown" : said.substr(at + 9), "");
+    const std::size_t digits = at == std::string::npos ? 0 : said.find_first_not_of("0123456789", at + 9) - (at + 9);
+    return other_version(path, is_default, digits == 0 ? "unknown" : said.substr(at + 9, digits), "");
   }
   return st;
 }
