@@ -237,10 +237,25 @@ shmrepl_status_t spawn_engine(const std::string& engine, const std::string& sock
   return SHMREPL_OK;
 }
 
-shmrepl_status_t hello(const std::shared_ptr<Connection>& conn, int64_t timeout_ns) {
+// One line for a user who upgraded shmrepl while an old engine kept running: both
+// versions and the command that replaces the engine.
+shmrepl_status_t other_version(const std::string& path, bool is_default, const std::string& engine_abi,
+                               const std::string& engine_version) {
+  const std::string restart =
+      is_default ? "shmrepl engine restart" : "shmrepl --socket " + path + " engine restart";
+  return fail(SHMREPL_E_VERSION,
+              "the engine at " + path + " is of another version (" +
+                  (engine_version.empty() ? "" : "shmrepl " + engine_version + ", ") + "ABI " + engine_abi +
+                  ") than this library (shmrepl " + shmrepl_version() + ", ABI " +
+                  std::to_string(SHMREPL_ABI_VERSION) + "); `" + restart + "` replaces it");
+}
+
+shmrepl_status_t hello(const std::shared_ptr<Connection>& conn, int64_t timeout_ns, const std::string& path,
+                       bool is_default) {
   // Something that accepts but never answers must not hang us.
   conn->set_receive_timeout(timeout_ns);
   uint32_t abi_version = 0;
+  std::string engine_version;
   shmrepl_status_t st = conn->request(
       [](uint64_t id) {
         return control::hello(id, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()));
@@ -249,11 +264,20 @@ shmrepl_status_t hello(const std::shared_ptr<Connection>& conn, int64_t timeout_
       [&](const ctl::Message* m) {
         conn->engine_pid = m->body_as_HelloReply()->engine_pid();
         abi_version = m->body_as_HelloReply()->abi_version();
+        if (m->body_as_HelloReply()->engine_version() != nullptr)
+          for (const char c : m->body_as_HelloReply()->engine_version()->string_view())
+            if (c > ' ' && c < 0x7f && engine_version.size() < 40) engine_version.push_back(c);  // one line
       });
   conn->set_receive_timeout(0);
   if (st == SHMREPL_OK && abi_version != SHMREPL_ABI_VERSION)
-    return fail(SHMREPL_E_VERSION, "the engine speaks ABI version " + std::to_string(abi_version) +
-                                       ", this library " + std::to_string(SHMREPL_ABI_VERSION));
+    return other_version(path, is_default, std::to_string(abi_version), engine_version);
+  if (st == SHMREPL_E_VERSION) {
+    // The engine refused our Hello: "engine: client speaks ABI version X, engine Y".
+    const std::string said = abi::t_last_error_cstr();
+    const std::size_t at = said.rfind(", engine ");
+    const std::size_t digits = at == std::string::npos ? 0 : said.find_first_not_of("0123456789", at + 9) - (at + 9);
+    return other_version(path, is_default, digits == 0 ? "unknown" : said.substr(at + 9, digits), "");
+  }
   return st;
 }
 
@@ -309,7 +333,7 @@ shmrepl_status_t connect(const shmrepl_client_options_t* options, std::shared_pt
     if (st != SHMREPL_OK) return st;
   }
   auto conn = std::make_shared<Connection>(fd);
-  st = hello(conn, timeout_ns);
+  st = hello(conn, timeout_ns, path, is_default);
   if (st != SHMREPL_OK) return st;
   *out = std::move(conn);
   return SHMREPL_OK;

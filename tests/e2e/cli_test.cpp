@@ -152,11 +152,11 @@ TEST_F(CliTest, TailPrintsARing) {
     Session s(c);
     shmrepl_execution_t* e = s.execute("import sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)\nsys.exit(4)\n");
     const std::string ring = shmrepl_execution_ring_name(e);
-    ProcessResult r = cli({"tail", ring});
+    ProcessResult r = cli({"tail", "-f", ring});
     EXPECT_EQ(r.exit_code, 4);
     EXPECT_EQ(r.out_text, "to stdout\n");
     EXPECT_EQ(r.err_text, "to stderr\n");
-    ProcessResult raw = cli({"tail", "--raw", ring});
+    ProcessResult raw = cli({"tail", "--raw", ring});  // finished by now: all of it
     EXPECT_EQ(raw.exit_code, 0);
     EXPECT_NE(raw.out_text.find("seq=0 "), std::string::npos) << raw.out_text;
     EXPECT_NE(raw.out_text.find("STARTED"), std::string::npos);

@@ -16,6 +16,61 @@ int cmd_run(const Global& g, const std::vector<std::string>& args);
 int cmd_tail(const Global& g, const std::vector<std::string>& args);
 int cmd_dump(const Global& g, const std::vector<std::string>& args);
 int cmd_gc(const Global& g, const std::vector<std::string>& args);
+int cmd_engine(const Global& g, const std::vector<std::string>& args);
+int cmd_shutdown(const Global& g, const std::vector<std::string>& args);
+int cmd_ls(const Global& g, const std::vector<std::string>& args);
+
+// ---- the engine's processes and rings (engine.cpp, ls.cpp) ----
+
+struct Proc {
+  int pid = 0;
+  int ppid = 0;
+  char state = '?';       // /proc/<pid>/stat field 3 (R, S, D, Z, T...)
+  uint64_t start_time = 0;  // field 22
+  uint64_t rss_kb = 0;    // VmRSS
+  std::string comm;
+};
+
+// The socket the library will use: --socket, $SHMREPL_SOCKET, or the default.
+std::string socket_path_of(const Global& g);
+// "123 KiB" / "45.6 MiB".
+std::string rss_text(uint64_t kb);
+// /proc/<pid>/stat and VmRSS; false if the process is not there.
+bool read_proc(int pid, Proc* p);
+
+// The engine at the socket, as seen from outside.
+struct EngineView {
+  bool running = false;
+  bool other_abi = false;  // it refused our Hello: another ABI version
+  int pid = 0;             // the supervisor
+  std::string exe;         // /proc/<pid>/exe ("... (deleted)" after an upgrade)
+  std::vector<Proc> zygotes;  // children of the supervisor
+  std::vector<Proc> workers;  // children of the zygote(s): one per session
+  std::string error;       // why it could not be reached, when !running
+};
+
+// Asks the socket's engine for its pid (a client without autostart) and walks /proc.
+// Returns false (with a message printed) only for errors other than "nothing listens".
+bool probe_engine(const Global& g, EngineView* out);
+// The version line: the C ABI does not give the engine's version string, so the
+// library's is shown and said to be so.
+std::string version_note();
+
+// A ring in /dev/shm, read from its header (mapped read-only).
+struct RingView {
+  std::string name;
+  int worker_pid = 0;
+  bool background = false;  // a session's background ring (name ...<pid>.bg<id>.*)
+  bool readable = false;    // header valid (else `problem` says why)
+  std::string problem;
+  uint64_t execution_id = 0, capacity = 0, write_pos = 0, tail = 0, fill = 0;
+  bool finished = false, producer_alive = false;
+  int producer_pid = 0;
+  std::vector<std::pair<int, uint64_t>> readers;  // pid, read position
+};
+// Our rings in /dev/shm whose worker pid is one of `pids` (all of ours if empty),
+// sorted by name.
+std::vector<RingView> list_rings(const std::vector<int>& pids);
 
 // Prints "shmrepl: <what>: <status text> (<last error>)" to stderr.
 void report(const std::string& what, shmrepl_status_t status);

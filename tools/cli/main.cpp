@@ -13,10 +13,12 @@ const char* const kUsage =
     "commands:\n"
     "  run FILE [ARGS...]     run a Python program through the engine, output streamed\n"
     "  run -c CODE [ARGS...]  run CODE\n"
-    "  tail [--raw] RING      print the records of a ring (e.g. another client's)\n"
+    "  tail [-f] [--raw] RING|--execution ID  print the output of a ring (another client's)\n"
     "  dump [-f] [--json] RING  every record of a ring, decoded (--json: JSON Lines)\n"
     "  gc [--dry-run]         remove the rings that dead engines left in /dev/shm\n"
-    "  shutdown               stop the engine (cancels what runs)\n"
+    "  ls [--json]            the engine, its worker processes and their rings\n"
+    "  engine start|stop|status|restart  control the engine at the socket\n"
+    "  shutdown               stop the engine (cancels what runs); = engine stop\n"
     "  help                   print this help\n"
     "\n"
     "options:\n"
@@ -26,44 +28,6 @@ const char* const kUsage =
     "  -h, --help     print this help; `shmrepl COMMAND --help` for a command\n"
     "\n"
     "An engine is started automatically when none listens at the socket.\n";
-
-const char* const kShutdownUsage =
-    "usage: shmrepl shutdown\n"
-    "\n"
-    "Stops the engine at the socket: it cancels every execution, removes its rings and\n"
-    "its socket. Does nothing if no engine listens there.\n";
-
-int cmd_shutdown(const shmrepl::cli::Global& g, const std::vector<std::string>& args) {
-  for (const std::string& a : args) {
-    if (a == "-h" || a == "--help") {
-      std::fputs(kShutdownUsage, stdout);
-      return 0;
-    }
-    std::fprintf(stderr, "shmrepl shutdown: unexpected argument %s\n%s", a.c_str(), kShutdownUsage);
-    return 2;
-  }
-  shmrepl_client_options_t co{};
-  co.struct_size = sizeof co;
-  co.autostart = SHMREPL_AUTOSTART_OFF;
-  co.socket_path = g.socket.empty() ? nullptr : g.socket.c_str();
-  shmrepl_client_t* client = nullptr;
-  shmrepl_status_t st = shmrepl_client_connect(&co, &client);
-  if (st == SHMREPL_E_CONNECT) {
-    std::fprintf(stderr, "shmrepl: no engine is running (%s)\n", shmrepl_last_error());
-    return 0;
-  }
-  if (st != SHMREPL_OK) {
-    shmrepl::cli::report("cannot reach the engine", st);
-    return 1;
-  }
-  st = shmrepl_engine_shutdown(client);
-  shmrepl_client_close(client);
-  if (st != SHMREPL_OK) {
-    shmrepl::cli::report("shutdown", st);
-    return 1;
-  }
-  return 0;
-}
 
 }  // namespace
 
@@ -100,11 +64,31 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = args[i];
   std::vector<std::string> rest(args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
+  // --socket may follow these commands too (not `run`, whose arguments are the program's).
+  if (cmd == "engine" || cmd == "ls" || cmd == "tail" || cmd == "shutdown") {
+    for (size_t j = 0; j < rest.size();) {
+      if (rest[j] == "--socket") {
+        if (j + 1 >= rest.size()) {
+          std::fprintf(stderr, "shmrepl: --socket needs a path\n");
+          return 2;
+        }
+        g.socket = rest[j + 1];
+        rest.erase(rest.begin() + static_cast<std::ptrdiff_t>(j), rest.begin() + static_cast<std::ptrdiff_t>(j) + 2);
+      } else if (rest[j].rfind("--socket=", 0) == 0) {
+        g.socket = rest[j].substr(9);
+        rest.erase(rest.begin() + static_cast<std::ptrdiff_t>(j));
+      } else {
+        ++j;
+      }
+    }
+  }
   if (cmd == "run") return shmrepl::cli::cmd_run(g, rest);
   if (cmd == "tail") return shmrepl::cli::cmd_tail(g, rest);
   if (cmd == "dump") return shmrepl::cli::cmd_dump(g, rest);
   if (cmd == "gc") return shmrepl::cli::cmd_gc(g, rest);
-  if (cmd == "shutdown") return cmd_shutdown(g, rest);
+  if (cmd == "ls") return shmrepl::cli::cmd_ls(g, rest);
+  if (cmd == "engine") return shmrepl::cli::cmd_engine(g, rest);
+  if (cmd == "shutdown") return shmrepl::cli::cmd_shutdown(g, rest);
   if (cmd == "help") {
     std::fputs(kUsage, stdout);
     return 0;

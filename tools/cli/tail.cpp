@@ -10,12 +10,48 @@ namespace shmrepl::cli {
 namespace {
 
 const char* const kTailUsage =
-    "usage: shmrepl tail [--raw] RING_NAME\n"
+    "usage: shmrepl [--socket PATH] tail [-f] [--raw] RING_NAME | --execution ID\n"
     "\n"
     "Prints the output held in the ring RING_NAME (as an engine names it, e.g.\n"
-    "shmrepl.1000.4242.7) and what follows, until the execution finishes; exits with\n"
-    "the code its program would. With --raw, prints one line per record instead:\n"
-    "seq, kind, stream, flags and the data (escaped), for debugging.\n";
+    "shmrepl.1000.4242.7.c0ffee), or in the ring of execution ID: the one named\n"
+    "shmrepl.<uid>.<pid>.<ID>.* in /dev/shm, of a worker of the engine at the socket\n"
+    "(of any process of ours when no engine listens there).\n"
+    "Without -f, prints what the ring holds now and stops; with -f, waits for what\n"
+    "follows until the execution finishes. Exits with the code its program would once\n"
+    "the FINISHED record is printed, else 0.\n"
+    "\n"
+    "options:\n"
+    "  -f, --follow      wait for more records until the execution finishes\n"
+    "  --execution ID    the ring of execution ID (as `shmrepl ls` shows it)\n"
+    "  --raw             one line per record instead: seq, kind, stream, flags and the\n"
+    "                    data (escaped), for debugging\n"
+    "  -h, --help        print this help\n";
+
+// The ring of execution `id` among our rings in /dev/shm (those of the socket's
+// engine when one listens). Empty, with a message printed, if none or several.
+std::string ring_of_execution(const Global& g, const std::string& id) {
+  std::vector<int> pids;
+  EngineView v;
+  if (probe_engine(g, &v) && v.running) {
+    pids.push_back(v.pid);
+    for (const Proc& w : v.workers) pids.push_back(w.pid);
+  }
+  std::vector<std::string> found;
+  for (const RingView& r : list_rings(pids)) {
+    // shmrepl.<uid>.<pid>.<id>.<random>
+    const std::size_t a = r.name.find('.', r.name.find('.', r.name.find('.') + 1) + 1);
+    const std::size_t b = a == std::string::npos ? a : r.name.find('.', a + 1);
+    if (b != std::string::npos && r.name.compare(a + 1, b - a - 1, id) == 0) found.push_back(r.name);
+  }
+  if (found.size() == 1) return found[0];
+  if (found.empty())
+    std::fprintf(stderr, "shmrepl tail: no ring of execution %s in /dev/shm%s\n", id.c_str(),
+                 v.running ? (" of the engine (pid " + std::to_string(v.pid) + ")").c_str() : "");
+  else
+    std::fprintf(stderr, "shmrepl tail: %zu rings of execution %s (%s, %s...): give the ring's name\n",
+                 found.size(), id.c_str(), found[0].c_str(), found[1].c_str());
+  return {};
+}
 
 const char* kind_name(uint32_t k) {
   switch (k) {
@@ -83,28 +119,49 @@ void print_raw(const shmrepl_record_t& r) {
 
 }  // namespace
 
-int cmd_tail(const Global&, const std::vector<std::string>& args) {
-  bool raw = false;
-  std::string ring;
-  for (const std::string& a : args) {
+int cmd_tail(const Global& g, const std::vector<std::string>& args) {
+  bool raw = false, follow = false;
+  std::string ring, execution;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
     if (a == "-h" || a == "--help") {
       std::fputs(kTailUsage, stdout);
       return 0;
     } else if (a == "--raw") {
       raw = true;
+    } else if (a == "-f" || a == "--follow") {
+      follow = true;
+    } else if (a == "--execution" || a.rfind("--execution=", 0) == 0) {
+      if (a == "--execution" && i + 1 >= args.size()) {
+        std::fprintf(stderr, "shmrepl tail: --execution needs an id (see shmrepl tail --help)\n");
+        return 2;
+      }
+      execution = a == "--execution" ? args[++i] : a.substr(12);
+      if (execution.empty() || execution.find_first_not_of("0123456789") != std::string::npos) {
+        std::fprintf(stderr, "shmrepl tail: --execution takes a number, not '%s'\n", execution.c_str());
+        return 2;
+      }
     } else if (a.size() > 1 && a[0] == '-') {
-      std::fprintf(stderr, "shmrepl tail: unknown option %s\n%s", a.c_str(), kTailUsage);
+      std::fprintf(stderr, "shmrepl tail: unknown option %s (see shmrepl tail --help)\n", a.c_str());
       return 2;
     } else if (ring.empty()) {
       ring = a;
     } else {
-      std::fprintf(stderr, "shmrepl tail: one RING_NAME only\n%s", kTailUsage);
+      std::fprintf(stderr, "shmrepl tail: one RING_NAME only (see shmrepl tail --help)\n");
       return 2;
     }
   }
-  if (ring.empty()) {
-    std::fprintf(stderr, "shmrepl tail: RING_NAME is needed\n%s", kTailUsage);
+  if (!ring.empty() && !execution.empty()) {
+    std::fprintf(stderr, "shmrepl tail: a RING_NAME or --execution, not both (see shmrepl tail --help)\n");
     return 2;
+  }
+  if (ring.empty() && execution.empty()) {
+    std::fprintf(stderr, "shmrepl tail: RING_NAME or --execution ID is needed (see shmrepl tail --help)\n");
+    return 2;
+  }
+  if (!execution.empty()) {
+    ring = ring_of_execution(g, execution);
+    if (ring.empty()) return 1;
   }
   shmrepl_reader_t* reader = nullptr;
   shmrepl_status_t st = shmrepl_reader_open(ring.c_str(), nullptr, &reader);
@@ -117,8 +174,9 @@ int cmd_tail(const Global&, const std::vector<std::string>& args) {
   int code = 0;
   for (;;) {
     size_t n = 0;
-    st = shmrepl_reader_next_batch(reader, records, kBatch, &n, -1);
-    if (st == SHMREPL_E_EOF) break;
+    // Without -f, what the ring holds now: a live execution's ring ends at E_AGAIN.
+    st = shmrepl_reader_next_batch(reader, records, kBatch, &n, follow ? -1 : 0);
+    if (st == SHMREPL_E_EOF || st == SHMREPL_E_AGAIN) break;
     if (st != SHMREPL_OK) {
       report("reading ring " + ring, st);
       code = 1;
