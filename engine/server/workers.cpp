@@ -633,15 +633,19 @@ std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit
       std::unique_ptr<shm::Producer> p = shm::Producer::take_over(name);
       if (p->finished() || p->producer_pid() != static_cast<uint32_t>(pid)) continue;
       // The next seq follows the last record the worker published.
+      // An empty ring (a background ring nobody wrote to) starts at seq 0.
       std::span<const std::byte> last = p->last_payload();
       uint64_t seq = 0;
-      flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(last.data()), last.size());
-      if (last.empty() || !fb::VerifyRecordBuffer(v)) {
-        log_line("ring " + name + " of dead worker " + std::to_string(pid) + ": no last record; ended without FINISHED");
-        p->finish();
-        continue;
+      if (p->write_pos() != 0) {
+        flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(last.data()), last.size());
+        if (last.empty() || !fb::VerifyRecordBuffer(v)) {
+          log_line("ring " + name + " of dead worker " + std::to_string(pid) +
+                   ": no last record; ended without FINISHED");
+          p->finish();
+          continue;
+        }
+        seq = fb::GetRecord(last.data())->seq() + 1;
       }
-      seq = fb::GetRecord(last.data())->seq() + 1;
       std::vector<std::byte> rec;
       records::encode_finished(rec, {p->execution_id(), seq, shm::realtime_ns()},
                                static_cast<shmrepl_finish_status_t>(status), exit_code, 0, signal);

@@ -161,8 +161,17 @@ TEST_F(WorkerTest, ACrashEndsOnlyItsSession) {
 TEST_F(WorkerTest, OsExitEndsTheSessionWithItsCode) {
   Client a(socket);
   Session s(a.c);
+  shmrepl_reader_t* bg = nullptr;
+  ASSERT_EQ(shmrepl_reader_open(shmrepl_session_background_ring(a.c, s.id), nullptr, &bg), SHMREPL_OK);
   Job r(s, "import os\ntry:\n    os._exit(7)\nfinally:\n    print('finally must not run')\n");
   const Finish f = read_all(r.reader);
+  // The session's background ring, empty, ends too.
+  const Finish b = read_all(bg);
+  shmrepl_reader_close(bg);
+  EXPECT_EQ(b.end, SHMREPL_E_EOF) << status_text(b.end);
+  EXPECT_EQ(b.finished, 1);
+  EXPECT_EQ(b.status, static_cast<uint32_t>(SHMREPL_FINISH_ABORTED));
+  EXPECT_EQ(b.exit_code, 7);
   EXPECT_EQ(f.end, SHMREPL_E_EOF);
   EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_ABORTED));
   EXPECT_EQ(f.exit_code, 7);

@@ -99,7 +99,7 @@ void read_header(const std::string& path, RingView* r) {
     const std::size_t n = std::min<std::size_t>(h->reader_slots, shm::kReaderSlots);
     uint64_t slowest = r->write_pos;
     for (std::size_t i = 0; i < n; ++i) {
-      const uint32_t owner = slots[i].owner_pid.load(std::memory_order_acquire);
+      const uint32_t owner = static_cast<uint32_t>(slots[i].owner.load(std::memory_order_acquire));  // low half: pid
       if (owner == 0 || slots[i].active.load(std::memory_order_acquire) == 0) continue;
       const uint64_t pos = slots[i].read_pos.load(std::memory_order_acquire);
       r->readers.emplace_back(static_cast<int>(owner), pos);
