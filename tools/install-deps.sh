@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git libedit-dev
   libboost-dev libflatbuffers-dev flatbuffers-compiler
   libpython3-dev python3
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev

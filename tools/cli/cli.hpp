@@ -13,6 +13,7 @@ struct Global {
 };
 
 int cmd_run(const Global& g, const std::vector<std::string>& args);
+int cmd_repl(const Global& g, const std::vector<std::string>& args);
 int cmd_tail(const Global& g, const std::vector<std::string>& args);
 int cmd_dump(const Global& g, const std::vector<std::string>& args);
 int cmd_gc(const Global& g, const std::vector<std::string>& args);

@@ -13,6 +13,7 @@ const char* const kUsage =
     "commands:\n"
     "  run FILE [ARGS...]     run a Python program through the engine, output streamed\n"
     "  run -c CODE [ARGS...]  run CODE\n"
+    "  repl                   an interactive Python prompt backed by a session\n"
     "  tail [-f] [--raw] RING|--execution ID  print the output of a ring (another client's)\n"
     "  dump [-f] [--json] RING  every record of a ring, decoded (--json: JSON Lines)\n"
     "  gc [--dry-run]         remove the rings that dead engines left in /dev/shm\n"
@@ -65,7 +66,8 @@ int main(int argc, char** argv) {
   const std::string cmd = args[i];
   std::vector<std::string> rest(args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
   // --socket may follow these commands too (not `run`, whose arguments are the program's).
-  if (cmd == "engine" || cmd == "ls" || cmd == "tail" || cmd == "shutdown") {
+  if (cmd == "engine" || cmd == "ls" || cmd == "tail" || cmd == "shutdown" ||
+      cmd == "repl") {
     for (size_t j = 0; j < rest.size();) {
       if (rest[j] == "--socket") {
         if (j + 1 >= rest.size()) {
@@ -83,6 +85,7 @@ int main(int argc, char** argv) {
     }
   }
   if (cmd == "run") return shmrepl::cli::cmd_run(g, rest);
+  if (cmd == "repl") return shmrepl::cli::cmd_repl(g, rest);
   if (cmd == "tail") return shmrepl::cli::cmd_tail(g, rest);
   if (cmd == "dump") return shmrepl::cli::cmd_dump(g, rest);
   if (cmd == "gc") return shmrepl::cli::cmd_gc(g, rest);

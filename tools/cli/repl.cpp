@@ -1,0 +1,374 @@
+// `shmrepl repl`: an interactive Python prompt whose code runs in an engine session.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cli.hpp"
+
+#ifdef SHMREPL_HAVE_LIBEDIT
+#include <editline/readline.h>
+#endif
+
+extern char** environ;
+
+namespace shmrepl::cli {
+
+namespace {
+
+const char* const kReplUsage =
+    "usage: shmrepl repl [--socket PATH] [--no-autostart]\n"
+    "\n"
+    "An interactive Python prompt, as `python3` gives one, whose code runs in a session\n"
+    "of the engine (started if none runs), in this folder, with this environment and\n"
+    "this terminal as stdin (input() works). Multi-line statements end with an empty\n"
+    "line; the value of an expression is echoed; output is shown as it is produced.\n"
+    "Ctrl-C cancels the running code (or clears the line at the prompt); Ctrl-D exits.\n"
+#ifdef SHMREPL_HAVE_LIBEDIT
+    "Line editing, tab completion of names and history (libedit); the history is kept\n"
+    "in $SHMREPL_HISTORY, else ~/.shmrepl_history.\n"
+#else
+    "This build has no line editing, completion or history (built without libedit).\n"
+#endif
+    "\n"
+    "options:\n"
+    "  --socket PATH    the engine's socket (default: $SHMREPL_SOCKET, else the default)\n"
+    "  --no-autostart   fail instead of starting an engine when none listens\n"
+    "  -h, --help       print this help\n";
+
+// SIGINT: a flag for the execution loop and a byte for the prompt's poll().
+std::atomic<bool> g_sigint{false};
+int g_sigpipe[2] = {-1, -1};
+
+void on_sigint(int) {
+  const int saved = errno;
+  g_sigint.store(true);
+  const char b = 0;
+  [[maybe_unused]] ssize_t n = ::write(g_sigpipe[1], &b, 1);
+  errno = saved;
+}
+
+void drain_sigpipe() {
+  char buf[64];
+  while (::read(g_sigpipe[0], buf, sizeof buf) > 0) {
+  }
+}
+
+shmrepl_client_t* g_client = nullptr;
+uint64_t g_session = 0;
+
+enum class Mode { Show, Capture };
+
+// Runs `code` in the session (interactive mode: an expression's value comes as a
+// RESULT). Show: output to our stdout/stderr as it comes, the RESULT echoed; a
+// SIGINT cancels it. Capture: stdout into *out, nothing shown. Returns the finish
+// status, or -1 if it could not run (reported).
+int run_code(const std::string& code, Mode mode, std::string* out) {
+  shmrepl_execute_options_t eo{};
+  eo.struct_size = sizeof eo;
+  eo.script = 0;
+  eo.session_id = g_session;
+  eo.code = code.data();
+  eo.code_len = code.size();
+  eo.filename = "<stdin>";
+  const char* argv0 = "";
+  eo.argv = &argv0;
+  eo.argc = 1;
+  shmrepl_execution_t* exec = nullptr;
+  shmrepl_status_t st = shmrepl_execute(g_client, &eo, &exec);
+  if (st != SHMREPL_OK) {
+    report("cannot execute", st);
+    return -1;
+  }
+  shmrepl_reader_t* reader = nullptr;
+  st = shmrepl_execution_reader(exec, nullptr, &reader);
+  if (st != SHMREPL_OK) {
+    report("cannot read the execution's ring", st);
+    shmrepl_execution_close(exec);
+    return -1;
+  }
+  constexpr size_t kBatch = 256;
+  shmrepl_record_t records[kBatch];
+  int finish = -1;
+  for (;;) {
+    if (mode == Mode::Show && g_sigint.exchange(false)) shmrepl_execution_cancel(exec);
+    size_t n = 0;
+    st = shmrepl_reader_next_batch(reader, records, kBatch, &n, 50'000'000);
+    if (st == SHMREPL_E_TIMEOUT) continue;
+    if (st == SHMREPL_E_EOF) break;
+    if (st == SHMREPL_E_PRODUCER_DIED) {
+      std::fprintf(stderr, "shmrepl: the session's worker died during the execution\n");
+      break;
+    }
+    if (st != SHMREPL_OK) {
+      report("reading the output", st);
+      break;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const shmrepl_record_t& r = records[i];
+      if (r.kind == SHMREPL_RECORD_FINISHED) {
+        finish = static_cast<int>(r.finish_status);
+      } else if (mode == Mode::Capture) {
+        if (r.kind == SHMREPL_RECORD_OUTPUT && r.stream == SHMREPL_STREAM_STDOUT)
+          out->append(reinterpret_cast<const char*>(r.data), r.data_len);
+      } else if (r.kind == SHMREPL_RECORD_OUTPUT) {
+        write_outputs(&r, 1);
+      } else if (r.kind == SHMREPL_RECORD_RESULT) {
+        write_all(1, r.data, r.data_len);
+        write_all(1, "\n", 1);
+      }
+    }
+    shmrepl_reader_release(reader, n);
+  }
+  shmrepl_reader_close(reader);
+  shmrepl_execution_close(exec);
+  return finish;
+}
+
+// A Python expression for the text, whatever bytes it holds.
+std::string py_str(const std::string& s) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : s) {
+    hex += kHex[c >> 4];
+    hex += kHex[c & 15];
+  }
+  return "bytes.fromhex('" + hex + "').decode('utf-8', 'surrogateescape')";
+}
+
+// As the interactive interpreter decides: complete unless codeop says "more to
+// come"; a SyntaxError is complete (running it shows the error).
+bool is_complete(const std::string& src) {
+  std::string out;
+  const int finish = run_code("print(__import__('codeop').compile_command(" + py_str(src) +
+                                  ", '<stdin>', 'single') is not None)",
+                              Mode::Capture, &out);
+  return finish != SHMREPL_FINISH_OK || out.rfind("False", 0) != 0;
+}
+
+enum class Read { Line, Eof, Interrupt };
+
+#ifdef SHMREPL_HAVE_LIBEDIT
+bool g_done = false;
+bool g_eof = false;
+std::string g_line;
+
+void on_line(char* line) {
+  g_done = true;
+  g_eof = line == nullptr;
+  if (line != nullptr) g_line = line;
+  std::free(line);
+}
+
+std::vector<std::string> g_matches;
+
+// Names of the session (globals and builtins) that start with `text`.
+char* complete_name(const char* text, int state) {
+  if (state == 0) {
+    g_matches.clear();
+    std::string out;
+    const std::string code =
+        "print('\\n'.join(sorted(n for n in set(dir(__import__('builtins')) + list(globals())) "
+        "if n.startswith(" + py_str(text) + "))))";
+    if (run_code(code, Mode::Capture, &out) == SHMREPL_FINISH_OK) {
+      size_t b = 0;
+      while (b < out.size()) {
+        size_t e = out.find('\n', b);
+        if (e == std::string::npos) e = out.size();
+        if (e > b) g_matches.emplace_back(out, b, e - b);
+        b = e + 1;
+      }
+    }
+  }
+  if (static_cast<size_t>(state) >= g_matches.size()) return nullptr;
+  return strdup(g_matches[static_cast<size_t>(state)].c_str());
+}
+#endif
+
+bool g_edit = false;  // libedit drives the terminal
+
+Read read_line(const char* prompt, std::string* line) {
+  line->clear();
+#ifdef SHMREPL_HAVE_LIBEDIT
+  if (g_edit) {
+    g_done = false;
+    rl_callback_handler_install(prompt, on_line);
+    Read result = Read::Line;
+    for (;;) {
+      pollfd fds[2] = {{0, POLLIN, 0}, {g_sigpipe[0], POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
+        result = Read::Eof;
+        break;
+      }
+      if (fds[1].revents != 0 || g_sigint.load()) {
+        drain_sigpipe();
+        g_sigint.store(false);
+        result = Read::Interrupt;
+        break;
+      }
+      if (fds[0].revents == 0) continue;
+      rl_callback_read_char();
+      if (g_done) {
+        result = g_eof ? Read::Eof : Read::Line;
+        *line = g_line;
+        break;
+      }
+    }
+    rl_callback_handler_remove();
+    if (result == Read::Line && !line->empty()) add_history(line->c_str());
+    return result;
+  }
+#endif
+  if (isatty(0)) {
+    write_all(1, prompt, std::strlen(prompt));
+  }
+  for (;;) {
+    pollfd fds[2] = {{0, POLLIN, 0}, {g_sigpipe[0], POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return Read::Eof;
+    if (fds[1].revents != 0 || g_sigint.load()) {
+      drain_sigpipe();
+      g_sigint.store(false);
+      return Read::Interrupt;
+    }
+    if (fds[0].revents == 0) continue;
+    char c;
+    const ssize_t n = ::read(0, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return line->empty() ? Read::Eof : Read::Line;
+    if (c == '\n') return Read::Line;
+    *line += c;
+  }
+}
+
+std::string history_path() {
+  const char* h = std::getenv("SHMREPL_HISTORY");
+  if (h != nullptr && h[0] != '\0') return h;
+  const char* home = std::getenv("HOME");
+  if (home == nullptr || home[0] == '\0') return {};
+  return std::string(home) + "/.shmrepl_history";
+}
+
+}  // namespace
+
+int cmd_repl(const Global& g, const std::vector<std::string>& args) {
+  std::string socket = g.socket;
+  bool autostart = true;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kReplUsage, stdout);
+      return 0;
+    } else if (a == "--socket") {
+      if (++i >= args.size()) {
+        std::fprintf(stderr, "shmrepl repl: --socket needs a path\n");
+        return 2;
+      }
+      socket = args[i];
+    } else if (a.rfind("--socket=", 0) == 0) {
+      socket = a.substr(9);
+    } else if (a == "--no-autostart") {
+      autostart = false;
+    } else {
+      std::fprintf(stderr, "shmrepl repl: unknown argument %s (see shmrepl repl --help)\n",
+                   a.c_str());
+      return 2;
+    }
+  }
+
+  if (::pipe2(g_sigpipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    std::fprintf(stderr, "shmrepl repl: pipe: %s\n", std::strerror(errno));
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: poll() returns at once
+  sigaction(SIGINT, &sa, nullptr);
+
+  shmrepl_client_options_t co{};
+  co.struct_size = sizeof co;
+  co.autostart = autostart ? SHMREPL_AUTOSTART_ON : SHMREPL_AUTOSTART_OFF;
+  co.socket_path = socket.empty() ? nullptr : socket.c_str();
+  shmrepl_status_t st = shmrepl_client_connect(&co, &g_client);
+  if (st != SHMREPL_OK) {
+    report("cannot reach an engine", st);
+    return 1;
+  }
+  std::string cwd;
+  {
+    char buf[4096];
+    if (getcwd(buf, sizeof buf) != nullptr) cwd = buf;
+  }
+  std::vector<const char*> env;
+  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  shmrepl_session_options_t so{};
+  so.struct_size = sizeof so;
+  so.working_dir = cwd.empty() ? nullptr : cwd.c_str();
+  so.env = env.data();
+  so.envc = env.size();
+  so.stdin_fd_plus_one = fcntl(0, F_GETFD) >= 0 ? 1 : 0;
+  st = shmrepl_session_open_ex(g_client, &so, &g_session);
+  if (st != SHMREPL_OK) {
+    report("cannot open a session", st);
+    shmrepl_client_close(g_client);
+    return 1;
+  }
+
+  const std::string hist = history_path();
+#ifdef SHMREPL_HAVE_LIBEDIT
+  g_edit = isatty(0) && isatty(1);
+  if (g_edit) {
+    rl_readline_name = "shmrepl";
+    rl_completion_entry_function = complete_name;
+    rl_completion_append_character = '\0';
+    using_history();
+    stifle_history(1000);
+    if (!hist.empty()) read_history(hist.c_str());
+  }
+#endif
+  if (isatty(0))
+    std::printf("Python through shmrepl %s. Ctrl-D exits, Ctrl-C interrupts.\n", shmrepl_version());
+  std::fflush(stdout);
+
+  std::string buffer;  // the statement being typed
+  std::string line;
+  for (;;) {
+    const Read r = read_line(buffer.empty() ? ">>> " : "... ", &line);
+    if (r == Read::Eof) {
+      if (isatty(0)) write_all(1, "\n", 1);
+      break;
+    }
+    if (r == Read::Interrupt) {
+      write_all(1, "\nKeyboardInterrupt\n", 19);
+      buffer.clear();
+      continue;
+    }
+    if (buffer.empty() && line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    buffer += buffer.empty() ? line : "\n" + line;
+    if (!is_complete(buffer)) continue;
+    g_sigint.store(false);
+    drain_sigpipe();
+    run_code(buffer + "\n", Mode::Show, nullptr);
+    drain_sigpipe();
+    g_sigint.store(false);
+    buffer.clear();
+  }
+
+#ifdef SHMREPL_HAVE_LIBEDIT
+  if (g_edit && !hist.empty() && write_history(hist.c_str()) != 0)
+    std::fprintf(stderr, "shmrepl repl: cannot write the history to %s\n", hist.c_str());
+#endif
+  shmrepl_session_close(g_client, g_session);
+  shmrepl_client_close(g_client);
+  return 0;
+}
+
+}  // namespace shmrepl::cli
