@@ -191,9 +191,9 @@ char* complete_name(const char* text, int state) {
   if (static_cast<size_t>(state) >= g_matches.size()) return nullptr;
   return strdup(g_matches[static_cast<size_t>(state)].c_str());
 }
-#endif
 
-bool g_edit = false;  // libedit drives the terminal
+bool g_edit = false;  // libedit drives the terminal (stdin and stdout are terminals)
+#endif
 
 Read read_line(const char* prompt, std::string* line) {
   line->clear();
