@@ -151,6 +151,27 @@ try:
     if os.environ.get("SHMREPL_REPL_HAS_LIBEDIT") == "1":
         check("tab completion", completion)
     check("Ctrl-D exits 0", eof)
+
+    def exit_status():
+        global repl
+        repl = Repl(env)
+        repl.expect(">>> ", 60)
+        repl.send("exit(4)\r")
+        deadline = time.monotonic() + 10
+        while True:
+            pid, status = os.waitpid(repl.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("still running after exit(4)")
+            try:
+                os.read(repl.fd, 4096)
+            except OSError:
+                time.sleep(0.05)
+        repl.pid = None
+        assert os.waitstatus_to_exitcode(status) == 4, status
+
+    check("exit(4) exits 4", exit_status)
 finally:
     if repl is not None and repl.pid:
         os.kill(repl.pid, 9)

@@ -31,7 +31,8 @@ const char* const kReplUsage =
     "of the engine (started if none runs), in this folder, with this environment and\n"
     "this terminal as stdin (input() works). Multi-line statements end with an empty\n"
     "line; the value of an expression is echoed; output is shown as it is produced.\n"
-    "Ctrl-C cancels the running code (or clears the line at the prompt); Ctrl-D exits.\n"
+    "Ctrl-C cancels the running code (or clears the line at the prompt); Ctrl-D exits\n"
+    "0, exit(N) and sys.exit(N) exit N.\n"
 #ifdef SHMREPL_HAVE_LIBEDIT
     "Line editing, tab completion of names and history (libedit); the history is kept\n"
     "in $SHMREPL_HISTORY, else ~/.shmrepl_history.\n"
@@ -71,7 +72,7 @@ enum class Mode { Show, Capture };
 // RESULT). Show: output to our stdout/stderr as it comes, the RESULT echoed; a
 // SIGINT cancels it. Capture: stdout into *out, nothing shown. Returns the finish
 // status, or -1 if it could not run (reported).
-int run_code(const std::string& code, Mode mode, std::string* out) {
+int run_code(const std::string& code, Mode mode, std::string* out, int* exit_code = nullptr) {
   shmrepl_execute_options_t eo{};
   eo.struct_size = sizeof eo;
   eo.script = 0;
@@ -116,6 +117,10 @@ int run_code(const std::string& code, Mode mode, std::string* out) {
       const shmrepl_record_t& r = records[i];
       if (r.kind == SHMREPL_RECORD_FINISHED) {
         finish = static_cast<int>(r.finish_status);
+        if (exit_code != nullptr) *exit_code = exit_code_of(r);
+        if (mode == Mode::Show && r.finish_status == SHMREPL_FINISH_ABORTED && r.reserved[0] != 0)
+          std::fprintf(stderr, "shmrepl repl: the session's worker was killed by signal %d (%s)\n",
+                       static_cast<int>(r.reserved[0]), strsignal(static_cast<int>(r.reserved[0])));
       } else if (mode == Mode::Capture) {
         if (r.kind == SHMREPL_RECORD_OUTPUT && r.stream == SHMREPL_STREAM_STDOUT)
           out->append(reinterpret_cast<const char*>(r.data), r.data_len);
@@ -338,6 +343,7 @@ int cmd_repl(const Global& g, const std::vector<std::string>& args) {
     std::printf("Python through shmrepl %s. Ctrl-D exits, Ctrl-C interrupts.\n", shmrepl_version());
   std::fflush(stdout);
 
+  int rc = 0;
   std::string buffer;  // the statement being typed
   std::string line;
   for (;;) {
@@ -356,7 +362,13 @@ int cmd_repl(const Global& g, const std::vector<std::string>& args) {
     if (!is_complete(buffer)) continue;
     g_sigint.store(false);
     drain_sigpipe();
-    run_code(buffer + "\n", Mode::Show, nullptr);
+    int code = 0;
+    const int finish = run_code(buffer + "\n", Mode::Show, nullptr, &code);
+    // As python3: exit() / sys.exit(n) / os._exit(n) end the REPL with that status.
+    if (finish == SHMREPL_FINISH_EXITED || finish == SHMREPL_FINISH_ABORTED) {
+      rc = code;
+      break;
+    }
     drain_sigpipe();
     g_sigint.store(false);
     buffer.clear();
@@ -368,7 +380,7 @@ int cmd_repl(const Global& g, const std::vector<std::string>& args) {
 #endif
   shmrepl_session_close(g_client, g_session);
   shmrepl_client_close(g_client);
-  return 0;
+  return rc;
 }
 
 }  // namespace shmrepl::cli
