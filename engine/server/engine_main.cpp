@@ -127,6 +127,24 @@ int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactor
 
 namespace shmrepl::server {
 
+// The ring's guardian (a supervisor that closes a dead producer's ring) still runs:
+// the ring is not stale yet, however dead its producer.
+bool guardian_alive(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  unsigned char page[sizeof(shmrepl::shm::RingHeader)];
+  const bool got = pread(fd, page, sizeof page, 0) == static_cast<ssize_t>(sizeof page);
+  close(fd);
+  uint64_t magic = 0, start = 0;
+  uint32_t version = 0, pid = 0;
+  std::memcpy(&magic, page + offsetof(shmrepl::shm::RingHeader, magic), sizeof magic);
+  std::memcpy(&version, page + offsetof(shmrepl::shm::RingHeader, layout_version), sizeof version);
+  std::memcpy(&start, page + offsetof(shmrepl::shm::RingHeader, guardian_start_time), sizeof start);
+  std::memcpy(&pid, page + offsetof(shmrepl::shm::RingHeader, guardian_pid), sizeof pid);
+  if (!got || magic != shmrepl::shm::kMagic || version != shmrepl::shm::kLayoutVersion || pid == 0) return false;
+  return shmrepl::shm::process_alive(static_cast<pid_t>(pid), start);
+}
+
 int remove_stale_rings(uid_t uid, const std::string& dir) {
   const std::string prefix = "shmrepl." + std::to_string(uid) + ".";
   DIR* d = opendir(dir.c_str());
@@ -149,6 +167,8 @@ int remove_stale_rings(uid_t uid, const std::string& dir) {
     struct stat st {};
     const std::string path = dir + "/" + name;
     if (lstat(path.c_str(), &st) != 0 || st.st_uid != uid || !S_ISREG(st.st_mode)) continue;
+    // A dead worker's ring that its live supervisor is about to close is not ours.
+    if (guardian_alive(path)) continue;
     const int rc = dir == "/dev/shm" ? shm_unlink(("/" + name).c_str()) : unlink(path.c_str());
     if (rc == 0) ++removed;
   }

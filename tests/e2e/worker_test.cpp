@@ -132,6 +132,7 @@ TEST_F(WorkerTest, ACrashEndsOnlyItsSession) {
     Job crash(dying, c.code);
     step = "after";
     const Finish died = read_all(crash.reader);
+    if (died.end != SHMREPL_E_EOF) ADD_FAILURE() << c.name << ": engine log:\n" << read_file(engine.log());
     EXPECT_EQ(died.end, SHMREPL_E_EOF) << status_text(died.end);
     EXPECT_EQ(died.finished, 1);
     EXPECT_TRUE(died.gap_free);

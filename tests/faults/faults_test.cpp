@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +29,8 @@
 
 #include "engine_main.hpp"
 #include "harness.hpp"
+#include "shmrepl/shm/sys.hpp"
+#include "shmrepl/shm/layout.hpp"
 
 using namespace shmrepl::test;
 using Clock = std::chrono::steady_clock;
@@ -185,9 +188,28 @@ TEST(StaleRings, OnlyDeadPidsOfOurUid) {
       "other." + uid + "." + std::to_string(child) + ".1"};
   for (const auto& n : gone) write_file(d.file(n), "x");
   for (const auto& n : kept) write_file(d.file(n), "x");
-  EXPECT_EQ(shmrepl::server::remove_stale_rings(geteuid(), d.path), 2);
+  // A dead worker's ring whose guardian (its supervisor: here, us) still runs is the
+  // guardian's to close, not stale; with a dead guardian it is.
+  auto ring_header = [&](uint32_t guardian) {
+    std::string page(sizeof(shmrepl::shm::RingHeader), '\0');
+    auto put = [&](std::size_t at, const void* v, std::size_t n) { std::memcpy(page.data() + at, v, n); };
+    const uint64_t magic = shmrepl::shm::kMagic, start = shmrepl::shm::process_start_time(getpid());
+    const uint32_t version = shmrepl::shm::kLayoutVersion;
+    put(offsetof(shmrepl::shm::RingHeader, magic), &magic, 8);
+    put(offsetof(shmrepl::shm::RingHeader, layout_version), &version, 4);
+    put(offsetof(shmrepl::shm::RingHeader, guardian_pid), &guardian, 4);
+    put(offsetof(shmrepl::shm::RingHeader, guardian_start_time), &start, 8);
+    return page;
+  };
+  const std::string guarded = "shmrepl." + uid + "." + std::to_string(child) + ".7.guarded";
+  const std::string orphan = "shmrepl." + uid + "." + std::to_string(child) + ".8.orphan";
+  write_file(d.file(guarded), ring_header(static_cast<uint32_t>(getpid())));
+  write_file(d.file(orphan), ring_header(static_cast<uint32_t>(child)));
+  EXPECT_EQ(shmrepl::server::remove_stale_rings(geteuid(), d.path), 3);
   for (const auto& n : gone) EXPECT_FALSE(fs::exists(d.file(n))) << n;
   for (const auto& n : kept) EXPECT_TRUE(fs::exists(d.file(n))) << n;
+  EXPECT_TRUE(fs::exists(d.file(guarded)));
+  EXPECT_FALSE(fs::exists(d.file(orphan)));
 }
 
 // 2. A reader process SIGKILLed while the producer waits for it to release: the

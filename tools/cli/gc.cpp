@@ -9,11 +9,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 #include <string>
 
 #include "cli.hpp"
+#include "shmrepl/shm/layout.hpp"
 
 namespace shmrepl::cli {
 
@@ -44,6 +46,21 @@ Pid pid_state(pid_t pid) {
     return Pid::kZombie;
   // EPERM (another user's process) or no /proc entry readable: alive, keep its rings.
   return Pid::kAlive;
+}
+
+// The ring's guardian (the engine that closes a dead worker's ring) still runs: the
+// ring is not stale yet. Reads the header of layout.hpp (a file that is no ring has none).
+bool guardian_alive(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  unsigned char page[sizeof(shmrepl::shm::RingHeader)];
+  const bool got = ::pread(fd, page, sizeof page, 0) == static_cast<ssize_t>(sizeof page);
+  ::close(fd);
+  uint64_t magic = 0;
+  uint32_t pid = 0;
+  std::memcpy(&magic, page + offsetof(shmrepl::shm::RingHeader, magic), sizeof magic);
+  std::memcpy(&pid, page + offsetof(shmrepl::shm::RingHeader, guardian_pid), sizeof pid);
+  return got && magic == shmrepl::shm::kMagic && pid != 0 && pid_state(static_cast<pid_t>(pid)) == Pid::kAlive;
 }
 
 // The pid of "shmrepl.<uid>.<pid>.<rest>", or 0 if `name` is not one of our rings.
@@ -100,7 +117,7 @@ int cmd_gc(const Global&, const std::vector<std::string>& args) {
     struct stat st {};
     if (lstat(path.c_str(), &st) != 0 || st.st_uid != uid || !S_ISREG(st.st_mode)) continue;
     const Pid state = pid_state(pid);
-    if (state == Pid::kAlive) {
+    if (state == Pid::kAlive || guardian_alive(path)) {
       ++kept;
       continue;
     }

@@ -98,6 +98,7 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(sizeof(std::atomic<uint64_t>) == 8 && sizeof(std::atomic<uint32_t>) == 4);
 static_assert(sizeof(FrameHeader) == kFrameHeaderSize);
 static_assert(sizeof(RingHeader) == 88);
+static_assert(offsetof(RingHeader, guardian_start_time) == 72 && offsetof(RingHeader, guardian_pid) == 80);
 static_assert(offsetof(RingHeader, state) == 64);
 static_assert(sizeof(ProducerBlock) == 256);
 static_assert(offsetof(ProducerBlock, tail) == 128);
