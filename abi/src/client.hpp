@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,20 @@ class Connection {
     return SHMREPL_OK;
   }
 
+  // Sends a request whose reply nobody waits for (Release: its only answer is Ok or
+  // "unknown"): the reply is read and dropped before the next request's reply, so
+  // closing an execution costs no round trip.
+  template <typename Build>
+  shmrepl_status_t post(Build&& build) {
+    std::lock_guard lock(mu_);
+    uint64_t id = 0;
+    shmrepl_status_t st = begin(&id);
+    if (st != SHMREPL_OK) return st;
+    st = send(build(id), -1);
+    if (st == SHMREPL_OK) unread_.push_back(id);
+    return st;
+  }
+
   // Marks the connection closed and closes the socket (the engine then cleans up).
   void close() noexcept;
   // Waits until the engine closes the connection (after a Shutdown request), at
@@ -67,6 +82,7 @@ class Connection {
   shmrepl_status_t begin(uint64_t* id);
   shmrepl_status_t exchange(const control::Frame& frame, uint64_t id, control::ctl::Body expected,
                             const control::ctl::Message** reply, int pass_fd);
+  shmrepl_status_t send(const control::Frame& frame, int pass_fd);
   shmrepl_status_t die(shmrepl_status_t status, std::string text);
 
   std::mutex mu_;
@@ -77,6 +93,7 @@ class Connection {
   bool dead_ = false;    // the engine went away or broke the protocol
   uint64_t next_id_ = 1;
   std::vector<uint8_t> body_;  // the last reply
+  std::deque<uint64_t> unread_;  // posted requests whose replies are still to be dropped
 };
 
 // Connects (and auto-starts) as shmrepl_client_connect documents.

@@ -216,8 +216,8 @@ SHMREPL_API void shmrepl_execution_close(shmrepl_execution_t* execution) {
   if (execution == nullptr) return;
   guarded([&] {
     // Best effort: a closed client or a dead engine has nothing left to release.
-    execution->conn->request([&](uint64_t id) { return control::release(id, execution->id); },
-                             ctl::Body::Ok, [](const ctl::Message*) {});
+    // Posted: its reply is dropped later, so closing costs no round trip.
+    execution->conn->post([&](uint64_t id) { return control::release(id, execution->id); });
     return SHMREPL_OK;
   });
   delete execution;

@@ -56,10 +56,24 @@ std::string random_suffix() {
 // squats it: another suffix. Out of memory in /dev/shm is a system_error (ENOSPC).
 std::unique_ptr<shm::Producer> create_ring(const std::string& base, uint64_t capacity,
                                            uint64_t execution_id, pid_t guardian) {
+  // The guardian (the supervisor) outlives this worker: one /proc read serves every ring.
+  static std::mutex mu;
+  static pid_t known = 0;
+  static uint64_t known_start = 0;
+  uint64_t guardian_start = 0;
+  if (guardian != 0) {
+    std::lock_guard<std::mutex> l(mu);
+    if (known != guardian || known_start == 0) {
+      known_start = shm::process_start_time(guardian);
+      known = guardian;
+    }
+    guardian_start = known_start;
+  }
   shm::ProducerOptions o;
   o.capacity = capacity;
   o.execution_id = execution_id;
   o.guardian_pid = static_cast<uint32_t>(guardian);
+  o.guardian_start_time = guardian_start;
   for (int attempt = 0;; ++attempt) {
     try {
       return shm::Producer::create(base + random_suffix(), o);
@@ -977,7 +991,26 @@ void EngineImpl::shutdown() {
 
 }  // namespace
 
-void preinitialize() { ensure_python(); }
+void preinitialize() {
+  ensure_python();
+  // Every worker imports these (its SIGINT handler, threads, atexit, programs run as
+  // scripts): importing them here, once, takes ~1.5 ms off each worker's start. The
+  // frozen objects are then left alone by the workers' garbage collector, so their
+  // pages stay shared with the zygote instead of being copied on first collection.
+  PyGILState_STATE g = PyGILState_Ensure();
+  for (const char* name : {"signal", "threading", "atexit", "warnings", "traceback", "linecache",
+                           "tokenize", "importlib.machinery", "importlib.util"}) {
+    PyObject* m = PyImport_ImportModule(name);
+    if (m == nullptr) PyErr_Clear();  // a worker that needs it reports the error itself
+    Py_XDECREF(m);
+  }
+  PyObject* gc = PyImport_ImportModule("gc");
+  PyObject* r = gc != nullptr ? PyObject_CallMethod(gc, "freeze", nullptr) : nullptr;
+  if (r == nullptr) PyErr_Clear();
+  Py_XDECREF(r);
+  Py_XDECREF(gc);
+  PyGILState_Release(g);
+}
 
 pid_t fork_interpreter() {
   PyGILState_STATE g = PyGILState_Ensure();
