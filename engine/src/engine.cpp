@@ -206,18 +206,35 @@ bool sigint_handler_is_ours() {
 void set_environment(const std::vector<std::string>& env) {
   PyObject* os = PyImport_ImportModule("os");
   PyObject* environ = os != nullptr ? PyObject_GetAttrString(os, "environ") : nullptr;
-  PyObject* r = environ != nullptr ? PyObject_CallMethod(environ, "clear", nullptr) : nullptr;
-  Py_XDECREF(r);
-  for (const std::string& e : env) {
-    const std::size_t eq = e.find('=');
-    if (environ == nullptr || eq == 0 || eq == std::string::npos) continue;
-    PyObject* k = PyUnicode_DecodeFSDefaultAndSize(e.data(), static_cast<Py_ssize_t>(eq));
-    PyObject* v = PyUnicode_DecodeFSDefaultAndSize(e.data() + eq + 1, static_cast<Py_ssize_t>(e.size() - eq - 1));
-    if (k != nullptr && v != nullptr) PyObject_SetItem(environ, k, v);
-    Py_XDECREF(k);
-    Py_XDECREF(v);
-    PyErr_Clear();
+  // Only what differs is changed: a caller's environment is mostly the engine's, and
+  // each change is a putenv/unsetenv through os.environ (clearing and refilling it
+  // cost ~0.35 ms of every worker's start).
+  PyObject* current = PyDict_New();
+  PyObject* wanted = PyDict_New();
+  if (environ != nullptr && current != nullptr && wanted != nullptr && PyDict_Merge(current, environ, 1) == 0) {
+    for (const std::string& e : env) {
+      const std::size_t eq = e.find('=');
+      if (eq == 0 || eq == std::string::npos) continue;
+      PyObject* k = PyUnicode_DecodeFSDefaultAndSize(e.data(), static_cast<Py_ssize_t>(eq));
+      PyObject* v = PyUnicode_DecodeFSDefaultAndSize(e.data() + eq + 1, static_cast<Py_ssize_t>(e.size() - eq - 1));
+      if (k != nullptr && v != nullptr && PyDict_SetItem(wanted, k, v) == 0) {
+        PyObject* had = PyDict_GetItemWithError(current, k);  // borrowed
+        if (had == nullptr || PyObject_RichCompareBool(had, v, Py_EQ) != 1) PyObject_SetItem(environ, k, v);
+      }
+      Py_XDECREF(k);
+      Py_XDECREF(v);
+      PyErr_Clear();
+    }
+    PyObject* k = nullptr;
+    PyObject* v = nullptr;
+    Py_ssize_t at = 0;
+    while (PyDict_Next(current, &at, &k, &v)) {
+      if (PyDict_Contains(wanted, k) == 0) PyObject_DelItem(environ, k);
+      PyErr_Clear();
+    }
   }
+  Py_XDECREF(current);
+  Py_XDECREF(wanted);
   Py_XDECREF(environ);
   Py_XDECREF(os);
   PyErr_Clear();
