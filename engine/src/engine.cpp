@@ -439,11 +439,16 @@ void EngineImpl::run_session(uint64_t session_id) {
 }
 
 void EngineImpl::go(uint64_t execution_id) {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = executions_.find(execution_id);
-  if (it == executions_.end()) return;
-  it->second->held = false;
-  if (auto sit = sessions_.find(it->second->session_id); sit != sessions_.end()) sit->second->cv.notify_all();
+  std::shared_ptr<Session> s;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = executions_.find(execution_id);
+    if (it == executions_.end()) return;
+    it->second->held = false;
+    if (auto sit = sessions_.find(it->second->session_id); sit != sessions_.end()) s = sit->second;
+  }
+  // Notified after unlocking: the executor wakes to a free mutex, not straight into a wait on it.
+  if (s != nullptr) s->cv.notify_all();
 }
 
 void EngineImpl::time_out(uint64_t execution_id) {
@@ -499,7 +504,9 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   ex->held = request.held;
   executions_[ex->id] = ex;
   s.queue.push_back(ex);
-  s.cv.notify_one();
+  // A held execution is woken by go(); waking the executor now would only send it
+  // back to sleep (a context switch per execution).
+  if (!ex->held) s.cv.notify_one();
   return {ex->id, name};
 }
 
