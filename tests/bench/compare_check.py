@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """tools/bench/compare --check must catch a loss: it accepts the smoke run's JSON as
-written, then refuses each of a few tampered copies (a byte short, a lost-data note, a
+written, then refuses each of a few tampered copies (a byte short, a lost-data note, a baseline's byte count off, a
 missing w4 `python3 -u` figure, a missing execution figure).
 
     compare_check.py COMPARE JSON
@@ -37,7 +37,10 @@ def main():
         r["workloads"][w]["systems"]["shmrepl"]["bytes"] -= 1
 
     def lost(r):
-        r["workloads"][w]["systems"]["pipes"]["received"][0] = "stdout: 9 of 10 bytes"
+        r["workloads"][w]["systems"]["shmrepl"]["received"][0] = "stdout: 9 of 10 lines"
+
+    def pipes_short(r):
+        r["workloads"][w]["systems"]["pipes"]["bytes"] += 1
 
     def no_unbuffered(r):
         r["workloads"]["w4"]["systems"].pop("devnull-u")
@@ -46,7 +49,7 @@ def main():
         r["executions"].pop("pass")
 
     failures = 0
-    for tamper in (short_by_one, lost, no_unbuffered, no_rate):
+    for tamper in (short_by_one, lost, pipes_short, no_unbuffered, no_rate):
         bad = copy.deepcopy(good)
         tamper(bad)
         rc, err = check(compare, bad)
