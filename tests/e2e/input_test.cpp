@@ -36,9 +36,10 @@ class InputTest : public ::testing::Test {
     return id;
   }
 
-  shmrepl_execution_t* execute(uint64_t session, const std::string& code) {
+  shmrepl_execution_t* execute(uint64_t session, const std::string& code, int64_t timeout_ns = 0) {
     shmrepl_execute_options_t o{};
     o.struct_size = sizeof o;
+    o.timeout_ns = timeout_ns;
     o.script = 1;
     o.session_id = session;
     o.code = code.data();
@@ -172,6 +173,65 @@ TEST_F(InputTest, CancelWhileWaitingEndsCancelledAndTheSessionLives) {
   const Outcome again = drive(next, [](std::size_t, const Rec&) {});
   EXPECT_EQ(again.out, "alive\n");
   shmrepl_execution_close(next);
+}
+
+// A cancel at any moment around the start of the wait (before, during, after the
+// request) ends it as KeyboardInterrupt, without the kill 3 s later.
+TEST_F(InputTest, CancelRacingTheRequestIsNeverLost) {
+  const uint64_t s = open();
+  for (int i = 0; i < 12; ++i) {
+    SCOPED_TRACE(i);
+    shmrepl_execution_t* ex = execute(s, "import time\ntime.sleep(0.001 * " + std::to_string(i % 4) + ")\ninput()\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(i % 3));
+    const auto start = Clock::now();
+    EXPECT_EQ(shmrepl_execution_cancel(ex), SHMREPL_OK) << shmrepl_last_error();
+    const Outcome run = drive(ex, [](std::size_t, const Rec&) {});
+    EXPECT_EQ(run.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+    EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(2500));
+    shmrepl_execution_close(ex);
+  }
+  shmrepl_execution_t* next = execute(s, "print('alive')\n");  // no kill happened
+  EXPECT_EQ(drive(next, [](std::size_t, const Rec&) {}).out, "alive\n");
+  shmrepl_execution_close(next);
+}
+
+TEST_F(InputTest, TimeoutWhileWaitingEndsTheWait) {
+  const uint64_t s = open();
+  const auto start = Clock::now();
+  shmrepl_execution_t* ex = execute(s, "try:\n  input('?')\nfinally:\n  print('finally ran')\n", 500'000'000);
+  const Outcome run = drive(ex, [](std::size_t, const Rec&) {});  // never answered
+  ASSERT_EQ(run.requests.size(), 1u);
+  EXPECT_EQ(run.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_TIMEOUT));
+  EXPECT_EQ(run.out, "finally ran\n");  // interrupted, not killed
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
+  shmrepl_execution_close(ex);
+}
+
+TEST_F(InputTest, ClosingTheSessionEndsTheWait) {
+  const uint64_t s = open();
+  shmrepl_execution_t* ex = execute(s, "input('?')\n");
+  shmrepl_reader_t* r = nullptr;
+  ASSERT_EQ(shmrepl_execution_reader(ex, nullptr, &r), SHMREPL_OK);
+  // Wait for the request, then close the session without answering.
+  bool asked = false;
+  uint32_t status = 99;
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (Clock::now() < deadline) {
+    shmrepl_record_t rec;
+    const shmrepl_status_t st = shmrepl_reader_next(r, 100'000'000, &rec);
+    if (st == SHMREPL_E_TIMEOUT) continue;
+    if (st != SHMREPL_OK) break;
+    if (rec.kind == SHMREPL_RECORD_INPUT_REQUEST) {
+      asked = true;
+      EXPECT_EQ(shmrepl_session_close(client, s), SHMREPL_OK) << shmrepl_last_error();
+    }
+    if (rec.kind == SHMREPL_RECORD_FINISHED) status = rec.finish_status;
+    shmrepl_reader_release(r, 1);
+  }
+  EXPECT_TRUE(asked);
+  EXPECT_EQ(status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+  shmrepl_reader_close(r);
+  shmrepl_execution_close(ex);
 }
 
 TEST_F(InputTest, ReplyWhenNotWaitingIsAStateError) {
