@@ -53,15 +53,16 @@ class InputTest : public ::testing::Test {
 
 struct Outcome {
   std::string out, err;
-  std::vector<Rec> requests;        // INPUT_REQUEST records, in order
-  std::string order;                // 'o' per OUTPUT, 'i' per INPUT_REQUEST
+  std::vector<Rec> requests;  // INPUT_REQUEST records, in order
+  std::string order;          // 'o' per OUTPUT, 'i' per INPUT_REQUEST
   uint32_t finish_status = 99;
   shmrepl_status_t end = SHMREPL_OK;
 };
 
 // Reads `ex` to its end; `on_request(index, record)` answers each INPUT_REQUEST.
-Outcome drive(shmrepl_execution_t* ex, const std::function<void(std::size_t, const Rec&)>& on_request,
-          const std::function<void(const Outcome&)>& on_output = {}, int seconds = 60) {
+Outcome drive(shmrepl_execution_t* ex,
+              const std::function<void(std::size_t, const Rec&)>& on_request,
+              const std::function<void(const Outcome&)>& on_output = {}, int seconds = 60) {
   Outcome run;
   shmrepl_reader_t* r = nullptr;
   EXPECT_EQ(shmrepl_execution_reader(ex, nullptr, &r), SHMREPL_OK) << shmrepl_last_error();
@@ -81,7 +82,8 @@ Outcome drive(shmrepl_execution_t* ex, const std::function<void(std::size_t, con
       run.order += 'o';
     }
     if (rec.kind == SHMREPL_RECORD_FINISHED) run.finish_status = rec.finish_status;
-    Rec kept{rec.kind, rec.stream, rec.flags, rec.finish_status, rec.execution_id, rec.seq, rec.exit_code, data};
+    Rec kept{rec.kind,         rec.stream, rec.flags,     rec.finish_status,
+             rec.execution_id, rec.seq,    rec.exit_code, data};
     shmrepl_reader_release(r, 1);
     if (rec.kind == SHMREPL_RECORD_OUTPUT && on_output) on_output(run);
     if (kept.kind == SHMREPL_RECORD_INPUT_REQUEST) {
@@ -124,9 +126,10 @@ TEST_F(InputTest, ReplyWithoutNewlineAndUnicode) {
 
 TEST_F(InputTest, GetpassHasThePasswordFlag) {
   const uint64_t s = open();
-  shmrepl_execution_t* ex =
-      execute(s, "import getpass\np = getpass.getpass('pw: ')\nq = getpass.getpass()\nprint(len(p), q)\n");
-  const Outcome run = drive(ex, [&](std::size_t i, const Rec&) { reply(ex, i == 0 ? "secret\n" : "two"); });
+  shmrepl_execution_t* ex = execute(
+      s, "import getpass\np = getpass.getpass('pw: ')\nq = getpass.getpass()\nprint(len(p), q)\n");
+  const Outcome run =
+      drive(ex, [&](std::size_t i, const Rec&) { reply(ex, i == 0 ? "secret\n" : "two"); });
   ASSERT_EQ(run.requests.size(), 2u);
   EXPECT_EQ(run.requests[0].data, "pw: ");
   EXPECT_NE(run.requests[0].flags & SHMREPL_FLAG_PASSWORD, 0u);
@@ -139,8 +142,10 @@ TEST_F(InputTest, GetpassHasThePasswordFlag) {
 
 TEST_F(InputTest, TwoInputsInARow) {
   const uint64_t s = open();
-  shmrepl_execution_t* ex = execute(s, "a = input('a? ')\nprint('got', a)\nb = input('b? ')\nprint(a + b)\n");
-  const Outcome run = drive(ex, [&](std::size_t i, const Rec&) { reply(ex, i == 0 ? "1\n" : "2\n"); });
+  shmrepl_execution_t* ex =
+      execute(s, "a = input('a? ')\nprint('got', a)\nb = input('b? ')\nprint(a + b)\n");
+  const Outcome run =
+      drive(ex, [&](std::size_t i, const Rec&) { reply(ex, i == 0 ? "1\n" : "2\n"); });
   ASSERT_EQ(run.requests.size(), 2u);
   EXPECT_EQ(run.requests[0].data, "a? ");
   EXPECT_EQ(run.requests[1].data, "b? ");
@@ -181,7 +186,8 @@ TEST_F(InputTest, CancelRacingTheRequestIsNeverLost) {
   const uint64_t s = open();
   for (int i = 0; i < 12; ++i) {
     SCOPED_TRACE(i);
-    shmrepl_execution_t* ex = execute(s, "import time\ntime.sleep(0.001 * " + std::to_string(i % 4) + ")\ninput()\n");
+    shmrepl_execution_t* ex =
+        execute(s, "import time\ntime.sleep(0.001 * " + std::to_string(i % 4) + ")\ninput()\n");
     std::this_thread::sleep_for(std::chrono::milliseconds(i % 3));
     const auto start = Clock::now();
     EXPECT_EQ(shmrepl_execution_cancel(ex), SHMREPL_OK) << shmrepl_last_error();
@@ -198,7 +204,8 @@ TEST_F(InputTest, CancelRacingTheRequestIsNeverLost) {
 TEST_F(InputTest, TimeoutWhileWaitingEndsTheWait) {
   const uint64_t s = open();
   const auto start = Clock::now();
-  shmrepl_execution_t* ex = execute(s, "try:\n  input('?')\nfinally:\n  print('finally ran')\n", 500'000'000);
+  shmrepl_execution_t* ex =
+      execute(s, "try:\n  input('?')\nfinally:\n  print('finally ran')\n", 500'000'000);
   const Outcome run = drive(ex, [](std::size_t, const Rec&) {});  // never answered
   ASSERT_EQ(run.requests.size(), 1u);
   EXPECT_EQ(run.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_TIMEOUT));
@@ -237,8 +244,9 @@ TEST_F(InputTest, ClosingTheSessionEndsTheWait) {
 TEST_F(InputTest, ReplyWhenNotWaitingIsAStateError) {
   const uint64_t s = open();
   EXPECT_EQ(shmrepl_execution_send_input(nullptr, "x", 1), SHMREPL_E_INVALID);
-  shmrepl_execution_t* ex = execute(s, "import sys\nprint('ready', flush=True)\nsys.stdin.readline()\n"
-                                       "import time\ntime.sleep(1.5)\nprint(input('now? '))\n");
+  shmrepl_execution_t* ex = execute(s,
+                                    "import sys\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+                                    "import time\ntime.sleep(1.5)\nprint(input('now? '))\n");
   EXPECT_EQ(shmrepl_execution_send_input(ex, nullptr, 1), SHMREPL_E_INVALID);
   bool early_checked = false;
   const Outcome run = drive(
@@ -251,7 +259,8 @@ TEST_F(InputTest, ReplyWhenNotWaitingIsAStateError) {
       [&](const Outcome& r) {
         if (r.out == "ready\n" && !early_checked) {
           early_checked = true;
-          EXPECT_EQ(shmrepl_execution_send_input(ex, "early\n", 6), SHMREPL_E_STATE) << shmrepl_last_error();
+          EXPECT_EQ(shmrepl_execution_send_input(ex, "early\n", 6), SHMREPL_E_STATE)
+              << shmrepl_last_error();
         }
       });
   EXPECT_TRUE(early_checked);
@@ -279,12 +288,12 @@ TEST_F(InputTest, OtherThreadsWriteWhileInputWaits) {
   std::size_t ticks_at_request = 0;
   bool replied = false;
   const Outcome run = drive(
-      ex,
-      [&](std::size_t, const Rec&) { asked = true; },
+      ex, [&](std::size_t, const Rec&) { asked = true; },
       [&](const Outcome& r) {
         if (!asked || replied) return;
         std::size_t ticks = 0;
-        for (std::size_t at = 0; (at = r.out.find("tick", at)) != std::string::npos; at += 4) ++ticks;
+        for (std::size_t at = 0; (at = r.out.find("tick", at)) != std::string::npos; at += 4)
+          ++ticks;
         if (ticks_at_request == 0) ticks_at_request = ticks;
         // Five more ticks after the request: input() holds nothing up.
         if (ticks >= ticks_at_request + 5) {
@@ -300,7 +309,8 @@ TEST_F(InputTest, OtherThreadsWriteWhileInputWaits) {
 
 TEST_F(InputTest, AProgramsOwnStdinIsReadNotAsked) {
   const uint64_t s = open();
-  shmrepl_execution_t* ex = execute(s, "import io, sys\nsys.stdin = io.StringIO('mine\\n')\nprint(input('x'))\n");
+  shmrepl_execution_t* ex =
+      execute(s, "import io, sys\nsys.stdin = io.StringIO('mine\\n')\nprint(input('x'))\n");
   const Outcome run = drive(ex, [&](std::size_t, const Rec&) { reply(ex, "client\n"); });
   EXPECT_TRUE(run.requests.empty());
   EXPECT_EQ(run.out, "xmine\n");  // python3's input() with a sys.stdin that is not a terminal
@@ -343,7 +353,8 @@ struct Pty {
     winsize ws{};
     ws.ws_col = static_cast<unsigned short>(cols);
     ws.ws_row = static_cast<unsigned short>(rows);
-    if (openpty(&master, &slave, nullptr, nullptr, &ws) != 0) ADD_FAILURE() << "openpty: " << std::strerror(errno);
+    if (openpty(&master, &slave, nullptr, nullptr, &ws) != 0)
+      ADD_FAILURE() << "openpty: " << std::strerror(errno);
   }
   ~Pty() {
     close(master);
