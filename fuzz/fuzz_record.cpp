@@ -139,7 +139,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   SHMREPL_FUZZ_CHECK(rec.raw == data && rec.raw_len == size);
   // The frame's flags, plus PASSWORD for a getpass() INPUT_REQUEST (checked below).
-  SHMREPL_FUZZ_CHECK((rec.flags & ~SHMREPL_FLAG_PASSWORD) == (SHMREPL_FLAG_MORE | SHMREPL_FLAG_CONTINUED));
+  SHMREPL_FUZZ_CHECK((rec.flags & ~SHMREPL_FLAG_PASSWORD) ==
+                     (SHMREPL_FLAG_MORE | SHMREPL_FLAG_CONTINUED));
   SHMREPL_FUZZ_CHECK(rec.kind <= SHMREPL_RECORD_FINISHED);
   SHMREPL_FUZZ_CHECK(rec.data != nullptr && within(rec.data, rec.data_len, data, size));
   touch(rec.data, rec.data_len);
@@ -154,7 +155,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const fbs::Record* root = fbs::GetRecord(data);
   SHMREPL_FUZZ_CHECK(root->execution_id() == rec.execution_id && root->seq() == rec.seq &&
                      root->timestamp_ns() == rec.timestamp_ns);
-  const bool password = rec.kind == SHMREPL_RECORD_INPUT_REQUEST && root->body_as_InputRequest()->password();
+  const bool password =
+      rec.kind == SHMREPL_RECORD_INPUT_REQUEST && root->body_as_InputRequest()->password();
   SHMREPL_FUZZ_CHECK(((rec.flags & SHMREPL_FLAG_PASSWORD) != 0) == password);
   if (rec.kind == SHMREPL_RECORD_OUTPUT) {
     const fbs::Output* o = root->body_as_Output();

@@ -92,9 +92,10 @@ SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
     // Passed in this order, each if given: stdin, stdout, stderr.
     int pass[control::kMaxPassedFds];
     std::size_t npass = 0;
-    for (auto [plus_one, flag, name] : {std::tuple{o.stdin_fd_plus_one, &f.stdin, "stdin"},
-                                        std::tuple{o.stdout_fd_plus_one, &f.stdout_tty, "stdout"},
-                                        std::tuple{o.stderr_fd_plus_one, &f.stderr_tty, "stderr"}}) {
+    for (auto [plus_one, flag, name] :
+         {std::tuple{o.stdin_fd_plus_one, &f.stdin, "stdin"},
+          std::tuple{o.stdout_fd_plus_one, &f.stdout_tty, "stdout"},
+          std::tuple{o.stderr_fd_plus_one, &f.stderr_tty, "stderr"}}) {
       const int fd = plus_one - 1;
       if (fd < 0) continue;
       if (fcntl(fd, F_GETFD) < 0)
@@ -226,8 +227,8 @@ SHMREPL_API shmrepl_status_t shmrepl_execution_cancel(shmrepl_execution_t* execu
   });
 }
 
-SHMREPL_API shmrepl_status_t shmrepl_execution_send_input(shmrepl_execution_t* execution, const char* text,
-                                                          size_t len) {
+SHMREPL_API shmrepl_status_t shmrepl_execution_send_input(shmrepl_execution_t* execution,
+                                                          const char* text, size_t len) {
   return guarded([&] {
     if (execution == nullptr) return fail(SHMREPL_E_INVALID, "execution is NULL");
     if (text == nullptr && len != 0) return fail(SHMREPL_E_INVALID, "text is NULL");

@@ -90,8 +90,8 @@ shmrepl_status_t Connection::die(shmrepl_status_t status, std::string text) {
 shmrepl_status_t Connection::exchange(const control::Frame& frame, uint64_t id, ctl::Body expected,
                                       const ctl::Message** reply, std::span<const int> pass_fds) {
   std::string err;
-  shmrepl_status_t st = control::write_all_with_fds(fd_, frame.data(), frame.size(), pass_fds.data(),
-                                                    pass_fds.size(), &err);
+  shmrepl_status_t st = control::write_all_with_fds(fd_, frame.data(), frame.size(),
+                                                    pass_fds.data(), pass_fds.size(), &err);
   if (st != SHMREPL_OK) return die(st == SHMREPL_E_SYSTEM ? st : SHMREPL_E_ENGINE_DIED, err);
   const ctl::Message* m = nullptr;
   if (received_fd_ >= 0) ::close(received_fd_);  // not taken by the last caller

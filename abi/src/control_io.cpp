@@ -141,8 +141,9 @@ shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Mes
                               std::string* error_text, int* received_fd) {
   *out = nullptr;
   uint8_t prefix[kPrefixSize];
-  shmrepl_status_t st = received_fd != nullptr ? read_prefix_fd(fd, prefix, received_fd, 1, error_text)
-                                               : read_exact(fd, prefix, sizeof prefix, error_text);
+  shmrepl_status_t st = received_fd != nullptr
+                            ? read_prefix_fd(fd, prefix, received_fd, 1, error_text)
+                            : read_exact(fd, prefix, sizeof prefix, error_text);
   if (st == SHMREPL_E_EOF && received_fd != nullptr && *received_fd >= 0) st = SHMREPL_E_ENGINE_DIED;
   if (st != SHMREPL_OK) return st;
   uint32_t len = 0;

@@ -66,8 +66,8 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
   if (!hello_ && type != ctl::Body::Hello)
     return error(rid, SHMREPL_E_PROTOCOL, "expected Hello first, got " + name);
 
-  if (worker_ && type != ctl::Body::Execute && type != ctl::Body::Cancel && type != ctl::Body::Release &&
-      type != ctl::Body::InputReply)
+  if (worker_ && type != ctl::Body::Execute && type != ctl::Body::Cancel &&
+      type != ctl::Body::Release && type != ctl::Body::InputReply)
     return error(rid, SHMREPL_E_PROTOCOL, name + " goes to the engine, not to a session's worker");
   // libshmrepl sends these here only for a session (or execution) it has no worker
   // connection for: one that is not its own, as the header documents.
@@ -94,16 +94,20 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
     }
     case ctl::Body::OpenSession: {
       const ctl::OpenSession* o = m.body_as_OpenSession();
-      const bool options = (o->working_dir() != nullptr && o->working_dir()->size() != 0) || o->set_env() ||
-                           o->stdin() || o->stdout_tty() || o->stderr_tty();
+      const bool options = (o->working_dir() != nullptr && o->working_dir()->size() != 0) ||
+                           o->set_env() || o->stdin() || o->stdout_tty() || o->stderr_tty();
       // The passed descriptors, in order, for the flags that are set.
       std::size_t next = 0;
-      auto take = [&](bool flag) { return flag && next < control::kMaxPassedFds ? received_fds[next++] : -1; };
+      auto take = [&](bool flag) {
+        return flag && next < control::kMaxPassedFds ? received_fds[next++] : -1;
+      };
       const int stdin_fd = take(o->stdin());
       const int stdout_fd = take(o->stdout_tty());
       const int stderr_fd = take(o->stderr_tty());
-      if ((o->stdin() && stdin_fd < 0) || (o->stdout_tty() && stdout_fd < 0) || (o->stderr_tty() && stderr_fd < 0))
-        return error(rid, SHMREPL_E_PROTOCOL, "OpenSession names more descriptors than came with it");
+      if ((o->stdin() && stdin_fd < 0) || (o->stdout_tty() && stdout_fd < 0) ||
+          (o->stderr_tty() && stderr_fd < 0))
+        return error(rid, SHMREPL_E_PROTOCOL,
+                     "OpenSession names more descriptors than came with it");
       if (pool_ != nullptr) {
         WorkerPool::Setup setup;
         setup.working_dir = str(o->working_dir());
@@ -120,8 +124,8 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
       }
       if (options)
         return error(rid, SHMREPL_E_INVALID,
-                     "this engine runs sessions in its own process: no working folder, environment, stdin or "
-                     "terminal");
+                     "this engine runs sessions in its own process: no working folder, "
+                     "environment, stdin or terminal");
       const uint64_t id = engine_->open_session();
       sessions_.insert(id);
       return Reply{control::session_opened(rid, id, engine_->session_background_ring(id)), false, false};
@@ -179,7 +183,8 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
       if (executions_.count(id) == 0)
         return error(rid, SHMREPL_E_NOT_FOUND, "unknown execution " + std::to_string(id));
       if (!engine_->send_input(id, str(r->text())))
-        return error(rid, SHMREPL_E_STATE, "execution " + std::to_string(id) + " is not waiting for input");
+        return error(rid, SHMREPL_E_STATE,
+                     "execution " + std::to_string(id) + " is not waiting for input");
       return ok(rid);
     }
     case ctl::Body::CloseSession: {

@@ -490,8 +490,9 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
   SpawnRequest req{session_id, 0, 0};
   int fds[kMaxSpawnFds] = {client[1], sup[1], -1, -1, -1};
   std::size_t nfds = 2;
-  for (auto [fd, bit] : {std::pair{setup.stdin_fd, kHasStdin}, std::pair{setup.stdout_fd, kHasStdout},
-                         std::pair{setup.stderr_fd, kHasStderr}})
+  for (auto [fd, bit] :
+       {std::pair{setup.stdin_fd, kHasStdin}, std::pair{setup.stdout_fd, kHasStdout},
+        std::pair{setup.stderr_fd, kHasStderr}})
     if (fd >= 0) {
       req.extra |= bit;
       fds[nfds++] = fd;

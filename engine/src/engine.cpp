@@ -899,7 +899,8 @@ bool EngineImpl::send_input(uint64_t execution_id, const std::string& text) {
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = executions_.find(execution_id);
-    if (it == executions_.end()) throw std::invalid_argument("unknown execution " + std::to_string(execution_id));
+    if (it == executions_.end())
+      throw std::invalid_argument("unknown execution " + std::to_string(execution_id));
     ex = it->second;
   }
   {

@@ -384,7 +384,9 @@ PyObject* buffer_write(PyObject* self, PyObject* data) {
   return PyLong_FromSsize_t(n);
 }
 
-PyObject* buffer_isatty(PyObject* self, PyObject*) { return fd_isatty(reinterpret_cast<BufferObject*>(self)->fd); }
+PyObject* buffer_isatty(PyObject* self, PyObject*) {
+  return fd_isatty(reinterpret_cast<BufferObject*>(self)->fd);
+}
 
 PyObject* buffer_fileno(PyObject* self, PyObject*) {
   return PyLong_FromLong(reinterpret_cast<BufferObject*>(self)->fd);
@@ -703,13 +705,16 @@ PyMethodDef g_os_isatty_def = {
 
 // os.get_terminal_size(fd=1) of fds 1/2: the size of the caller's terminal now
 // (TIOCGWINSZ, so it follows resizes), with python3's result type and errors.
-PyObject* hooked_os_get_terminal_size(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* hooked_os_get_terminal_size(PyObject*, PyObject* const* args, Py_ssize_t nargs,
+                                      PyObject* kwnames) {
   int t = -1;
   if (kwnames == nullptr && nargs <= 1 && g_engine_pid == getpid()) {
     if (nargs == 0) t = terminal_fd(1);
     else t = terminal_arg(args[0]);
   }
-  if (t < 0) return PyObject_Vectorcall(g_orig_os_get_terminal_size, args, static_cast<size_t>(nargs), kwnames);
+  if (t < 0)
+    return PyObject_Vectorcall(g_orig_os_get_terminal_size, args, static_cast<size_t>(nargs),
+                               kwnames);
   winsize ws{};
   int rc;
   Py_BEGIN_ALLOW_THREADS
@@ -720,7 +725,8 @@ PyObject* hooked_os_get_terminal_size(PyObject*, PyObject* const* args, Py_ssize
   PyObject* type = os != nullptr ? PyObject_GetAttrString(os, "terminal_size") : nullptr;
   Py_XDECREF(os);
   if (type == nullptr) return nullptr;
-  PyObject* r = PyObject_CallFunction(type, "((ii))", static_cast<int>(ws.ws_col), static_cast<int>(ws.ws_row));
+  PyObject* r = PyObject_CallFunction(type, "((ii))", static_cast<int>(ws.ws_col),
+                                      static_cast<int>(ws.ws_row));
   Py_DECREF(type);
   return r;
 }
@@ -770,13 +776,15 @@ PyObject* hooked_input(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (ex != nullptr && nargs <= 1) {
     PyObject* in = PySys_GetObject("stdin");         // borrowed
     PyObject* orig_in = PySys_GetObject("__stdin__");  // borrowed
-    if (in != nullptr && in == orig_in) return ask_client(ex, nargs == 1 ? args[0] : nullptr, false);
+    if (in != nullptr && in == orig_in)
+      return ask_client(ex, nargs == 1 ? args[0] : nullptr, false);
   }
   return PyObject_Vectorcall(g_orig_input, args, static_cast<size_t>(nargs), nullptr);
 }
 
 PyMethodDef g_input_def = {
-    "input", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_input)), METH_FASTCALL,
+    "input", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_input)),
+    METH_FASTCALL,
     "Read a string from standard input (here: ask the client). The trailing newline is stripped."};
 
 // getpass.getpass(prompt='Password: ', stream=None): a password request to the client.
@@ -785,7 +793,8 @@ PyObject* hooked_getpass(PyObject*, PyObject* args, PyObject* kwargs) {
   if (ex == nullptr) return PyObject_Call(g_orig_getpass, args, kwargs);
   static const char* kwlist[] = {"prompt", "stream", nullptr};
   PyObject *prompt = nullptr, *stream = nullptr;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:getpass", const_cast<char**>(kwlist), &prompt, &stream))
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:getpass", const_cast<char**>(kwlist), &prompt,
+                                   &stream))
     return nullptr;
   if (prompt == nullptr) {
     PyObject* def = PyUnicode_FromString("Password: ");
@@ -799,7 +808,8 @@ PyObject* hooked_getpass(PyObject*, PyObject* args, PyObject* kwargs) {
 
 PyMethodDef g_getpass_def = {
     "getpass", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_getpass)),
-    METH_VARARGS | METH_KEYWORDS, "Prompt for a password, with echo turned off (here: ask the client)."};
+    METH_VARARGS | METH_KEYWORDS,
+    "Prompt for a password, with echo turned off (here: ask the client)."};
 
 // ---- os.close ------------------------------------------------------------------
 

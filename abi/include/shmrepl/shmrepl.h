@@ -370,8 +370,8 @@ SHMREPL_API shmrepl_status_t shmrepl_execution_cancel(shmrepl_execution_t* execu
  * descriptor ask this way; each request takes one answer. May be called from any
  * thread. E_STATE: the execution is not waiting for input (none asked yet, already
  * answered, finished); E_INVALID: NULL; E_TOO_LARGE: over 64 MiB. Since 1.2. */
-SHMREPL_API shmrepl_status_t shmrepl_execution_send_input(shmrepl_execution_t* execution, const char* text,
-                                                          size_t len);
+SHMREPL_API shmrepl_status_t shmrepl_execution_send_input(shmrepl_execution_t* execution,
+                                                          const char* text, size_t len);
 /* Releases the ring (the engine unlinks its name once the execution has finished;
  * open readers keep working) and frees the handle. Accepts NULL. */
 SHMREPL_API void shmrepl_execution_close(shmrepl_execution_t* execution);
