@@ -396,7 +396,9 @@ bool request_input(Execution& ex, std::string_view prompt, bool password, std::s
     // A signal (a cancel's SIGINT that came before we waited, or the program's
     // own handlers) is handled as python3's input() handles it.
     if (PyErr_CheckSignals() != 0) {
+      // Its exception stands; a cancel that also set the flag is the same interrupt.
       ex.in_wait = false;
+      ex.cancel_pending.store(false, std::memory_order_release);
       stop_waiting();
       return false;
     }
