@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -27,15 +28,16 @@ class Connection {
   // Sends the frame `build(request_id)` gives and reads its reply. On an Error reply
   // returns its code; on a reply of another type than `expected`, E_PROTOCOL.
   // Otherwise calls `take(reply)` (under the lock) and returns OK.
-  // `pass_fd` >= 0: a descriptor sent along with the request (SCM_RIGHTS).
+  // `pass_fds`: descriptors sent along with the request (SCM_RIGHTS).
   template <typename Build, typename Take>
-  shmrepl_status_t request(Build&& build, control::ctl::Body expected, Take&& take, int pass_fd = -1) {
+  shmrepl_status_t request(Build&& build, control::ctl::Body expected, Take&& take,
+                           std::span<const int> pass_fds = {}) {
     std::lock_guard lock(mu_);
     uint64_t id = 0;
     shmrepl_status_t st = begin(&id);
     if (st != SHMREPL_OK) return st;
     const control::ctl::Message* reply = nullptr;
-    st = exchange(build(id), id, expected, &reply, pass_fd);
+    st = exchange(build(id), id, expected, &reply, pass_fds);
     if (st != SHMREPL_OK) return st;
     take(reply);
     return SHMREPL_OK;
@@ -50,7 +52,7 @@ class Connection {
     uint64_t id = 0;
     shmrepl_status_t st = begin(&id);
     if (st != SHMREPL_OK) return st;
-    st = send(build(id), -1);
+    st = send(build(id), {});
     if (st == SHMREPL_OK) unread_.push_back(id);
     return st;
   }
@@ -81,8 +83,8 @@ class Connection {
  private:
   shmrepl_status_t begin(uint64_t* id);
   shmrepl_status_t exchange(const control::Frame& frame, uint64_t id, control::ctl::Body expected,
-                            const control::ctl::Message** reply, int pass_fd);
-  shmrepl_status_t send(const control::Frame& frame, int pass_fd);
+                            const control::ctl::Message** reply, std::span<const int> pass_fds);
+  shmrepl_status_t send(const control::Frame& frame, std::span<const int> pass_fds);
   shmrepl_status_t die(shmrepl_status_t status, std::string text);
 
   std::mutex mu_;

@@ -281,6 +281,8 @@ void become_worker(const EngineOptions& options) {
   g_child_closes[0] = child_closes[0];
   g_child_closes[1] = child_closes[1];
   reset_engine_pid();
+  set_terminal_fds(options.terminal_fds[0], options.terminal_fds[1]);
+  set_input_requests(options.input_requests);
   pthread_atfork(nullptr, nullptr, on_fork_child);
   // As python3: Ctrl-C is KeyboardInterrupt, a closed pipe is an error, not a death.
   signal(SIGPIPE, SIG_IGN);
@@ -328,6 +330,7 @@ class EngineImpl final : public Engine {
   void close_session(uint64_t session_id) override;
   Accepted execute(const ExecuteRequest& request) override;
   bool cancel(uint64_t execution_id) override;
+  bool send_input(uint64_t execution_id, const std::string& text) override;
   void wait(uint64_t execution_id) override;
   void release(uint64_t execution_id) override;
   void shutdown() override;
@@ -927,6 +930,25 @@ bool EngineImpl::cancel(uint64_t execution_id) {
     if (!again) break;
   }
   return found;
+}
+
+bool EngineImpl::send_input(uint64_t execution_id, const std::string& text) {
+  std::shared_ptr<Execution> ex;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = executions_.find(execution_id);
+    if (it == executions_.end())
+      throw std::invalid_argument("unknown execution " + std::to_string(execution_id));
+    ex = it->second;
+  }
+  {
+    std::lock_guard<std::mutex> w(ex->wake_mu);
+    if (!ex->input_waiting || ex->input_replied) return false;
+    ex->input_text = text;
+    ex->input_replied = true;
+  }
+  ex->wake_cv.notify_all();
+  return true;
 }
 
 void EngineImpl::wait(uint64_t execution_id) {
