@@ -310,7 +310,8 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != zygote) _exit(1);
   // Die of what user code does as python3 would: the supervisor reports the signal.
-  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD})
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+                  SIGUSR2, SIGALRM, SIGCHLD})
     ::signal(sig, SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
