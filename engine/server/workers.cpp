@@ -1,6 +1,7 @@
 #include "workers.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -40,7 +42,7 @@ namespace {
 struct SpawnRequest {
   uint64_t session_id;
   uint32_t has_stdin;  // a third descriptor: the session's stdin
-  uint32_t reserved;
+  uint32_t fresh;      // a fresh worker (exec'd, newly initialised), not a fork
 };
 // Zygote -> supervisor: a worker ended (waitpid status).
 struct ExitNotice {
@@ -305,7 +307,7 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
 }
 
 [[noreturn]] void worker_main(uint64_t session_id, int client_fd, int sup_fd, int stdin_fd, pid_t zygote,
-                              const EngineFactory& factory, engine::EngineOptions eo) {
+                              const EngineFactory& factory, engine::EngineOptions eo, bool fresh) {
   // The zygote (and through it the supervisor) gone means we go too.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != zygote) _exit(1);
@@ -327,6 +329,16 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   if (stdin_fd >= 0) {
     ::dup2(stdin_fd, 0);
     ::close(stdin_fd);
+  }
+  if (fresh && setup.set_env) {
+    // CPython is not initialised yet: it starts with the session's environment, as
+    // python3 would (os.environ, sys.path from PYTHONPATH, the hash secret...).
+    ::clearenv();
+    for (const std::string& e : setup.env) {
+      const std::size_t eq = e.find('=');
+      if (eq != 0 && eq != std::string::npos) ::setenv(e.substr(0, eq).c_str(), e.c_str() + eq + 1, 1);
+    }
+    setup.set_env = false;
   }
   eo.worker = true;
   eo.capture_fds = true;
@@ -357,8 +369,31 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
 
 // ---- the zygote ------------------------------------------------------------------
 
+// In the zygote's child: becomes a fresh worker (fresh_worker_main) with the same
+// descriptors. Only the execution-id page and these survive the exec.
+[[noreturn]] void exec_fresh_worker(const std::string& exe, uint64_t session_id, const int fds[3], pid_t zygote,
+                                    int ids_fd, const engine::EngineOptions& eo) {
+  for (int fd : {fds[0], fds[1], fds[2], ids_fd})
+    if (fd >= 0) ::fcntl(fd, F_SETFD, 0);
+  std::vector<std::string> args = {exe,
+                                   kFreshWorkerFlag,
+                                   std::to_string(session_id),
+                                   std::to_string(fds[0]),
+                                   std::to_string(fds[1]),
+                                   std::to_string(fds[2]),
+                                   std::to_string(zygote),
+                                   std::to_string(ids_fd),
+                                   std::to_string(eo.guardian_pid),
+                                   std::to_string(eo.ring_capacity)};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(exe.c_str(), argv.data());
+  _exit(127);  // the supervisor sees the worker's channel end: "did not start"
+}
+
 [[noreturn]] void zygote_main(int sock, pid_t supervisor, const ZygoteHooks& hooks,
-                              const EngineFactory& factory, const engine::EngineOptions& eo) {
+                              const EngineFactory& factory, const engine::EngineOptions& eo, int ids_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != supervisor) _exit(1);
   ::prctl(PR_SET_NAME, "shmrepl-zygote");
@@ -403,11 +438,14 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
       continue;
     }
     const pid_t self = ::getpid();
-    const pid_t pid = hooks.fork_interpreter();
+    const bool fresh = req.fresh != 0 && !hooks.fresh_worker_exe.empty();
+    // A fresh worker execs at once: a plain fork will do.
+    const pid_t pid = fresh ? ::fork() : hooks.fork_interpreter();
     if (pid == 0) {
       ::close(sock);
       ::close(sfd);
-      worker_main(req.session_id, fds[0], fds[1], fds[2], self, factory, eo);
+      if (fresh) exec_fresh_worker(hooks.fresh_worker_exe, req.session_id, fds, self, ids_fd, eo);
+      worker_main(req.session_id, fds[0], fds[1], fds[2], self, factory, eo, false);
     }
     // A failed fork closes the worker's ends: the supervisor sees the channel end.
     for (std::size_t i = 0; i < nfds; ++i) ::close(fds[i]);
@@ -421,9 +459,17 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
 std::unique_ptr<WorkerPool> WorkerPool::start(const ZygoteHooks& hooks, const EngineFactory& factory,
                                               const engine::EngineOptions& options) {
   std::unique_ptr<WorkerPool> pool(new WorkerPool());
-  // Ids shared with every worker: sessions here, executions in the workers.
-  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  // Ids shared with every worker: sessions here, executions in the workers. A memfd,
+  // so that a fresh worker maps the same page after its exec.
+  const int ids_fd = ::memfd_create("shmrepl-ids", MFD_CLOEXEC);
+  if (ids_fd < 0) throw_errno("memfd_create");
+  if (::ftruncate(ids_fd, 4096) != 0) throw_errno("ftruncate");
+  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ids_fd, 0);
   if (page == MAP_FAILED) throw_errno("mmap");
+  pool->fresh_possible_ = !hooks.fresh_worker_exe.empty();
+  for (std::size_t i = 0; i < kStartupOnlyCount; ++i)
+    if (const char* v = std::getenv(kStartupOnlyVariables[i]); v != nullptr && v[0] != '\0')
+      pool->zygote_startup_env_.push_back(std::string(kStartupOnlyVariables[i]) + "=" + v);
   pool->counters_ = new (page) std::atomic<uint64_t>[2];
   pool->counters_[0].store(1);
   pool->counters_[1].store(1);
@@ -438,9 +484,10 @@ std::unique_ptr<WorkerPool> WorkerPool::start(const ZygoteHooks& hooks, const En
   if (pid < 0) throw_errno("fork");
   if (pid == 0) {
     ::close(sv[0]);
-    zygote_main(sv[1], self, hooks, factory, eo);
+    zygote_main(sv[1], self, hooks, factory, eo, ids_fd);
   }
   ::close(sv[1]);
+  ::close(ids_fd);
   pool->zygote_fd_ = sv[0];
   pool->zygote_pid_ = pid;
   pool->reaper_ = std::thread([p = pool.get()] { p->reaper_loop(); });
@@ -472,7 +519,7 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
     throw std::runtime_error(what);
   };
   const uint64_t session_id = counters_[0].fetch_add(1);
-  const SpawnRequest req{session_id, setup.stdin_fd >= 0 ? 1u : 0u, 0};
+  const SpawnRequest req{session_id, setup.stdin_fd >= 0 ? 1u : 0u, needs_fresh(setup) ? 1u : 0u};
   const int fds[3] = {client[1], sup[1], setup.stdin_fd};
   try {
     {
@@ -513,6 +560,23 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
     pids_[w->pid] = w;
   }
   return Spawned{session_id, w->pid, client[0], m.text};
+}
+
+bool WorkerPool::needs_fresh(const Setup& setup) const {
+  if (!fresh_possible_ || !setup.set_env) return false;
+  // CPython takes an empty value as unset.
+  std::vector<std::string> wanted;
+  for (const std::string& e : setup.env)
+    for (std::size_t i = 0; i < kStartupOnlyCount; ++i) {
+      const std::size_t n = std::strlen(kStartupOnlyVariables[i]);
+      if (e.size() > n + 1 && e.compare(0, n, kStartupOnlyVariables[i]) == 0 && e[n] == '=' &&
+          std::find_if(wanted.begin(), wanted.end(), [&](const std::string& w) { return w.compare(0, n + 1, e, 0, n + 1) == 0; }) == wanted.end())
+        wanted.push_back(e);
+    }
+  std::sort(wanted.begin(), wanted.end());
+  std::vector<std::string> have = zygote_startup_env_;
+  std::sort(have.begin(), have.end());
+  return wanted != have;
 }
 
 pid_t WorkerPool::worker_pid(uint64_t session_id) {
@@ -619,6 +683,34 @@ void WorkerPool::on_exit(pid_t pid, int status) {
     w->rings = std::move(rings);
   }
   cv_.notify_all();
+}
+
+const char* const kStartupOnlyVariables[] = {
+    "PYTHONHASHSEED",     "PYTHONWARNINGS",     "PYTHONDEVMODE",          "PYTHONUTF8",
+    "PYTHONINTMAXSTRDIGITS", "PYTHONMALLOC",    "PYTHONMALLOCSTATS",      "PYTHONFAULTHANDLER",
+    "PYTHONTRACEMALLOC",  "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONOPTIMIZE",
+    "PYTHONDEBUG",        "PYTHONVERBOSE",      "PYTHONNOUSERSITE",       "PYTHONUSERBASE",
+    "PYTHONHOME",         "PYTHONPLATLIBDIR",   "PYTHONCOERCECLOCALE",    "PYTHONWARNDEFAULTENCODING",
+    "PYTHONNODEBUGRANGES", "PYTHONPROFILEIMPORTTIME"};
+const std::size_t kStartupOnlyCount = sizeof kStartupOnlyVariables / sizeof kStartupOnlyVariables[0];
+
+void fresh_worker_main(int argc, char** argv, const EngineFactory& factory) {
+  if (argc != 10) _exit(2);
+  auto num = [&](int i) { return std::strtoll(argv[i], nullptr, 10); };
+  const uint64_t session_id = static_cast<uint64_t>(num(2));
+  const int client_fd = static_cast<int>(num(3)), sup_fd = static_cast<int>(num(4));
+  const int stdin_fd = static_cast<int>(num(5)), ids_fd = static_cast<int>(num(7));
+  const pid_t zygote = static_cast<pid_t>(num(6));
+  for (int fd : {client_fd, sup_fd, stdin_fd, ids_fd})
+    if (fd >= 0) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ids_fd, 0);
+  if (page == MAP_FAILED) _exit(1);
+  ::close(ids_fd);
+  engine::EngineOptions eo;
+  eo.guardian_pid = static_cast<pid_t>(num(8));
+  eo.ring_capacity = static_cast<uint64_t>(num(9));
+  eo.execution_ids = &static_cast<std::atomic<uint64_t>*>(page)[1];
+  worker_main(session_id, client_fd, sup_fd, stdin_fd, zygote, factory, eo, true);
 }
 
 std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit_code, int32_t signal) {
