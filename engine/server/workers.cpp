@@ -51,7 +51,7 @@ struct ExitNotice {
 };
 // Worker -> supervisor, on the supervisor channel.
 enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4, kNoMemory = 5,
-                  kKillingForTimeout = 6 };
+                  kKillingForTimeout = 6, kRefused = 7 };
 struct WorkerMessage {
   uint32_t kind;
   int32_t pid;
@@ -330,6 +330,7 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     ::dup2(stdin_fd, 0);
     ::close(stdin_fd);
   }
+  eo.virtual_env = setup.set_env;
   if (fresh && setup.set_env) {
     // CPython is not initialised yet: it starts with the session's environment, as
     // python3 would (os.environ, sys.path from PYTHONPATH, the hash secret...).
@@ -355,6 +356,9 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   } catch (const std::system_error& e) {
     const int c = e.code().value();
     send_message(sup_fd, c == ENOSPC || c == ENOMEM ? kNoMemory : kFailed, e.what());
+    _exit(1);
+  } catch (const std::invalid_argument& e) {
+    send_message(sup_fd, kRefused, e.what());
     _exit(1);
   } catch (const std::exception& e) {
     send_message(sup_fd, kFailed, e.what());
@@ -548,6 +552,11 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
     ::close(sup[0]);
     if (m.kind == kNoMemory) throw std::system_error(ENOSPC, std::generic_category(), m.text);
     throw std::invalid_argument(m.text);
+  }
+  if (m.kind == kRefused) {
+    ::close(client[0]);
+    ::close(sup[0]);
+    throw SessionRefused(m.text);
   }
   if (m.kind != kReady) fail(std::string("the session's worker failed to start: ") + m.text);
   auto w = std::make_shared<Worker>();

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +56,13 @@ inline constexpr const char* kFreshWorkerFlag = "--fresh-worker";
 // How long a worker may take to end after a close, a shutdown or a cancel before
 // it is killed (SIGKILL). Documented in docs/engine.md.
 inline constexpr int kGraceMs = 3000;
+
+// The session's environment cannot be served (a virtual environment of another
+// Python): the client gets SHMREPL_E_INVALID with this message.
+class SessionRefused : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class WorkerPool {
  public:

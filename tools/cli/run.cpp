@@ -256,6 +256,12 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   so.stdin_fd_plus_one = fcntl(0, F_GETFD) >= 0 ? 1 : 0;
   uint64_t session = 0;
   st = shmrepl_session_open_ex(client, &so, &session);
+  if (st == SHMREPL_E_INVALID) {
+    // The environment cannot be served (a virtual environment of another Python).
+    std::fprintf(stderr, "shmrepl: %s\n", shmrepl_last_error());
+    shmrepl_client_close(client);
+    return 2;
+  }
   if (st != SHMREPL_OK) {
     report("cannot open a session", st);
     shmrepl_client_close(client);

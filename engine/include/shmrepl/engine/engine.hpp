@@ -32,6 +32,10 @@ struct EngineOptions {
   // Worker mode: the session's whole environment (os.environ), if set.
   bool set_environment = false;
   std::vector<std::string> environment;  // "NAME=value"
+  // Worker mode: the environment is the session's own (set_environment, or a fresh
+  // worker's), so an activated virtual environment in it (VIRTUAL_ENV) applies.
+  // Engine::start throws std::invalid_argument for one not based on this Python.
+  bool virtual_env = false;
   // Descriptors a forked child of user code closes at once (the worker's sockets),
   // so the peers see them close when the worker dies. -1 = none.
   int child_closes[2] = {-1, -1};
