@@ -379,7 +379,7 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
                                     int ids_fd, const engine::EngineOptions& eo) {
   for (int fd : {fds[0], fds[1], fds[2], ids_fd})
     if (fd >= 0) ::fcntl(fd, F_SETFD, 0);
-  std::vector<std::string> args = {exe,
+  std::vector<std::string> args = {"shmrepl-engine",
                                    kFreshWorkerFlag,
                                    std::to_string(session_id),
                                    std::to_string(fds[0]),
@@ -700,7 +700,7 @@ const char* const kStartupOnlyVariables[] = {
     "PYTHONTRACEMALLOC",  "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONOPTIMIZE",
     "PYTHONDEBUG",        "PYTHONVERBOSE",      "PYTHONNOUSERSITE",       "PYTHONUSERBASE",
     "PYTHONHOME",         "PYTHONPLATLIBDIR",   "PYTHONCOERCECLOCALE",    "PYTHONWARNDEFAULTENCODING",
-    "PYTHONNODEBUGRANGES", "PYTHONPROFILEIMPORTTIME"};
+    "PYTHONNODEBUGRANGES", "PYTHONPROFILEIMPORTTIME", "PYTHONSAFEPATH"};
 const std::size_t kStartupOnlyCount = sizeof kStartupOnlyVariables / sizeof kStartupOnlyVariables[0];
 
 void fresh_worker_main(int argc, char** argv, const EngineFactory& factory) {

@@ -657,14 +657,20 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
     PyErr_Clear();
   }
   if (options_.worker && req.script && !s.path0_set) {
-    // As python3 FILE / -c: the program's folder (or '') comes first on sys.path.
+    // As python3 FILE / -c: the program's folder (or '') comes first on sys.path,
+    // unless PYTHONSAFEPATH (a fresh worker's sys.flags.safe_path) says not to.
     s.path0_set = true;
+    PyObject* flags = PySys_GetObject("flags");  // borrowed
+    PyObject* safe = flags != nullptr ? PyObject_GetAttrString(flags, "safe_path") : nullptr;
+    const bool safe_path = safe != nullptr && PyObject_IsTrue(safe) == 1;
+    Py_XDECREF(safe);
+    PyErr_Clear();
     std::string dir;
     if (!req.filename.empty() && req.filename[0] == '/') dir = req.filename.substr(0, req.filename.rfind('/'));
     if (dir.empty() && !req.filename.empty() && req.filename[0] == '/') dir = "/";
     PyObject* path = PySys_GetObject("path");  // borrowed
     PyObject* d = PyUnicode_DecodeFSDefaultAndSize(dir.data(), static_cast<Py_ssize_t>(dir.size()));
-    if (path != nullptr && PyList_Check(path) && d != nullptr) PyList_Insert(path, 0, d);
+    if (!safe_path && path != nullptr && PyList_Check(path) && d != nullptr) PyList_Insert(path, 0, d);
     Py_XDECREF(d);
     PyErr_Clear();
   }
