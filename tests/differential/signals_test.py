@@ -24,10 +24,9 @@ import run as diff  # noqa: E402  (base_env, start_engine)
 
 PROGRAMS = {
     # No handler: the program dies of the signal.
-    # (One line: SIGINT's traceback names it whether the signal comes during the print
-    # or the sleep.)
     "plain.py": """import time
-print("ready", flush=True); time.sleep(60)
+print("ready", flush=True)
+time.sleep(60)
 print("not reached")
 """,
     # A handler that ends the program.
@@ -83,6 +82,8 @@ def drive(cmd, cwd, env, sig):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = p.stdout.readline()
     if first == b"ready\n":
+        # Past the print, into the sleep (SIGINT's traceback points at either).
+        time.sleep(0.5)
         p.send_signal(sig)
     try:
         out, err = p.communicate(timeout=60)
