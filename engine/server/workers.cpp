@@ -339,7 +339,7 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
       const std::size_t eq = e.find('=');
       if (eq != 0 && eq != std::string::npos) ::setenv(e.substr(0, eq).c_str(), e.c_str() + eq + 1, 1);
     }
-    setup.set_env = false;
+    eo.started_with_environment = true;
   }
   eo.worker = true;
   eo.capture_fds = true;

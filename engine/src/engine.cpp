@@ -188,8 +188,9 @@ bool sigint_handler_is_ours() {
   return ours;
 }
 
-// [GIL] os.environ (and the C environment under it) becomes exactly `env`.
-void set_environment(const std::vector<std::string>& env) {
+// [GIL] os.environ (and the C environment under it) becomes exactly `env`; with
+// `add_pythonpath`, PYTHONPATH's entries go on sys.path as python3 puts them.
+void set_environment(const std::vector<std::string>& env, bool add_pythonpath) {
   PyObject* os = PyImport_ImportModule("os");
   PyObject* environ = os != nullptr ? PyObject_GetAttrString(os, "environ") : nullptr;
   PyObject* r = environ != nullptr ? PyObject_CallMethod(environ, "clear", nullptr) : nullptr;
@@ -210,7 +211,7 @@ void set_environment(const std::vector<std::string>& env) {
   // What python3 takes from PYTHONPATH at start-up: its entries, in front of the
   // standard library (after the program's folder, which comes later).
   for (const std::string& e : env) {
-    if (e.rfind("PYTHONPATH=", 0) != 0) continue;
+    if (!add_pythonpath || e.rfind("PYTHONPATH=", 0) != 0) continue;
     PyObject* path = PySys_GetObject("path");  // borrowed
     std::size_t at = 11;
     Py_ssize_t where = 0;
@@ -331,7 +332,7 @@ void become_worker(const EngineOptions& options) {
   if (r == nullptr) PyErr_Print();
   Py_XDECREF(r);
   Py_XDECREF(signal);
-  if (options.set_environment) set_environment(options.environment);
+  if (options.set_environment) set_environment(options.environment, !options.started_with_environment);
   const std::string refused = options.virtual_env ? apply_virtual_env() : std::string();
   configure_worker_streams();
   PyGILState_Release(g);

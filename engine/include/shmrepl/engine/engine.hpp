@@ -36,6 +36,10 @@ struct EngineOptions {
   // worker's), so an activated virtual environment in it (VIRTUAL_ENV) applies.
   // Engine::start throws std::invalid_argument for one not based on this Python.
   bool virtual_env = false;
+  // Worker mode: CPython started with `environment` already (a fresh worker), so
+  // sys.path holds PYTHONPATH's entries; set_environment still makes os.environ exactly
+  // `environment` (CPython's start-up may add LC_CTYPE to it).
+  bool started_with_environment = false;
   // Descriptors a forked child of user code closes at once (the worker's sockets),
   // so the peers see them close when the worker dies. -1 = none.
   int child_closes[2] = {-1, -1};
