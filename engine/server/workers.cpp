@@ -371,6 +371,12 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   _exit(0);
 }
 
+bool startup_only(const std::string& name) {
+  for (std::size_t i = 0; i < kStartupOnlyCount; ++i)
+    if (name == kStartupOnlyVariables[i]) return true;
+  return false;
+}
+
 // ---- the zygote ------------------------------------------------------------------
 
 // In the zygote's child: becomes a fresh worker (fresh_worker_main) with the same
@@ -473,7 +479,7 @@ std::unique_ptr<WorkerPool> WorkerPool::start(const ZygoteHooks& hooks, const En
   pool->fresh_possible_ = !hooks.fresh_worker_exe.empty();
   for (std::size_t i = 0; i < kStartupOnlyCount; ++i)
     if (const char* v = std::getenv(kStartupOnlyVariables[i]); v != nullptr && v[0] != '\0')
-      pool->zygote_startup_env_.push_back(std::string(kStartupOnlyVariables[i]) + "=" + v);
+      pool->zygote_startup_env_[kStartupOnlyVariables[i]] = v;
   pool->counters_ = new (page) std::atomic<uint64_t>[2];
   pool->counters_[0].store(1);
   pool->counters_[1].store(1);
@@ -573,19 +579,15 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
 
 bool WorkerPool::needs_fresh(const Setup& setup) const {
   if (!fresh_possible_ || !setup.set_env) return false;
-  // CPython takes an empty value as unset.
-  std::vector<std::string> wanted;
-  for (const std::string& e : setup.env)
-    for (std::size_t i = 0; i < kStartupOnlyCount; ++i) {
-      const std::size_t n = std::strlen(kStartupOnlyVariables[i]);
-      if (e.size() > n + 1 && e.compare(0, n, kStartupOnlyVariables[i]) == 0 && e[n] == '=' &&
-          std::find_if(wanted.begin(), wanted.end(), [&](const std::string& w) { return w.compare(0, n + 1, e, 0, n + 1) == 0; }) == wanted.end())
-        wanted.push_back(e);
-    }
-  std::sort(wanted.begin(), wanted.end());
-  std::vector<std::string> have = zygote_startup_env_;
-  std::sort(have.begin(), have.end());
-  return wanted != have;
+  // CPython takes an empty value as unset; a later entry of a name wins, as in os.environ.
+  std::map<std::string, std::string> wanted;
+  for (const std::string& e : setup.env) {
+    const std::size_t eq = e.find('=');
+    if (eq == std::string::npos || !startup_only(e.substr(0, eq))) continue;
+    if (eq + 1 < e.size()) wanted[e.substr(0, eq)] = e.substr(eq + 1);
+    else wanted.erase(e.substr(0, eq));
+  }
+  return wanted != zygote_startup_env_;
 }
 
 pid_t WorkerPool::worker_pid(uint64_t session_id) {
@@ -694,13 +696,15 @@ void WorkerPool::on_exit(pid_t pid, int status) {
   cv_.notify_all();
 }
 
+// From `python3 -h` (3.11): what acts only while CPython starts. PYTHONPATH,
+// PYTHONIOENCODING, the locale and VIRTUAL_ENV a warm worker takes itself.
 const char* const kStartupOnlyVariables[] = {
-    "PYTHONHASHSEED",     "PYTHONWARNINGS",     "PYTHONDEVMODE",          "PYTHONUTF8",
-    "PYTHONINTMAXSTRDIGITS", "PYTHONMALLOC",    "PYTHONMALLOCSTATS",      "PYTHONFAULTHANDLER",
-    "PYTHONTRACEMALLOC",  "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONOPTIMIZE",
-    "PYTHONDEBUG",        "PYTHONVERBOSE",      "PYTHONNOUSERSITE",       "PYTHONUSERBASE",
-    "PYTHONHOME",         "PYTHONPLATLIBDIR",   "PYTHONCOERCECLOCALE",    "PYTHONWARNDEFAULTENCODING",
-    "PYTHONNODEBUGRANGES", "PYTHONPROFILEIMPORTTIME", "PYTHONSAFEPATH"};
+    "PYTHONHASHSEED",      "PYTHONWARNINGS",          "PYTHONDEVMODE",       "PYTHONUTF8",
+    "PYTHONSAFEPATH",      "PYTHONINTMAXSTRDIGITS",   "PYTHONMALLOC",        "PYTHONMALLOCSTATS",
+    "PYTHONFAULTHANDLER",  "PYTHONTRACEMALLOC",       "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX",
+    "PYTHONOPTIMIZE",      "PYTHONDEBUG",             "PYTHONVERBOSE",       "PYTHONNOUSERSITE",
+    "PYTHONUSERBASE",      "PYTHONHOME",              "PYTHONPLATLIBDIR",    "PYTHONCOERCECLOCALE",
+    "PYTHONWARNDEFAULTENCODING", "PYTHONNODEBUGRANGES", "PYTHONPROFILEIMPORTTIME"};
 const std::size_t kStartupOnlyCount = sizeof kStartupOnlyVariables / sizeof kStartupOnlyVariables[0];
 
 void fresh_worker_main(int argc, char** argv, const EngineFactory& factory) {

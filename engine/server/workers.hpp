@@ -117,7 +117,7 @@ class WorkerPool {
   pid_t zygote_pid_ = 0;
   std::atomic<uint64_t>* counters_ = nullptr;  // [0]: next session id, [1]: next execution id
   bool fresh_possible_ = false;
-  std::vector<std::string> zygote_startup_env_;  // its kStartupOnlyVariables entries, "NAME=value"
+  std::map<std::string, std::string> zygote_startup_env_;  // its kStartupOnlyVariables set, by name
   std::mutex mu_;
   std::condition_variable cv_;  // a worker exited
   std::map<uint64_t, std::shared_ptr<Worker>> sessions_;  // [mu_]
