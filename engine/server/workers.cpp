@@ -315,9 +315,13 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
                   SIGUSR2, SIGALRM, SIGCHLD})
     ::signal(sig, SIG_DFL);
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // Signals sent to the program (shmrepl run passes them on) go to the main thread,
+  // where user code runs, as in python3: the engine's own threads, started below,
+  // inherit them blocked; the main thread unblocks them once they exist.
+  sigset_t program;
+  sigemptyset(&program);
+  for (int sig : {SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM}) sigaddset(&program, sig);
+  ::sigprocmask(SIG_SETMASK, &program, nullptr);
   WorkerPool::Setup setup;
   if (!recv_setup(sup_fd, &setup)) _exit(1);
   if (!setup.working_dir.empty() && ::chdir(setup.working_dir.c_str()) != 0) {
@@ -366,6 +370,7 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   }
   send_message(sup_fd, kReady, bg);
   std::thread control([&] { serve_worker(*engine, session_id, client_fd, sup_fd); });
+  ::pthread_sigmask(SIG_UNBLOCK, &program, nullptr);
   engine->run_session(session_id);  // user code runs here, on the main thread
   control.join();
   _exit(0);
