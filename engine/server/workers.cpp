@@ -306,8 +306,34 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   dispatcher.cleanup();
 }
 
+// A fresh worker's CPython starts here, with the session's environment; what it
+// writes to stderr meanwhile is kept for the program's stderr (python3 shows it there).
+void start_fresh_interpreter(const ZygoteHooks& hooks, engine::EngineOptions* eo) {
+  const int saved = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
+  const int mem = saved >= 0 ? ::memfd_create("shmrepl-startup-stderr", MFD_CLOEXEC) : -1;
+  if (mem >= 0) ::dup2(mem, 2);
+  std::string failure;
+  try {
+    hooks.preinitialize();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (mem >= 0) {
+    ::dup2(saved, 2);
+    char buf[4096];
+    ssize_t n;
+    for (off_t at = 0; (n = ::pread(mem, buf, sizeof buf, at)) > 0 && at < (1 << 20); at += n)
+      eo->startup_stderr.append(buf, static_cast<std::size_t>(n));
+    ::close(mem);
+  }
+  if (saved >= 0) ::close(saved);
+  if (!failure.empty())
+    throw std::runtime_error(failure + (eo->startup_stderr.empty() ? "" : ": " + eo->startup_stderr));
+}
+
 [[noreturn]] void worker_main(uint64_t session_id, int client_fd, int sup_fd, int stdin_fd, pid_t zygote,
-                              const EngineFactory& factory, engine::EngineOptions eo, bool fresh) {
+                              const EngineFactory& factory, engine::EngineOptions eo, bool fresh,
+                              const ZygoteHooks* hooks) {
   // The zygote (and through it the supervisor) gone means we go too.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != zygote) _exit(1);
@@ -354,6 +380,7 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   std::unique_ptr<engine::Engine> engine;
   std::string bg;
   try {
+    if (fresh && hooks != nullptr) start_fresh_interpreter(*hooks, &eo);
     engine = factory(eo);
     engine->open_session_as(session_id);
     bg = engine->session_background_ring(session_id);
@@ -460,7 +487,7 @@ bool startup_only(const std::string& name) {
       ::close(sock);
       ::close(sfd);
       if (fresh) exec_fresh_worker(hooks.fresh_worker_exe, req.session_id, fds, self, ids_fd, eo);
-      worker_main(req.session_id, fds[0], fds[1], fds[2], self, factory, eo, false);
+      worker_main(req.session_id, fds[0], fds[1], fds[2], self, factory, eo, false, nullptr);
     }
     // A failed fork closes the worker's ends: the supervisor sees the channel end.
     for (std::size_t i = 0; i < nfds; ++i) ::close(fds[i]);
@@ -712,7 +739,7 @@ const char* const kStartupOnlyVariables[] = {
     "PYTHONWARNDEFAULTENCODING", "PYTHONNODEBUGRANGES", "PYTHONPROFILEIMPORTTIME"};
 const std::size_t kStartupOnlyCount = sizeof kStartupOnlyVariables / sizeof kStartupOnlyVariables[0];
 
-void fresh_worker_main(int argc, char** argv, const EngineFactory& factory) {
+void fresh_worker_main(int argc, char** argv, const EngineFactory& factory, const ZygoteHooks& hooks) {
   if (argc != 10) _exit(2);
   auto num = [&](int i) { return std::strtoll(argv[i], nullptr, 10); };
   const uint64_t session_id = static_cast<uint64_t>(num(2));
@@ -728,7 +755,7 @@ void fresh_worker_main(int argc, char** argv, const EngineFactory& factory) {
   eo.guardian_pid = static_cast<pid_t>(num(8));
   eo.ring_capacity = static_cast<uint64_t>(num(9));
   eo.execution_ids = &static_cast<std::atomic<uint64_t>*>(page)[1];
-  worker_main(session_id, client_fd, sup_fd, stdin_fd, zygote, factory, eo, true);
+  worker_main(session_id, client_fd, sup_fd, stdin_fd, zygote, factory, eo, true, &hooks);
 }
 
 std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit_code, int32_t signal) {

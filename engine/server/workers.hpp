@@ -51,7 +51,7 @@ extern const std::size_t kStartupOnlyCount;
 inline constexpr const char* kFreshWorkerFlag = "--fresh-worker";
 
 // The fresh worker's main (in the process the zygote's child exec'd). Does not return.
-[[noreturn]] void fresh_worker_main(int argc, char** argv, const EngineFactory& factory);
+[[noreturn]] void fresh_worker_main(int argc, char** argv, const EngineFactory& factory, const ZygoteHooks& hooks);
 
 // How long a worker may take to end after a close, a shutdown or a cancel before
 // it is killed (SIGKILL). Documented in docs/engine.md.

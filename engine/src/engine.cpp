@@ -658,6 +658,17 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
     PyErr_Clear();
   }
   if (options_.worker && req.script && !s.path0_set) {
+    if (!options_.startup_stderr.empty()) {
+      // As python3 prints it: before anything of the program.
+      PyObject* err = PySys_GetObject("stderr");  // borrowed
+      const std::string& said = options_.startup_stderr;
+      PyObject* text = PyUnicode_DecodeFSDefaultAndSize(said.data(), static_cast<Py_ssize_t>(said.size()));
+      PyObject* r = err != nullptr && text != nullptr ? PyObject_CallMethod(err, "write", "O", text) : nullptr;
+      Py_XDECREF(r);
+      Py_XDECREF(text);
+      PyErr_Clear();
+      options_.startup_stderr.clear();
+    }
     // As python3 FILE / -c: the program's folder (or '') comes first on sys.path,
     // unless PYTHONSAFEPATH (a fresh worker's sys.flags.safe_path) says not to.
     s.path0_set = true;

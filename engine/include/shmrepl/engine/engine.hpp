@@ -40,6 +40,9 @@ struct EngineOptions {
   // sys.path holds PYTHONPATH's entries; set_environment still makes os.environ exactly
   // `environment` (CPython's start-up may add LC_CTYPE to it).
   bool started_with_environment = false;
+  // Worker mode: what CPython wrote to stderr while it started (a fresh worker: an
+  // invalid PYTHONWARNINGS entry...), written first to the first program's stderr.
+  std::string startup_stderr;
   // Descriptors a forked child of user code closes at once (the worker's sockets),
   // so the peers see them close when the worker dies. -1 = none.
   int child_closes[2] = {-1, -1};
