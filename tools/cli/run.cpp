@@ -54,8 +54,8 @@ constexpr int kForwarded[] = {SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 std::mutex g_mu;
 shmrepl_execution_t* g_exec = nullptr;
 bool g_interrupted = false;
-pid_t g_worker = 0;             // 0: not known yet, or the program has ended
-std::vector<int> g_pending;     // came before the worker was known
+pid_t g_worker = 0;          // 0: not known yet, none (an in-process engine), or ended
+std::vector<int> g_pending;  // came before the program started
 bool g_program_started = false;
 
 // Ring names are shmrepl.<uid>.<worker pid>.<id>.<random> (docs/architecture.md).
@@ -80,6 +80,14 @@ void signal_thread(sigset_t set) {
       ::kill(g_worker, sig);
     } else if (!g_program_started) {
       g_pending.push_back(sig);
+    } else {
+      // No worker to give it to: its default action here, as before we took it.
+      ::signal(sig, SIG_DFL);
+      sigset_t one;
+      sigemptyset(&one);
+      sigaddset(&one, sig);
+      pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+      ::raise(sig);
     }
   }
 }
@@ -290,9 +298,9 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
     g_exec = exec;
     g_program_started = true;
     g_worker = worker_of_ring(shmrepl_execution_ring_name(exec));
+    if (g_worker == static_cast<pid_t>(shmrepl_client_engine_pid(client))) g_worker = 0;  // no worker process
     if (g_interrupted) shmrepl_execution_cancel(exec);  // Ctrl-C came before the engine took it
-    for (int sig : g_pending)
-      if (g_worker != 0) ::kill(g_worker, sig);
+    for (int sig : g_pending) ::kill(g_worker != 0 ? g_worker : ::getpid(), sig);
     g_pending.clear();
   }
   shmrepl_reader_t* reader = nullptr;
