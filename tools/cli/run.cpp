@@ -68,6 +68,27 @@ pid_t worker_of_ring(const char* name) {
   return end != p + 1 && *end == '.' && pid > 1 ? static_cast<pid_t>(pid) : 0;
 }
 
+// Dies of `sig` by its default action (the calling thread takes it).
+[[noreturn]] void die_of(int sig) {
+  std::fflush(nullptr);
+  ::signal(sig, SIG_DFL);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+  ::raise(sig);
+  std::_Exit(128 + sig);
+}
+
+// A signal that came before a program that then never starts (no engine, a refused
+// session) ends shmrepl run by its default action when cmd_run returns.
+struct PendingSignals {
+  ~PendingSignals() {
+    std::lock_guard lock(g_mu);
+    if (!g_program_started && !g_pending.empty()) die_of(g_pending.front());
+  }
+};
+
 void signal_thread(sigset_t set) {
   for (;;) {
     int sig = 0;
@@ -81,13 +102,7 @@ void signal_thread(sigset_t set) {
     } else if (!g_program_started) {
       g_pending.push_back(sig);
     } else {
-      // No worker to give it to: its default action here, as before we took it.
-      ::signal(sig, SIG_DFL);
-      sigset_t one;
-      sigemptyset(&one);
-      sigaddset(&one, sig);
-      pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
-      ::raise(sig);
+      die_of(sig);  // no worker to give it to: its default action, as before we took it
     }
   }
 }
@@ -242,6 +257,7 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   for (int sig : kForwarded) sigaddset(&set, sig);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::thread(signal_thread, set).detach();
+  PendingSignals pending_signals;
 
   shmrepl_client_options_t co{};
   co.struct_size = sizeof co;
