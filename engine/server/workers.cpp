@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <stdexcept>
@@ -487,6 +487,7 @@ bool startup_only(const std::string& name) {
       ::close(sock);
       ::close(sfd);
       if (fresh) exec_fresh_worker(hooks.fresh_worker_exe, req.session_id, fds, self, ids_fd, eo);
+      ::close(ids_fd);  // a warm worker has the page mapped already
       worker_main(req.session_id, fds[0], fds[1], fds[2], self, factory, eo, false, nullptr);
     }
     // A failed fork closes the worker's ends: the supervisor sees the channel end.

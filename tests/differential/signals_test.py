@@ -56,7 +56,7 @@ sys.exit(5)
     "ignored.py": """import signal, sys, time
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 print("ready", flush=True)
-time.sleep(1.5)
+time.sleep(3)
 print("still here")
 """,
 }
@@ -82,8 +82,9 @@ def drive(cmd, cwd, env, sig):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = p.stdout.readline()
     if first == b"ready\n":
-        # Past the print, into the sleep (SIGINT's traceback points at either).
-        time.sleep(0.5)
+        # Past the print, into the sleep (SIGINT's traceback points at either; generous
+        # for a loaded machine).
+        time.sleep(1.0)
         p.send_signal(sig)
     try:
         out, err = p.communicate(timeout=60)
