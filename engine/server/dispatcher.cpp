@@ -45,6 +45,8 @@ Reply Dispatcher::handle(std::span<const uint8_t> body, const int* received_fds)
     return dispatch(request_id, *m, received_fds);
   } catch (const std::invalid_argument& e) {
     return error(request_id, SHMREPL_E_NOT_FOUND, e.what());
+  } catch (const SessionRefused& e) {
+    return error(request_id, SHMREPL_E_INVALID, e.what());
   } catch (const std::bad_alloc&) {
     return error(request_id, SHMREPL_E_NOMEM, "out of memory");
   } catch (const std::system_error& e) {

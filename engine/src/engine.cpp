@@ -202,8 +202,9 @@ bool sigint_handler_is_ours() {
   return ours;
 }
 
-// [GIL] os.environ (and the C environment under it) becomes exactly `env`.
-void set_environment(const std::vector<std::string>& env) {
+// [GIL] os.environ (and the C environment under it) becomes exactly `env`; with
+// `add_pythonpath`, PYTHONPATH's entries go on sys.path as python3 puts them.
+void set_environment(const std::vector<std::string>& env, bool add_pythonpath) {
   PyObject* os = PyImport_ImportModule("os");
   PyObject* environ = os != nullptr ? PyObject_GetAttrString(os, "environ") : nullptr;
   // Only what differs is changed: a caller's environment is mostly the engine's, and
@@ -241,7 +242,7 @@ void set_environment(const std::vector<std::string>& env) {
   // What python3 takes from PYTHONPATH at start-up: its entries, in front of the
   // standard library (after the program's folder, which comes later).
   for (const std::string& e : env) {
-    if (e.rfind("PYTHONPATH=", 0) != 0) continue;
+    if (!add_pythonpath || e.rfind("PYTHONPATH=", 0) != 0) continue;
     PyObject* path = PySys_GetObject("path");  // borrowed
     std::size_t at = 11;
     Py_ssize_t where = 0;
@@ -257,6 +258,74 @@ void set_environment(const std::vector<std::string>& env) {
     }
     PyErr_Clear();
   }
+}
+
+// What python3 run from the virtual environment $VIRTUAL_ENV would have: its
+// site-packages in place of the system's (site.venv, as site.main runs it),
+// sys.prefix and sys.executable. None, or a message when the venv was made by
+// another Python than ours.
+constexpr const char* kVenvSource = R"PY(
+def apply_venv():
+    import os, sys, site
+    venv = os.environ.get('VIRTUAL_ENV', '')
+    cfg = os.path.join(venv, 'pyvenv.cfg')
+    if not venv or not os.path.isfile(cfg):
+        return None
+    home = version = None
+    with open(cfg, encoding='utf-8') as f:
+        for line in f:
+            key, eq, value = line.partition('=')
+            if eq:
+                key, value = key.strip().lower(), value.strip()
+                if key == 'home':
+                    home = value
+                elif key in ('version', 'version_info'):
+                    version = value
+    base = os.path.dirname(sys._base_executable)
+    mine = '%d.%d' % sys.version_info[:2]
+    if (home is None or os.path.realpath(home) != os.path.realpath(base)
+            or (version and version != mine and not version.startswith(mine + '.'))):
+        return ('the virtual environment %s (pyvenv.cfg: home = %s%s) is not based on the '
+                "engine's Python (%s %s); run it with its own python3"
+                % (venv, home, ', version = ' + version if version else '', sys._base_executable,
+                   sys.version.split()[0]))
+    exe = os.path.join(venv, 'bin', 'python3')
+    if not os.path.exists(exe):
+        exe = os.path.join(venv, 'bin', 'python')
+    system = set(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        system.add(site.getusersitepackages())
+    sys.path[:] = [p for p in sys.path if p not in system]
+    sys.executable = exe
+    sys._base_executable = os.path.realpath(sys._base_executable)  # as getpath finds it through the venv's link
+    sys.prefix, sys.exec_prefix = sys.base_prefix, sys.base_exec_prefix
+    site.PREFIXES = [sys.prefix, sys.exec_prefix]
+    site.ENABLE_USER_SITE = None
+    known = site.venv(site.removeduppaths())
+    if site.ENABLE_USER_SITE is None:
+        site.ENABLE_USER_SITE = site.check_enableusersite()
+    site.addsitepackages(site.addusersitepackages(known))
+    return None
+)PY";
+
+// [GIL] Empty, or why the session's virtual environment is refused.
+std::string apply_virtual_env() {
+  PyObject* globals = PyDict_New();
+  std::string refused;
+  if (globals != nullptr && PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) == 0) {
+    PyObject* r = PyRun_String(kVenvSource, Py_file_input, globals, globals);
+    Py_XDECREF(r);
+    PyObject* f = r != nullptr ? PyDict_GetItemString(globals, "apply_venv") : nullptr;  // borrowed
+    PyObject* msg = f != nullptr ? PyObject_CallNoArgs(f) : nullptr;
+    if (msg != nullptr && PyUnicode_Check(msg)) {
+      const char* u = PyUnicode_AsUTF8(msg);
+      refused = u != nullptr ? u : "the virtual environment is not based on the engine's Python";
+    }
+    Py_XDECREF(msg);
+  }
+  if (PyErr_Occurred()) PyErr_Print();  // to the engine's log: the session goes on without it
+  Py_XDECREF(globals);
+  return refused;
 }
 
 // Lets the heap grow by `bytes` from here (RLIMIT_DATA: private writable memory; the
@@ -296,9 +365,11 @@ void become_worker(const EngineOptions& options) {
   if (r == nullptr) PyErr_Print();
   Py_XDECREF(r);
   Py_XDECREF(signal);
-  if (options.set_environment) set_environment(options.environment);
+  if (options.set_environment) set_environment(options.environment, !options.started_with_environment);
+  const std::string refused = options.virtual_env ? apply_virtual_env() : std::string();
   configure_worker_streams();
   PyGILState_Release(g);
+  if (!refused.empty()) throw std::invalid_argument(refused);
   // Every thread started from here on inherits the block; user code unblocks it
   // on this thread only while it runs.
   set_sigint_blocked(true);
@@ -628,14 +699,31 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
     PyErr_Clear();
   }
   if (options_.worker && req.script && !s.path0_set) {
-    // As python3 FILE / -c: the program's folder (or '') comes first on sys.path.
+    if (!options_.startup_stderr.empty()) {
+      // As python3 prints it: before anything of the program.
+      PyObject* err = PySys_GetObject("stderr");  // borrowed
+      const std::string& said = options_.startup_stderr;
+      PyObject* text = PyUnicode_DecodeFSDefaultAndSize(said.data(), static_cast<Py_ssize_t>(said.size()));
+      PyObject* r = err != nullptr && text != nullptr ? PyObject_CallMethod(err, "write", "O", text) : nullptr;
+      Py_XDECREF(r);
+      Py_XDECREF(text);
+      PyErr_Clear();
+      options_.startup_stderr.clear();
+    }
+    // As python3 FILE / -c: the program's folder (or '') comes first on sys.path,
+    // unless PYTHONSAFEPATH (a fresh worker's sys.flags.safe_path) says not to.
     s.path0_set = true;
+    PyObject* flags = PySys_GetObject("flags");  // borrowed
+    PyObject* safe = flags != nullptr ? PyObject_GetAttrString(flags, "safe_path") : nullptr;
+    const bool safe_path = safe != nullptr && PyObject_IsTrue(safe) == 1;
+    Py_XDECREF(safe);
+    PyErr_Clear();
     std::string dir;
     if (!req.filename.empty() && req.filename[0] == '/') dir = req.filename.substr(0, req.filename.rfind('/'));
     if (dir.empty() && !req.filename.empty() && req.filename[0] == '/') dir = "/";
     PyObject* path = PySys_GetObject("path");  // borrowed
     PyObject* d = PyUnicode_DecodeFSDefaultAndSize(dir.data(), static_cast<Py_ssize_t>(dir.size()));
-    if (path != nullptr && PyList_Check(path) && d != nullptr) PyList_Insert(path, 0, d);
+    if (!safe_path && path != nullptr && PyList_Check(path) && d != nullptr) PyList_Insert(path, 0, d);
     Py_XDECREF(d);
     PyErr_Clear();
   }

@@ -585,13 +585,18 @@ PyMethodDef g_print_def = {"print", reinterpret_cast<PyCFunction>(reinterpret_ca
 // ---- time.sleep --------------------------------------------------------------
 
 PyObject* g_orig_sleep = nullptr;
+// A worker process (configure_worker_streams): os._exit ends it and time.sleep is
+// CPython's, as in python3.
+bool g_worker_process = false;
 
 // time.sleep on an execution's own thread waits on a condition that cancel()
 // signals; CPython's sleep in a thread other than the main one would sleep on
-// through a signal. Other threads and unusual arguments take the original.
+// through a signal. Other threads and unusual arguments take the original. A
+// worker runs user code on its main thread, where CPython's sleep is interrupted
+// by every signal (cancel's SIGINT, a SIGTERM sent to the program) as in python3.
 PyObject* cancellable_sleep(PyObject*, PyObject* arg) {
   Execution* ex = cancellable_execution();
-  if (ex == nullptr || !(PyFloat_CheckExact(arg) || PyLong_CheckExact(arg)))
+  if (ex == nullptr || g_worker_process || !(PyFloat_CheckExact(arg) || PyLong_CheckExact(arg)))
     return PyObject_CallOneArg(g_orig_sleep, arg);
   double secs = PyFloat_CheckExact(arg) ? PyFloat_AS_DOUBLE(arg) : PyLong_AsDouble(arg);
   if (secs == -1.0 && PyErr_Occurred()) {
@@ -651,14 +656,13 @@ PyMethodDef g_os_write_def = {
 
 PyObject* g_orig_os_exit = nullptr;
 pid_t g_engine_pid = 0;
-bool g_real_os_exit = false;  // a worker process: os._exit ends it, as in python3
 
 // os._exit(n) in an execution would end the engine and every session with it: it
 // raises SystemExit(n) instead, so the execution finishes Exited with code n. Unlike
 // the real one, `finally` blocks run and `except SystemExit` can catch it. A forked
 // child (multiprocessing) and threads without an execution get the real os._exit.
 PyObject* hooked_os_exit(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!g_real_os_exit && nargs == 1 && getpid() == g_engine_pid && current_execution() != nullptr) {
+  if (!g_worker_process && nargs == 1 && getpid() == g_engine_pid && current_execution() != nullptr) {
     if (!PyLong_Check(args[0])) {
       PyErr_SetString(PyExc_TypeError, "'status' must be an integer");
       return nullptr;
@@ -1040,7 +1044,7 @@ void configure_worker_streams() {
 
 void reset_engine_pid() noexcept {
   g_engine_pid = getpid();
-  g_real_os_exit = true;
+  g_worker_process = true;
 }
 
 void install_hooks() {

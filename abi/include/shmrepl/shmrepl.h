@@ -285,7 +285,9 @@ typedef struct shmrepl_session_options {
   uint32_t flags;             /* none defined yet: 0 */
   const char* working_dir;    /* NULL: the engine's working folder */
   /* NULL: the engine's environment. Else the whole environment of the session:
-   * envc "NAME=value" strings (os.environ). */
+   * envc "NAME=value" strings (os.environ). One that gives a variable CPython reads
+   * only at start-up (PYTHONHASHSEED, PYTHONWARNINGS...) another value than the
+   * engine's gets a freshly started interpreter; VIRTUAL_ENV applies its venv. */
   const char* const* env;
   size_t envc;
   /* The session's standard input: a descriptor of the caller plus one (0: none,
@@ -309,7 +311,8 @@ typedef struct shmrepl_session_options {
 /* Opens a session as shmrepl_session_open does, with `options` (NULL: defaults).
  * E_NOT_FOUND: working_dir does not exist; E_INVALID: bad options (a NUL-less env
  * entry, a bad descriptor; working_dir, env or a descriptor given to an engine that
- * runs sessions in its own process). Since 1.1. */
+ * runs sessions in its own process), or env's VIRTUAL_ENV is a venv of another Python
+ * than the engine's (shmrepl_last_error() says so in one line). Since 1.1. */
 SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
                                                      const shmrepl_session_options_t* options,
                                                      uint64_t* session_id);

@@ -40,6 +40,17 @@ struct EngineOptions {
   // terminals and their size, for sys.stdout.isatty(), os.get_terminal_size() and
   // the like; never written.
   int terminal_fds[2] = {-1, -1};
+  // Worker mode: the environment is the session's own (set_environment, or a fresh
+  // worker's), so an activated virtual environment in it (VIRTUAL_ENV) applies.
+  // Engine::start throws std::invalid_argument for one not based on this Python.
+  bool virtual_env = false;
+  // Worker mode: CPython started with `environment` already (a fresh worker), so
+  // sys.path holds PYTHONPATH's entries; set_environment still makes os.environ exactly
+  // `environment` (CPython's start-up may add LC_CTYPE to it).
+  bool started_with_environment = false;
+  // Worker mode: what CPython wrote to stderr while it started (a fresh worker: an
+  // invalid PYTHONWARNINGS entry...), written first to the first program's stderr.
+  std::string startup_stderr;
   // Descriptors a forked child of user code closes at once (the worker's sockets),
   // so the peers see them close when the worker dies. -1 = none.
   int child_closes[2] = {-1, -1};
