@@ -178,25 +178,31 @@ bool leave_wait(Execution* ex) {
 }
 
 namespace {
+bool try_own(Sink& s) {
+  bool free = false;
+  // acquire: pairs with the release in release_sink; [owner] fields follow it.
+  return s.busy.compare_exchange_strong(free, true, std::memory_order_acquire, std::memory_order_relaxed);
+}
+
+// Waits (no GIL) until the owner flag looks free, a slice passes, or `stop` says so.
+// waiters and busy are seq_cst on both sides (here and in release_sink): either the
+// owner sees a waiter and notifies, or the waiter sees the flag free.
+template <class Stop>
+void wait_free(Sink& s, Stop stop) {
+  s.waiters.fetch_add(1, std::memory_order_seq_cst);
+  {
+    std::unique_lock<std::mutex> l(s.handoff_mu);
+    s.handoff_cv.wait_for(l, kWaitSlice, [&] { return !s.busy.load(std::memory_order_seq_cst) || stop(); });
+  }
+  s.waiters.fetch_sub(1, std::memory_order_relaxed);
+}
+
 // Waits (GIL released) until the owner of `s` hands it off, or a slice passes.
 bool wait_owner(Sink& s, Execution* cx) {
   if (!enter_wait(cx)) return false;
-  ++s.waiters;
-  uint64_t gen;
-  {
-    std::lock_guard<std::mutex> g(s.handoff_mu);
-    gen = s.handoff_gen;
-  }
   Py_BEGIN_ALLOW_THREADS
-  {
-    std::unique_lock<std::mutex> l(s.handoff_mu);
-    s.handoff_cv.wait_for(l, kWaitSlice, [&] {
-      return s.handoff_gen != gen ||
-             (cx != nullptr && cx->cancel_pending.load(std::memory_order_acquire));
-    });
-  }
+  wait_free(s, [&] { return cx != nullptr && cx->cancel_pending.load(std::memory_order_acquire); });
   Py_END_ALLOW_THREADS
-  --s.waiters;
   return leave_wait(cx);
 }
 }  // namespace
@@ -222,10 +228,7 @@ Sink* acquire_sink(Execution& ex, bool* failed) {
   for (;;) {
     Sink* s = ex.sink.closed ? ex.background.get() : &ex.sink;
     if (s == nullptr || s->closed) return nullptr;
-    if (!s->busy) {
-      s->busy = true;
-      return s;
-    }
+    if (try_own(*s)) return s;
     // Another thread owns it (and waits on a full ring without the GIL).
     if (!wait_owner(*s, cancellable_execution())) {
       *failed = true;
@@ -235,19 +238,65 @@ Sink* acquire_sink(Execution& ex, bool* failed) {
 }
 
 void acquire_owner(Sink& s) {
-  while (s.busy) wait_owner(s, nullptr);
-  s.busy = true;
+  while (!try_own(s)) wait_owner(s, nullptr);
 }
 
+bool own_without_gil(Sink& s, const std::atomic<bool>* stop) {
+  while (!try_own(s)) {
+    if (stop->load(std::memory_order_relaxed)) return false;
+    wait_free(s, [&] { return stop->load(std::memory_order_relaxed); });
+  }
+  return true;
+}
+
+bool try_own_sink(Sink& s) { return try_own(s); }
+
 void release_sink(Sink& s) {
-  s.busy = false;
-  if (s.waiters > 0) {
-    {
-      std::lock_guard<std::mutex> g(s.handoff_mu);
-      ++s.handoff_gen;
-    }
+  s.busy.store(false, std::memory_order_seq_cst);  // release; seq_cst: see wait_free
+  if (s.waiters.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> g(s.handoff_mu); }  // a waiter between its check and its sleep
     s.handoff_cv.notify_all();
   }
+}
+
+std::size_t write_raw_without_gil(Sink& s, uint64_t execution_id, shmrepl_stream_t stream,
+                                  const char* data, std::size_t len, bool wait,
+                                  const std::atomic<bool>* stop) {
+  std::size_t done = 0;
+  bool first = true;
+  while (done < len) {
+    std::size_t cap = std::min<std::size_t>(len - done, s.max_data);
+    std::span<std::byte> room = s.producer->try_reserve(records::kOutputOverhead + cap);
+    while (room.empty() && wait) {
+      if (s.producer->allocation_failed() || s.abandon.load(std::memory_order_acquire) ||
+          stop->load(std::memory_order_relaxed))
+        break;
+      if (s.producer->wait_for_space(records::kOutputOverhead + cap, kWaitSlice) == shm::WaitResult::kReady)
+        room = s.producer->try_reserve(records::kOutputOverhead + cap);
+    }
+    if (room.empty()) {
+      if (!wait) return done;
+      // Nobody will read it, or /dev/shm is full: the rest is dropped (an empty last
+      // part ends a split write, so readers see where it ended).
+      if (!first && !s.producer->allocation_failed()) {
+        room = s.producer->try_reserve(records::kOutputOverhead);
+        if (!room.empty()) {
+          records::encode_output_header(room, {execution_id, s.seq++, RecordClock::now()}, stream, 0);
+          s.producer->commit(records::kOutputOverhead, shm::kFlagContinued);
+        }
+      }
+      return len;
+    }
+    std::byte* d = records::encode_output_header(room, {execution_id, s.seq++, RecordClock::now()}, stream, cap);
+    std::memcpy(d, data + done, cap);
+    done += cap;
+    // Parts written without waiting stand alone: the next part may have to wait for
+    // a reader, or go elsewhere, so no part promises another.
+    uint32_t flags = wait ? ((first ? 0 : shm::kFlagContinued) | (done < len ? shm::kFlagMore : 0)) : 0;
+    s.producer->commit(records::kOutputOverhead + cap, flags);
+    first = false;
+  }
+  return done;
 }
 
 bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const Segment* segs,
@@ -301,7 +350,7 @@ bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text
   // The common case first: one piece of bytes, one record, room in the ring, the
   // ring free and no fd capture to look at.
   Execution* fx = t_exec;
-  if (n == 1 && segs[0].kind == 0 && fx != nullptr && g_drain == nullptr && !fx->sink.busy &&
+  if (n == 1 && segs[0].kind == 0 && fx != nullptr && g_drain == nullptr && !fx->sink.busy.load(std::memory_order_relaxed) &&
       !fx->sink.closed && segs[0].len - 1 < fx->sink.max_data) {
     Sink& s = fx->sink;
     std::span<std::byte> room = s.producer->try_reserve(records::kOutputOverhead + segs[0].len);

@@ -1,9 +1,10 @@
-// Writing records into rings from Python threads. Every function here is called
-// with the GIL held unless it says otherwise.
+// Writing records into rings from Python threads and the fd forwarder. Every
+// function here is called with the GIL held unless it says otherwise.
 #pragma once
 
 #include <Python.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -47,6 +48,17 @@ Sink* acquire_sink(Execution& ex, bool* failed);
 void release_sink(Sink& sink);
 // The owner flag of `sink` itself, waiting as long as it takes (not cancellable).
 void acquire_owner(Sink& sink);
+// GIL not held (the fd forwarder): the owner flag of `sink`, waiting until it is
+// free; false if *stop became true first. try_own_sink: only if free now.
+bool own_without_gil(Sink& sink, const std::atomic<bool>* stop);
+bool try_own_sink(Sink& sink);
+// GIL not held; the caller owns the sink. Raw bytes as Output records. wait: as
+// long as it takes (until the sink is abandoned, /dev/shm is full or *stop: the rest
+// is dropped), parts chained MORE/CONTINUED; !wait: only what fits now, each part
+// a record of its own. Returns the bytes done (written or dropped).
+std::size_t write_raw_without_gil(Sink& sink, uint64_t execution_id, shmrepl_stream_t stream,
+                                  const char* data, std::size_t len, bool wait,
+                                  const std::atomic<bool>* stop);
 
 // Raises an asynchronous exception set on this thread but not raised yet (the
 // interpreter raises it at its next check; this makes it happen now). True if one
