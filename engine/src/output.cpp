@@ -333,17 +333,22 @@ bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const
   return true;
 }
 
-void write_record(Sink& s, std::span<const std::byte> record, bool gil, bool closing) {
-  if (record.size() > s.producer->max_payload()) return;  // callers size records to fit
+void write_record(Sink& s, std::span<const std::byte> record, bool gil, bool closing, uint32_t flags) {
+  // Callers fit records to max_payload; one that does not would leave a seq gap.
+  if (record.size() > s.producer->max_payload()) {
+    static constexpr char kMsg[] = "shmrepl: internal error: a record larger than its ring's largest was dropped\n";
+    write_log(kMsg, sizeof kMsg - 1);
+    return;
+  }
   if (!gil) {
-    s.producer->write(record, 0, closing);
+    s.producer->write(record, flags, closing);
     return;
   }
   bool cancelled = false;
   std::span<std::byte> room = reserve(s, record.size(), nullptr, &cancelled, closing);
   if (room.empty()) return;  // abandoned
   std::memcpy(room.data(), record.data(), record.size());
-  s.producer->commit(record.size());
+  s.producer->commit(record.size(), flags);
 }
 
 bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text) {

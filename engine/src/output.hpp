@@ -75,10 +75,12 @@ bool write_output(Sink& sink, uint64_t execution_id, shmrepl_stream_t stream,
 // (`raise`: a Python-level write; when /dev/shm has no room for the ring, OSError
 // ENOSPC is raised and false returned. Otherwise such output is dropped.)
 
-// Copies a finished record (encode_*) into the ring, waiting for space (not
-// cancellable). The caller owns the sink, or is the only writer (gil=false: the
-// GIL is not held and not released).
-void write_record(Sink& sink, std::span<const std::byte> record, bool gil, bool closing = false);
+// Copies a finished record (encode_*), at most max_payload bytes, into the ring,
+// waiting for space (not cancellable). The caller owns the sink, or is the only
+// writer (gil=false: the GIL is not held and not released). `flags`: the frame's
+// (MORE / CONTINUED of a split record).
+void write_record(Sink& sink, std::span<const std::byte> record, bool gil, bool closing = false,
+                  uint32_t flags = 0);
 
 // Output of the calling thread: resolves the sink, drains fd capture, writes.
 // False with a Python exception set.

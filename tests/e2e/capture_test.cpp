@@ -69,9 +69,21 @@ Read read_all(shmrepl_reader_t* r, int seconds = 90) {
         if (!continued) ++f.results;
         f.result += data;
         break;
-      case SHMREPL_RECORD_ERROR:
-        if (!continued) ++f.errors;
+      case SHMREPL_RECORD_ERROR: {
+        ++f.errors;
+        shmrepl_bytes_t ename{}, evalue{};
+        std::size_t n = 0;
+        if (shmrepl_record_error(&rec, &ename, &evalue, &n) == SHMREPL_OK) {
+          f.ename.assign(reinterpret_cast<const char*>(ename.ptr), ename.len);
+          f.evalue.assign(reinterpret_cast<const char*>(evalue.ptr), evalue.len);
+          for (std::size_t i = 0; i < n; ++i) {
+            shmrepl_bytes_t line{};
+            if (shmrepl_record_traceback_line(&rec, i, &line) == SHMREPL_OK)
+              f.traceback.append(reinterpret_cast<const char*>(line.ptr), line.len);
+          }
+        }
         break;
+      }
       case SHMREPL_RECORD_FINISHED:
         f.status = rec.finish_status;
         break;
@@ -87,8 +99,8 @@ Read read_all(shmrepl_reader_t* r, int seconds = 90) {
 struct Job {
   shmrepl_execution_t* ex = nullptr;
   shmrepl_reader_t* reader = nullptr;
-  Job(Session& s, const std::string& code, uint64_t ring_capacity = 0) {
-    ex = s.execute(code, true, {}, {}, ring_capacity);
+  Job(Session& s, const std::string& code, uint64_t ring_capacity = 0, bool script = true) {
+    ex = s.execute(code, script, {}, {}, ring_capacity);
     EXPECT_EQ(shmrepl_execution_reader(ex, nullptr, &reader), SHMREPL_OK) << shmrepl_last_error();
   }
   ~Job() {
@@ -203,6 +215,106 @@ TEST_F(CaptureTest, UnreadBackgroundRingDoesNotBlockTheNextExecution) {
   const Read o = read_all(side.reader);
   EXPECT_EQ(o.end, SHMREPL_E_EOF);
   EXPECT_EQ(o.out, "other session\n");
+}
+
+// Records larger than what one record of the ring holds (a 4 KiB ring: 1016 bytes)
+// are never cut silently nor dropped after their seq was taken: a repr is split into
+// Result parts, an Error record is shortened with visible markers (the whole
+// traceback is on stderr), a client execution id that does not fit is refused.
+constexpr uint64_t kSmallRing = 4096;
+
+TEST_F(CaptureTest, AHugeReprArrivesWholeInResultParts) {
+  Client a(socket), b(socket);
+  Session small(a.c), other(b.c);
+  Job side(other, "'o' * (1 << 20)", 0, false);  // the default ring, at the same time
+  Job ascii(small, "'x' * (1 << 20)", kSmallRing, false);
+  Read f = read_all(ascii.reader);
+  EXPECT_EQ(f.end, SHMREPL_E_EOF) << status_text(f.end);
+  EXPECT_TRUE(f.gap_free);
+  EXPECT_TRUE(f.chains_closed);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(f.results, 1);
+  EXPECT_TRUE(f.result == "'" + std::string(1 << 20, 'x') + "'") << f.result.size();
+  // Split on character boundaries: two-byte characters come whole.
+  Job text(small, "'\u00e9' * 300000", kSmallRing, false);
+  f = read_all(text.reader);
+  EXPECT_TRUE(f.gap_free);
+  EXPECT_TRUE(f.chains_closed);
+  std::string e;
+  for (int i = 0; i < 300000; ++i) e += "\u00e9";
+  EXPECT_TRUE(f.result == "'" + e + "'") << f.result.size();
+  const Read o = read_all(side.reader);
+  EXPECT_TRUE(o.gap_free);
+  EXPECT_TRUE(o.result == "'" + std::string(1 << 20, 'o') + "'") << o.result.size();
+}
+
+TEST_F(CaptureTest, AHugeExceptionIsShortenedVisiblyAndWholeOnStderr) {
+  Client a(socket);
+  Session s(a.c);
+  Job big(s, "raise ValueError('m' * (1 << 20))", kSmallRing);
+  Read f = read_all(big.reader);
+  EXPECT_EQ(f.end, SHMREPL_E_EOF) << status_text(f.end);
+  EXPECT_TRUE(f.gap_free);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_ERROR));
+  EXPECT_EQ(f.errors, 1);
+  EXPECT_EQ(f.ename, "ValueError");
+  EXPECT_EQ(f.evalue.rfind("mmm", 0), 0u);
+  EXPECT_NE(f.evalue.find(" bytes omitted ...]"), std::string::npos) << f.evalue;
+  EXPECT_LT(f.evalue.size(), 1016u);
+  EXPECT_NE(f.err.find("ValueError: " + std::string(1 << 20, 'm') + "\n"), std::string::npos);
+  // A deep traceback (frames that differ, so python3 does not fold them): the first
+  // line, the last frames, and how many were left out.
+  Job deep(s,
+           "def down(n):\n    return up(n - 1) if n else 1 / 0\n"
+           "def up(n):\n    return down(n - 1)\n"
+           "down(200)\n",
+           kSmallRing);
+  f = read_all(deep.reader);
+  EXPECT_TRUE(f.gap_free);
+  EXPECT_EQ(f.errors, 1);
+  EXPECT_EQ(f.ename, "ZeroDivisionError");
+  EXPECT_EQ(f.evalue, "division by zero");
+  EXPECT_EQ(f.traceback.rfind("Traceback (most recent call last):\n", 0), 0u) << f.traceback;
+  EXPECT_NE(f.traceback.find(" entries omitted ...]"), std::string::npos) << f.traceback;
+  EXPECT_NE(f.traceback.find("ZeroDivisionError: division by zero"), std::string::npos) << f.traceback;
+  // A huge repr inside the message of a huge traceback, on the default ring too.
+  Job both(s, "def down(n):\n    return down(n - 1) if n else int('9' * 5000)\ndown(300)\n");
+  f = read_all(both.reader);
+  EXPECT_TRUE(f.gap_free);
+  EXPECT_EQ(f.errors, 1);
+  EXPECT_EQ(f.ename, "ValueError");
+}
+
+TEST_F(CaptureTest, AClientExecutionIdIsKeptWholeOrRefused) {
+  Client a(socket);
+  Session s(a.c);
+  auto run = [&](const std::string& id, shmrepl_execution_t** ex) {
+    shmrepl_execute_options_t o{};
+    o.struct_size = sizeof o;
+    o.session_id = s.id;
+    o.code = "pass";
+    o.code_len = 4;
+    o.client_execution_id = id.c_str();
+    o.ring_capacity = kSmallRing;
+    return shmrepl_execute(a.c, &o, ex);
+  };
+  const std::string fits(700, 'i');
+  shmrepl_execution_t* ex = nullptr;
+  ASSERT_EQ(run(fits, &ex), SHMREPL_OK) << shmrepl_last_error();
+  shmrepl_reader_t* r = nullptr;
+  ASSERT_EQ(shmrepl_execution_reader(ex, nullptr, &r), SHMREPL_OK);
+  const Read f = read_all(r);
+  EXPECT_TRUE(f.gap_free);
+  EXPECT_EQ(f.started_id, fits);
+  shmrepl_reader_close(r);
+  shmrepl_execution_close(ex);
+  ex = nullptr;
+  EXPECT_EQ(run(std::string(100000, 'i'), &ex), SHMREPL_E_INVALID);
+  EXPECT_NE(std::string(shmrepl_last_error()).find("client_execution_id"), std::string::npos) << shmrepl_last_error();
+  EXPECT_EQ(ex, nullptr);
+  // The session goes on.
+  Job next(s, "print('next')");
+  EXPECT_EQ(read_all(next.reader).out, "next\n");
 }
 
 }  // namespace
