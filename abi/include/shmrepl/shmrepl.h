@@ -89,7 +89,8 @@ typedef enum shmrepl_finish_status {
 
 /* Record flags: one write larger than the ring's largest record arrives as several
  * Output records; the first has MORE, the middle ones MORE|CONTINUED, the last
- * CONTINUED. Split points fall on UTF-8 character boundaries of text writes. */
+ * CONTINUED. Split points fall on UTF-8 character boundaries of text writes. A repr
+ * too large for one Result record is split the same way into Result records. */
 #define SHMREPL_FLAG_MORE 0x1u
 #define SHMREPL_FLAG_CONTINUED 0x2u
 
