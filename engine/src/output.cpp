@@ -278,7 +278,7 @@ std::size_t write_raw_without_gil(Sink& s, uint64_t execution_id, shmrepl_stream
       if (!wait) return done;
       // Nobody will read it, or /dev/shm is full: the rest is dropped (an empty last
       // part ends a split write, so readers see where it ended).
-      if (!first && !s.producer->allocation_failed()) {
+      if (!first) {
         room = s.producer->try_reserve(records::kOutputOverhead);
         if (!room.empty()) {
           records::encode_output_header(room, {execution_id, s.seq++, RecordClock::now()}, stream, 0);
