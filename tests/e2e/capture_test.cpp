@@ -217,6 +217,60 @@ TEST_F(CaptureTest, UnreadBackgroundRingDoesNotBlockTheNextExecution) {
   EXPECT_EQ(o.out, "other session\n");
 }
 
+// fd bytes written after their execution into a background ring that is full (nobody
+// reads it yet) wait parked; once a reader comes they all arrive, whole and in order,
+// and executions ran meanwhile.
+TEST_F(CaptureTest, ParkedBackgroundBytesArriveWholeAndInOrder) {
+  Client a(socket);
+  Session s(a.c);
+  {
+    Job first(s,
+              "import ctypes, threading\n"
+              "go = threading.Event()\n"
+              "def late():\n"
+              "    go.wait()\n"
+              "    buf = b''.join(b'%07d\\n' % i for i in range(300000))\n"
+              "    ctypes.CDLL(None).write(1, buf, len(buf))\n"
+              "threading.Thread(target=late, daemon=True).start()\n");
+    EXPECT_EQ(read_all(first.reader).end, SHMREPL_E_EOF);
+  }
+  {
+    Job release(s, "go.set()");
+    EXPECT_EQ(read_all(release.reader).end, SHMREPL_E_EOF);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  for (int i = 0; i < 3; ++i) {
+    Job meanwhile(s, "print('meanwhile')");
+    EXPECT_EQ(read_all(meanwhile.reader).out, "meanwhile\n");
+  }
+  shmrepl_reader_t* bg = nullptr;
+  ASSERT_EQ(shmrepl_reader_open(shmrepl_session_background_ring(a.c, s.id), nullptr, &bg), SHMREPL_OK);
+  std::string expected;
+  char line[16];
+  for (int i = 0; i < 300000; ++i) {
+    std::snprintf(line, sizeof line, "%07d\n", i);
+    expected += line;
+  }
+  std::string got;
+  bool gap_free = true;
+  uint64_t seq = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (got.size() < expected.size() && Clock::now() < deadline) {
+    shmrepl_record_t rec;
+    shmrepl_status_t st = shmrepl_reader_next(bg, 100'000'000, &rec);
+    if (st == SHMREPL_E_TIMEOUT) continue;
+    ASSERT_EQ(st, SHMREPL_OK) << status_text(st);
+    if (rec.seq != seq++) gap_free = false;
+    if (rec.kind == SHMREPL_RECORD_OUTPUT && rec.stream == SHMREPL_STREAM_STDOUT)
+      got.append(reinterpret_cast<const char*>(rec.data), rec.data_len);
+    shmrepl_reader_release(bg, 1);
+  }
+  shmrepl_reader_close(bg);
+  EXPECT_TRUE(gap_free);
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected);
+}
+
 // Records larger than what one record of the ring holds (a 4 KiB ring: 1016 bytes)
 // are never cut silently nor dropped after their seq was taken: a repr is split into
 // Result parts, an Error record is shortened with visible markers (the whole
