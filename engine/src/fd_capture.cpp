@@ -303,11 +303,8 @@ void FdCapture::State::forwarder_loop() {
       got = read_pipes();
       if (got) pending.store(true, std::memory_order_relaxed);
     }
-    if (got) {
-      forward();
-    } else if (waiting) {
-      write_parked(false);
-    }
+    if (got) forward();
+    if (waiting) write_parked(false);
   }
 }
 
