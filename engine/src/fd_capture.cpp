@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <list>
 #include <stdexcept>
 #include <string>
 #include <atomic>
@@ -56,7 +57,8 @@ struct FdCapture::State {
 
   std::mutex buf_mu;
   std::string buf[3];           // [buf_mu] read from the pipes, not yet in a ring
-  std::vector<Parked> parked;   // [buf_mu] in the order they were read
+  std::list<Parked> parked;     // [buf_mu] in the order they were read (a list: write_parked
+                                // keeps its place while buf_mu is released)
   std::size_t parked_bytes = 0; // [buf_mu]
   std::atomic<bool> pending{false};
 
@@ -114,7 +116,7 @@ struct FdCapture::State {
   }
 
   void forward();
-  void write_parked(bool own);
+  void write_parked(bool last);
   void forwarder_loop();
 };
 
@@ -232,19 +234,18 @@ void FdCapture::State::forward() {
 // now. `last`: at the end, when nobody else writes any more: the rest goes to the log.
 void FdCapture::State::write_parked(bool last) {
   std::unique_lock<std::mutex> l(buf_mu);
-  std::size_t i = 0;
-  while (i < parked.size()) {
-    std::shared_ptr<Execution> ex = parked[i].ex;
+  for (auto it = parked.begin(); it != parked.end();) {
+    std::shared_ptr<Execution> ex = it->ex;
     Sink* bg = ex->background.get();
     // Owned before the bytes leave the queue: a Python writer's drain (which owns
-    // the ring) then never sees later bytes without these.
+    // the ring) then never sees later bytes without these, nor removes this entry.
     const bool owned = bg != nullptr && try_own_sink(*bg);
-    if (!owned && !last) {
-      ++i;
+    if (!owned && !last && bg != nullptr) {
+      ++it;
       continue;
     }
     std::string data[3];
-    for (int fd = 1; fd <= 2; ++fd) data[fd].swap(parked[i].data[fd]);
+    for (int fd = 1; fd <= 2; ++fd) data[fd].swap(it->data[fd]);
     l.unlock();
     std::size_t done[3] = {0, 0, 0};
     const bool unread = owned && (bg->closed || bg->abandon.load(std::memory_order_acquire));
@@ -253,7 +254,7 @@ void FdCapture::State::write_parked(bool last) {
                                        &stopping);
     }
     if (owned) release_sink(*bg);
-    if (last || unread) {
+    if (last || unread || bg == nullptr) {
       // Nobody will read it: where output without a ring goes.
       for (int fd = 1; fd <= 2; ++fd) write_log(data[fd].data() + done[fd], data[fd].size() - done[fd]);
       done[1] = data[1].size();
@@ -262,12 +263,12 @@ void FdCapture::State::write_parked(bool last) {
     l.lock();
     for (int fd = 1; fd <= 2; ++fd) {
       parked_bytes -= done[fd];
-      parked[i].data[fd].insert(0, data[fd], done[fd]);
+      it->data[fd].insert(0, data[fd], done[fd]);
     }
-    if (parked[i].data[1].empty() && parked[i].data[2].empty()) {
-      parked.erase(parked.begin() + static_cast<std::ptrdiff_t>(i));
+    if (it->data[1].empty() && it->data[2].empty()) {
+      it = parked.erase(it);
     } else {
-      ++i;
+      ++it;
     }
   }
 }
