@@ -47,6 +47,7 @@ struct FdCapture::State {
   // Copies of the write ends: the pipes never hang up (user code may close fd 1 and 2,
   // and the forwarder would spin on POLLHUP), and fds 1/2 can be put back.
   int wr[3] = {-1, -1, -1};
+  std::size_t pipe_size[3] = {};  // what each pipe holds at most
   dev_t dev[3] = {};
   ino_t ino[3] = {};
   int stop_fd = -1;
@@ -81,14 +82,19 @@ struct FdCapture::State {
   }
 
   // Moves what the pipes hold now into buf (buf_mu held). True if anything is buffered.
-  bool read_pipes() {
+  // `whole`: everything the pipes hold (a write that follows must come after all of
+  // it), else up to kBufferCap per stream (the forwarder's read-ahead).
+  bool read_pipes(bool whole = false) {
     pollfd p[2] = {{rd[1], POLLIN, 0}, {rd[2], POLLIN, 0}};
     if (::poll(p, 2, 0) <= 0) return !buf[1].empty() || !buf[2].empty();  // one syscall when empty
     char tmp[65536];
     for (int fd = 1; fd <= 2; ++fd) {
       if (p[fd - 1].revents == 0) continue;
-      while (buf[fd].size() < kBufferCap) {
-        ssize_t n = ::read(rd[fd], tmp, std::min(sizeof tmp, kBufferCap - buf[fd].size()));
+      // A pipe holds at most pipe_size: reading that much more gets all it held when
+      // this began, even while its writers keep writing.
+      const std::size_t cap = whole ? buf[fd].size() + pipe_size[fd] : kBufferCap;
+      while (buf[fd].size() < cap) {
+        ssize_t n = ::read(rd[fd], tmp, std::min(sizeof tmp, cap - buf[fd].size()));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         buf[fd].append(tmp, static_cast<std::size_t>(n));
@@ -100,7 +106,7 @@ struct FdCapture::State {
   void take(std::string* out, std::string* err) {
     std::lock_guard<std::mutex> g(buf_mu);
     pending.store(false, std::memory_order_relaxed);
-    read_pipes();
+    read_pipes(true);
     out->swap(buf[1]);
     err->swap(buf[2]);
   }
@@ -321,6 +327,8 @@ std::unique_ptr<FdCapture> FdCapture::start() {
       throw std::runtime_error(std::string("fd capture: ") + std::strerror(errno));
     ::fcntl(p[0], F_SETFL, O_NONBLOCK);
     ::fcntl(p[0], F_SETPIPE_SZ, kPipeSize);  // best effort: fewer wake-ups
+    const int size = ::fcntl(p[0], F_GETPIPE_SZ);
+    st->pipe_size[fd] = size > 0 ? static_cast<std::size_t>(size) : std::size_t{kPipeSize};
     st->rd[fd] = p[0];
     if (::dup2(p[1], fd) < 0) throw std::runtime_error(std::string("fd capture: ") + std::strerror(errno));
     st->wr[fd] = ::fcntl(p[1], F_DUPFD_CLOEXEC, 3);

@@ -147,9 +147,13 @@ TEST_F(CaptureTest, CWriteOf8MiBWithTheGilHeldArrivesWholeAndInOrder) {
   }
   expected += "after 8388608\n";
   EXPECT_EQ(f.out.size(), expected.size());
-  EXPECT_TRUE(f.out == expected) << "first difference at byte "
-                                 << std::mismatch(f.out.begin(), f.out.end(), expected.begin(), expected.end())
-                                            .first - f.out.begin();
+  if (f.out != expected) {
+    const std::size_t at = static_cast<std::size_t>(
+        std::mismatch(f.out.begin(), f.out.end(), expected.begin(), expected.end()).first - f.out.begin());
+    const std::size_t from = at > 40 ? at - 40 : 0;
+    ADD_FAILURE() << "first difference at byte " << at << ":\n got: " << f.out.substr(from, 80)
+                  << "\n expected: " << expected.substr(from, 80);
+  }
   expect_stream_whole(read_all(stream.reader));
   // The session goes on.
   Job next(writing, "print('next')");
