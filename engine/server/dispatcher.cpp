@@ -44,8 +44,6 @@ Reply Dispatcher::handle(std::span<const uint8_t> body, int received_fd) noexcep
     return dispatch(request_id, *m, received_fd);
   } catch (const std::invalid_argument& e) {
     return error(request_id, SHMREPL_E_NOT_FOUND, e.what());
-  } catch (const std::length_error& e) {  // a request field larger than its record can hold
-    return error(request_id, SHMREPL_E_INVALID, e.what());
   } catch (const std::bad_alloc&) {
     return error(request_id, SHMREPL_E_NOMEM, "out of memory");
   } catch (const std::system_error& e) {

@@ -505,13 +505,11 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   }
   const std::string name = ex->sink.producer->name();
 
-  // An id is not cut: one that a Started record of this ring cannot hold is refused
-  // (the ring goes away with its producer).
-  if (request.client_execution_id.size() > budget_of(ex->sink))
-    throw std::length_error("client_execution_id of " + std::to_string(request.client_execution_id.size()) +
-                            " bytes: this ring's records hold at most " + std::to_string(budget_of(ex->sink)));
+  // An id longer than a Started record of this ring holds is shortened visibly.
+  std::string client_id = request.client_execution_id;
+  shorten_visibly(client_id, budget_of(ex->sink));
   std::vector<std::byte> rec;
-  records::encode_started(rec, {ex->id, ex->sink.seq++, RecordClock::now()}, s.id, request.client_execution_id);
+  records::encode_started(rec, {ex->id, ex->sink.seq++, RecordClock::now()}, s.id, client_id);
   write_record(ex->sink, rec, false);  // the ring is new: nobody else writes to it yet
 
   ex->held = request.held;

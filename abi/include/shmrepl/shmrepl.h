@@ -332,9 +332,9 @@ typedef struct shmrepl_execute_options {
 /* Queues code in a session. Returns OK and *out (owned by the caller; close it with
  * shmrepl_execution_close()). The ring exists, holding the STARTED record, when
  * this returns. E_NOT_FOUND (unknown session), E_TOO_LARGE (the request exceeds
- * 64 MiB), E_INVALID (also: a client_execution_id longer than one record of the
- * ring holds, capacity / 4 - 264 bytes with the capacity rounded up to a power of
- * two; an id is never cut). */
+ * 64 MiB), E_INVALID. A client_execution_id longer than one record of the ring
+ * holds (capacity / 4 - 264 bytes, the capacity rounded up to a power of two)
+ * arrives in STARTED shortened, ending in "[... N bytes omitted ...]". */
 SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,
                                              const shmrepl_execute_options_t* options,
                                              shmrepl_execution_t** out);
