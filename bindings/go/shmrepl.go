@@ -21,7 +21,7 @@ const (
 	readerOptionsSize  = 8
 	clientOptionsSize  = 32
 	executeOptionsSize = 88 // 1.1: timeout_ns, memory_limit (the library accepts 72 up)
-	sessionOptionsSize = 40 // the size published with 1.1
+	sessionOptionsSize = 48 // 1.2: Stdout, Stderr (the library accepts 40 up)
 )
 
 // Forever as a timeout waits without limit.

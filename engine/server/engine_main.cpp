@@ -194,6 +194,8 @@ void install_fatal_signal_handlers() noexcept {
 
 int engine_main(int argc, char** argv, const EngineFactory& factory, const ZygoteHooks* hooks) {
   shmrepl::server::log_init();
+  if (hooks != nullptr && argc > 1 && std::strcmp(argv[1], kFreshWorkerFlag) == 0)
+    fresh_worker_main(argc, argv, factory, *hooks);
   shmrepl::server::install_fatal_signal_handlers();
   shmrepl::server::Options opt;
   std::string err;

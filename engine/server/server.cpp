@@ -115,24 +115,29 @@ void Server::serve(Conn* conn) {
   bool stop = false;
   for (;;) {
     uint8_t prefix[control::kPrefixSize];
-    int received_fd = -1;  // a session's stdin comes with its OpenSession
-    if (control::read_prefix(fd, prefix, &received_fd, &err) != SHMREPL_OK) break;
+    // A session's stdin and terminal descriptors come with its OpenSession.
+    int received[control::kMaxPassedFds];
+    if (control::read_prefix(fd, prefix, received, &err) != SHMREPL_OK) break;
+    auto close_received = [&] {
+      for (int r : received)
+        if (r >= 0) ::close(r);
+    };
     uint32_t len = 0;
     shmrepl_status_t st =
         control::parse_prefix(std::span<const uint8_t, control::kPrefixSize>(prefix), &len, &err);
     if (st != SHMREPL_OK) {
       // Refused before reading the body; the rest of the stream cannot be framed.
-      if (received_fd >= 0) ::close(received_fd);
+      close_received();
       control::Frame reply = control::error(0, st, err);
       control::write_all(fd, reply.data(), reply.size(), &err);
       break;
     }
     body.resize(len);
     if (control::read_exact(fd, body.data(), len, &err) != SHMREPL_OK) {
-      if (received_fd >= 0) ::close(received_fd);
+      close_received();
       break;
     }
-    Reply reply = dispatcher.handle(body, received_fd);
+    Reply reply = dispatcher.handle(body, received);
     shmrepl_status_t sent;
     if (reply.pass_fd >= 0) {
       sent = control::write_all_with_fd(fd, reply.frame.data(), reply.frame.size(), reply.pass_fd, &err);

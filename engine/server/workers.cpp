@@ -1,6 +1,7 @@
 #include "workers.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <stdexcept>
@@ -36,12 +38,15 @@ namespace {
 }
 
 // Supervisor -> zygote: fork a worker for this session; two descriptors ride along
-// (the worker's ends of the client connection and of the supervisor channel).
+// (the worker's ends of the client connection and of the supervisor channel), then
+// those `extra` names, in this order.
+enum : uint32_t { kHasStdin = 1, kHasStdout = 2, kHasStderr = 4 };
 struct SpawnRequest {
   uint64_t session_id;
-  uint32_t has_stdin;  // a third descriptor: the session's stdin
-  uint32_t reserved;
+  uint32_t extra;  // kHas*: the session's stdin, the caller's stdout, stderr
+  uint32_t fresh;  // a fresh worker (exec'd, newly initialised), not a fork
 };
+constexpr std::size_t kMaxSpawnFds = 5;
 // Zygote -> supervisor: a worker ended (waitpid status).
 struct ExitNotice {
   int32_t pid;
@@ -49,7 +54,7 @@ struct ExitNotice {
 };
 // Worker -> supervisor, on the supervisor channel.
 enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4, kNoMemory = 5,
-                  kKillingForTimeout = 6 };
+                  kKillingForTimeout = 6, kRefused = 7 };
 struct WorkerMessage {
   uint32_t kind;
   int32_t pid;
@@ -60,7 +65,7 @@ enum : uint32_t { kClose = 1 };
 
 void send_fds(int sock, const void* data, std::size_t len, const int* fds, std::size_t nfds) {
   iovec iov{const_cast<void*>(data), len};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSpawnFds)] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -79,10 +84,10 @@ void send_fds(int sock, const void* data, std::size_t len, const int* fds, std::
   if (n != static_cast<ssize_t>(len)) throw_errno("sendmsg");
 }
 
-// One datagram, and up to three descriptors (close-on-exec). 0 at end of stream.
+// One datagram, and up to kMaxSpawnFds descriptors (close-on-exec). 0 at end of stream.
 ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* nfds) {
   iovec iov{data, len};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxSpawnFds + 1))] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -98,7 +103,7 @@ ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* n
     for (std::size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (got < 3) fds[got++] = fd;
+      if (got < kMaxSpawnFds) fds[got++] = fd;
       else ::close(fd);
     }
   }
@@ -304,17 +309,50 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   dispatcher.cleanup();
 }
 
-[[noreturn]] void worker_main(uint64_t session_id, int client_fd, int sup_fd, int stdin_fd, pid_t zygote,
-                              const EngineFactory& factory, engine::EngineOptions eo) {
+// A fresh worker's CPython starts here, with the session's environment; what it
+// writes to stderr meanwhile is kept for the program's stderr (python3 shows it there).
+void start_fresh_interpreter(const ZygoteHooks& hooks, engine::EngineOptions* eo) {
+  const int saved = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
+  const int mem = saved >= 0 ? ::memfd_create("shmrepl-startup-stderr", MFD_CLOEXEC) : -1;
+  if (mem >= 0) ::dup2(mem, 2);
+  std::string failure;
+  try {
+    hooks.preinitialize();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (mem >= 0) {
+    ::dup2(saved, 2);
+    char buf[4096];
+    ssize_t n;
+    for (off_t at = 0; (n = ::pread(mem, buf, sizeof buf, at)) > 0 && at < (1 << 20); at += n)
+      eo->startup_stderr.append(buf, static_cast<std::size_t>(n));
+    ::close(mem);
+  }
+  if (saved >= 0) ::close(saved);
+  if (!failure.empty())
+    throw std::runtime_error(failure + (eo->startup_stderr.empty() ? "" : ": " + eo->startup_stderr));
+}
+
+// `terminal_fds`: the caller's stdout and stderr (-1: none), asked only isatty()
+// and the terminal size; they stay open (close-on-exec) for the worker's life.
+[[noreturn]] void worker_main(uint64_t session_id, int client_fd, int sup_fd, int stdin_fd,
+                              const int* terminal_fds, pid_t zygote, const EngineFactory& factory,
+                              engine::EngineOptions eo, bool fresh, const ZygoteHooks* hooks) {
   // The zygote (and through it the supervisor) gone means we go too.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != zygote) _exit(1);
   // Die of what user code does as python3 would: the supervisor reports the signal.
-  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD})
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+                  SIGUSR2, SIGALRM, SIGCHLD})
     ::signal(sig, SIG_DFL);
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // Signals sent to the program (shmrepl run passes them on) go to the main thread,
+  // where user code runs, as in python3: the engine's own threads, started below,
+  // inherit them blocked; the main thread unblocks them once they exist.
+  sigset_t program;
+  sigemptyset(&program);
+  for (int sig : {SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM}) sigaddset(&program, sig);
+  ::sigprocmask(SIG_SETMASK, &program, nullptr);
   WorkerPool::Setup setup;
   if (!recv_setup(sup_fd, &setup)) _exit(1);
   if (!setup.working_dir.empty() && ::chdir(setup.working_dir.c_str()) != 0) {
@@ -327,15 +365,30 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     ::dup2(stdin_fd, 0);
     ::close(stdin_fd);
   }
+  eo.virtual_env = setup.set_env;
+  if (fresh && setup.set_env) {
+    // CPython is not initialised yet: it starts with the session's environment, as
+    // python3 would (os.environ, sys.path from PYTHONPATH, the hash secret...).
+    ::clearenv();
+    for (const std::string& e : setup.env) {
+      const std::size_t eq = e.find('=');
+      if (eq != 0 && eq != std::string::npos) ::setenv(e.substr(0, eq).c_str(), e.c_str() + eq + 1, 1);
+    }
+    eo.started_with_environment = true;
+  }
   eo.worker = true;
   eo.capture_fds = true;
   eo.child_closes[0] = client_fd;
   eo.child_closes[1] = sup_fd;
+  eo.input_requests = stdin_fd < 0;  // input() asks the client (InputRequest)
+  eo.terminal_fds[0] = terminal_fds[0];
+  eo.terminal_fds[1] = terminal_fds[1];
   eo.set_environment = setup.set_env;
   eo.environment = std::move(setup.env);
   std::unique_ptr<engine::Engine> engine;
   std::string bg;
   try {
+    if (fresh && hooks != nullptr) start_fresh_interpreter(*hooks, &eo);
     engine = factory(eo);
     engine->open_session_as(session_id);
     bg = engine->session_background_ring(session_id);
@@ -343,21 +396,58 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     const int c = e.code().value();
     send_message(sup_fd, c == ENOSPC || c == ENOMEM ? kNoMemory : kFailed, e.what());
     _exit(1);
+  } catch (const std::invalid_argument& e) {
+    send_message(sup_fd, kRefused, e.what());
+    _exit(1);
   } catch (const std::exception& e) {
     send_message(sup_fd, kFailed, e.what());
     _exit(1);
   }
   send_message(sup_fd, kReady, bg);
   std::thread control([&] { serve_worker(*engine, session_id, client_fd, sup_fd); });
+  ::pthread_sigmask(SIG_UNBLOCK, &program, nullptr);
   engine->run_session(session_id);  // user code runs here, on the main thread
   control.join();
   _exit(0);
 }
 
+bool startup_only(const std::string& name) {
+  for (std::size_t i = 0; i < kStartupOnlyCount; ++i)
+    if (name == kStartupOnlyVariables[i]) return true;
+  return false;
+}
+
 // ---- the zygote ------------------------------------------------------------------
 
+// In the zygote's child: becomes a fresh worker (fresh_worker_main) with the same
+// descriptors. Only the execution-id page and these survive the exec.
+// fds: client connection, supervisor channel, stdin, the caller's stdout and stderr
+// (terminals; -1: none).
+[[noreturn]] void exec_fresh_worker(const std::string& exe, uint64_t session_id, const int fds[5], pid_t zygote,
+                                    int ids_fd, const engine::EngineOptions& eo) {
+  for (int fd : {fds[0], fds[1], fds[2], fds[3], fds[4], ids_fd})
+    if (fd >= 0) ::fcntl(fd, F_SETFD, 0);
+  std::vector<std::string> args = {"shmrepl-engine",
+                                   kFreshWorkerFlag,
+                                   std::to_string(session_id),
+                                   std::to_string(fds[0]),
+                                   std::to_string(fds[1]),
+                                   std::to_string(fds[2]),
+                                   std::to_string(fds[3]),
+                                   std::to_string(fds[4]),
+                                   std::to_string(zygote),
+                                   std::to_string(ids_fd),
+                                   std::to_string(eo.guardian_pid),
+                                   std::to_string(eo.ring_capacity)};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(exe.c_str(), argv.data());
+  _exit(127);  // the supervisor sees the worker's channel end: "did not start"
+}
+
 [[noreturn]] void zygote_main(int sock, pid_t supervisor, const ZygoteHooks& hooks,
-                              const EngineFactory& factory, const engine::EngineOptions& eo) {
+                              const EngineFactory& factory, const engine::EngineOptions& eo, int ids_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != supervisor) _exit(1);
   ::prctl(PR_SET_NAME, "shmrepl-zygote");
@@ -393,20 +483,32 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     }
     if (p[0].revents == 0) continue;
     SpawnRequest req{};
-    int fds[3] = {-1, -1, -1};
+    int fds[kMaxSpawnFds] = {-1, -1, -1, -1, -1};
     std::size_t nfds = 0;
     const ssize_t n = recv_fds(sock, &req, sizeof req, fds, &nfds);
     if (n == 0) _exit(0);  // the supervisor is done: workers follow (PDEATHSIG)
-    if (n != static_cast<ssize_t>(sizeof req) || nfds != (req.has_stdin != 0 ? 3u : 2u)) {
+    const std::size_t want = 2u + ((req.extra & kHasStdin) != 0) + ((req.extra & kHasStdout) != 0) +
+                             ((req.extra & kHasStderr) != 0);
+    if (n != static_cast<ssize_t>(sizeof req) || nfds != want) {
       for (std::size_t i = 0; i < nfds; ++i) ::close(fds[i]);
       continue;
     }
+    std::size_t at = 2;
+    const int stdin_fd = (req.extra & kHasStdin) != 0 ? fds[at++] : -1;
+    int terminal_fds[2] = {-1, -1};
+    if ((req.extra & kHasStdout) != 0) terminal_fds[0] = fds[at++];
+    if ((req.extra & kHasStderr) != 0) terminal_fds[1] = fds[at++];
     const pid_t self = ::getpid();
-    const pid_t pid = hooks.fork_interpreter();
+    const bool fresh = req.fresh != 0 && !hooks.fresh_worker_exe.empty();
+    // A fresh worker execs at once: a plain fork will do.
+    const pid_t pid = fresh ? ::fork() : hooks.fork_interpreter();
     if (pid == 0) {
       ::close(sock);
       ::close(sfd);
-      worker_main(req.session_id, fds[0], fds[1], fds[2], self, factory, eo);
+      const int passed[5] = {fds[0], fds[1], stdin_fd, terminal_fds[0], terminal_fds[1]};
+      if (fresh) exec_fresh_worker(hooks.fresh_worker_exe, req.session_id, passed, self, ids_fd, eo);
+      ::close(ids_fd);  // a warm worker has the page mapped already
+      worker_main(req.session_id, fds[0], fds[1], stdin_fd, terminal_fds, self, factory, eo, false, nullptr);
     }
     // A failed fork closes the worker's ends: the supervisor sees the channel end.
     for (std::size_t i = 0; i < nfds; ++i) ::close(fds[i]);
@@ -420,9 +522,17 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
 std::unique_ptr<WorkerPool> WorkerPool::start(const ZygoteHooks& hooks, const EngineFactory& factory,
                                               const engine::EngineOptions& options) {
   std::unique_ptr<WorkerPool> pool(new WorkerPool());
-  // Ids shared with every worker: sessions here, executions in the workers.
-  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  // Ids shared with every worker: sessions here, executions in the workers. A memfd,
+  // so that a fresh worker maps the same page after its exec.
+  const int ids_fd = ::memfd_create("shmrepl-ids", MFD_CLOEXEC);
+  if (ids_fd < 0) throw_errno("memfd_create");
+  if (::ftruncate(ids_fd, 4096) != 0) throw_errno("ftruncate");
+  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ids_fd, 0);
   if (page == MAP_FAILED) throw_errno("mmap");
+  pool->fresh_possible_ = !hooks.fresh_worker_exe.empty();
+  for (std::size_t i = 0; i < kStartupOnlyCount; ++i)
+    if (const char* v = std::getenv(kStartupOnlyVariables[i]); v != nullptr && v[0] != '\0')
+      pool->zygote_startup_env_[kStartupOnlyVariables[i]] = v;
   pool->counters_ = new (page) std::atomic<uint64_t>[2];
   pool->counters_[0].store(1);
   pool->counters_[1].store(1);
@@ -437,9 +547,10 @@ std::unique_ptr<WorkerPool> WorkerPool::start(const ZygoteHooks& hooks, const En
   if (pid < 0) throw_errno("fork");
   if (pid == 0) {
     ::close(sv[0]);
-    zygote_main(sv[1], self, hooks, factory, eo);
+    zygote_main(sv[1], self, hooks, factory, eo, ids_fd);
   }
   ::close(sv[1]);
+  ::close(ids_fd);
   pool->zygote_fd_ = sv[0];
   pool->zygote_pid_ = pid;
   pool->reaper_ = std::thread([p = pool.get()] { p->reaper_loop(); });
@@ -471,12 +582,20 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
     throw std::runtime_error(what);
   };
   const uint64_t session_id = counters_[0].fetch_add(1);
-  const SpawnRequest req{session_id, setup.stdin_fd >= 0 ? 1u : 0u, 0};
-  const int fds[3] = {client[1], sup[1], setup.stdin_fd};
+  SpawnRequest req{session_id, 0, needs_fresh(setup) ? 1u : 0u};
+  int fds[kMaxSpawnFds] = {client[1], sup[1], -1, -1, -1};
+  std::size_t nfds = 2;
+  for (auto [fd, bit] :
+       {std::pair{setup.stdin_fd, kHasStdin}, std::pair{setup.stdout_fd, kHasStdout},
+        std::pair{setup.stderr_fd, kHasStderr}})
+    if (fd >= 0) {
+      req.extra |= bit;
+      fds[nfds++] = fd;
+    }
   try {
     {
       std::lock_guard<std::mutex> l(mu_);  // one request at a time on the zygote's socket
-      send_fds(zygote_fd_, &req, sizeof req, fds, setup.stdin_fd >= 0 ? 3 : 2);
+      send_fds(zygote_fd_, &req, sizeof req, fds, nfds);
     }
     send_setup(sup[0], setup);
   } catch (const std::exception& e) {
@@ -501,6 +620,11 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
     if (m.kind == kNoMemory) throw std::system_error(ENOSPC, std::generic_category(), m.text);
     throw std::invalid_argument(m.text);
   }
+  if (m.kind == kRefused) {
+    ::close(client[0]);
+    ::close(sup[0]);
+    throw SessionRefused(m.text);
+  }
   if (m.kind != kReady) fail(std::string("the session's worker failed to start: ") + m.text);
   auto w = std::make_shared<Worker>();
   w->pid = m.pid;
@@ -512,6 +636,19 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
     pids_[w->pid] = w;
   }
   return Spawned{session_id, w->pid, client[0], m.text};
+}
+
+bool WorkerPool::needs_fresh(const Setup& setup) const {
+  if (!fresh_possible_ || !setup.set_env) return false;
+  // CPython takes an empty value as unset; a later entry of a name wins, as in os.environ.
+  std::map<std::string, std::string> wanted;
+  for (const std::string& e : setup.env) {
+    const std::size_t eq = e.find('=');
+    if (eq == std::string::npos || !startup_only(e.substr(0, eq))) continue;
+    if (eq + 1 < e.size()) wanted[e.substr(0, eq)] = e.substr(eq + 1);
+    else wanted.erase(e.substr(0, eq));
+  }
+  return wanted != zygote_startup_env_;
 }
 
 pid_t WorkerPool::worker_pid(uint64_t session_id) {
@@ -618,6 +755,38 @@ void WorkerPool::on_exit(pid_t pid, int status) {
     w->rings = std::move(rings);
   }
   cv_.notify_all();
+}
+
+// From `python3 -h` (3.11): what acts only while CPython starts. PYTHONPATH,
+// PYTHONIOENCODING, the locale and VIRTUAL_ENV a warm worker takes itself.
+const char* const kStartupOnlyVariables[] = {
+    "PYTHONHASHSEED",      "PYTHONWARNINGS",          "PYTHONDEVMODE",       "PYTHONUTF8",
+    "PYTHONSAFEPATH",      "PYTHONINTMAXSTRDIGITS",   "PYTHONMALLOC",        "PYTHONMALLOCSTATS",
+    "PYTHONFAULTHANDLER",  "PYTHONTRACEMALLOC",       "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX",
+    "PYTHONOPTIMIZE",      "PYTHONDEBUG",             "PYTHONVERBOSE",       "PYTHONNOUSERSITE",
+    "PYTHONUSERBASE",      "PYTHONHOME",              "PYTHONPLATLIBDIR",    "PYTHONCOERCECLOCALE",
+    "PYTHONWARNDEFAULTENCODING", "PYTHONNODEBUGRANGES", "PYTHONPROFILEIMPORTTIME"};
+const std::size_t kStartupOnlyCount = sizeof kStartupOnlyVariables / sizeof kStartupOnlyVariables[0];
+
+void fresh_worker_main(int argc, char** argv, const EngineFactory& factory, const ZygoteHooks& hooks) {
+  if (argc != 12) _exit(2);
+  auto num = [&](int i) { return std::strtoll(argv[i], nullptr, 10); };
+  const uint64_t session_id = static_cast<uint64_t>(num(2));
+  const int client_fd = static_cast<int>(num(3)), sup_fd = static_cast<int>(num(4));
+  const int stdin_fd = static_cast<int>(num(5));
+  const int terminal_fds[2] = {static_cast<int>(num(6)), static_cast<int>(num(7))};
+  const pid_t zygote = static_cast<pid_t>(num(8));
+  const int ids_fd = static_cast<int>(num(9));
+  for (int fd : {client_fd, sup_fd, stdin_fd, terminal_fds[0], terminal_fds[1], ids_fd})
+    if (fd >= 0) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ids_fd, 0);
+  if (page == MAP_FAILED) _exit(1);
+  ::close(ids_fd);
+  engine::EngineOptions eo;
+  eo.guardian_pid = static_cast<pid_t>(num(10));
+  eo.ring_capacity = static_cast<uint64_t>(num(11));
+  eo.execution_ids = &static_cast<std::atomic<uint64_t>*>(page)[1];
+  worker_main(session_id, client_fd, sup_fd, stdin_fd, terminal_fds, zygote, factory, eo, true, &hooks);
 }
 
 std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit_code, int32_t signal) {

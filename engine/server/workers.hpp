@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,11 +34,35 @@ using EngineFactory =
 struct ZygoteHooks {
   std::function<void()> preinitialize;      // in the zygote, before any fork
   std::function<pid_t()> fork_interpreter;  // fork() as CPython's os.fork does
+  // An executable that runs fresh_worker_main() when given kFreshWorkerFlag first
+  // (shmrepl-engine itself); empty: every worker is forked warm.
+  std::string fresh_worker_exe;
 };
+
+// Variables CPython reads only while it starts (`python3 -h`), that a warm worker
+// forked from the zygote cannot take: a session whose environment gives one of them
+// another value than the zygote's (set or unset) gets a fresh worker, a newly
+// initialised interpreter (docs/architecture.md, "Fresh workers").
+extern const char* const kStartupOnlyVariables[];
+extern const std::size_t kStartupOnlyCount;
+
+// argv[1] of a fresh worker: shmrepl-engine --fresh-worker SESSION CLIENT_FD SUP_FD
+// STDIN_FD ZYGOTE_PID IDS_FD GUARDIAN_PID RING_CAPACITY (internal, not for users).
+inline constexpr const char* kFreshWorkerFlag = "--fresh-worker";
+
+// The fresh worker's main (in the process the zygote's child exec'd). Does not return.
+[[noreturn]] void fresh_worker_main(int argc, char** argv, const EngineFactory& factory, const ZygoteHooks& hooks);
 
 // How long a worker may take to end after a close, a shutdown or a cancel before
 // it is killed (SIGKILL). Documented in docs/engine.md.
 inline constexpr int kGraceMs = 3000;
+
+// The session's environment cannot be served (a virtual environment of another
+// Python): the client gets SHMREPL_E_INVALID with this message.
+class SessionRefused : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class WorkerPool {
  public:
@@ -61,7 +86,12 @@ class WorkerPool {
     bool set_env = false;
     std::vector<std::string> env;      // the whole environment, "NAME=value"
     int stdin_fd = -1;                 // the session's stdin (not owned)
+    // The caller's stdout/stderr: only asked isatty() and the terminal size (not owned).
+    int stdout_fd = -1;
+    int stderr_fd = -1;
   };
+  // Whether a session with this environment needs a fresh worker (see above).
+  bool needs_fresh(const Setup& setup) const;
   // A new session in a new worker. Throws std::invalid_argument (a working folder
   // that does not exist), std::runtime_error, std::system_error.
   Spawned spawn(const Setup& setup);
@@ -89,6 +119,8 @@ class WorkerPool {
   int zygote_fd_ = -1;
   pid_t zygote_pid_ = 0;
   std::atomic<uint64_t>* counters_ = nullptr;  // [0]: next session id, [1]: next execution id
+  bool fresh_possible_ = false;
+  std::map<std::string, std::string> zygote_startup_env_;  // its kStartupOnlyVariables set, by name
   std::mutex mu_;
   std::condition_variable cv_;  // a worker exited
   std::map<uint64_t, std::shared_ptr<Worker>> sessions_;  // [mu_]

@@ -56,10 +56,24 @@ std::string random_suffix() {
 // squats it: another suffix. Out of memory in /dev/shm is a system_error (ENOSPC).
 std::unique_ptr<shm::Producer> create_ring(const std::string& base, uint64_t capacity,
                                            uint64_t execution_id, pid_t guardian) {
+  // The guardian (the supervisor) outlives this worker: one /proc read serves every ring.
+  static std::mutex mu;
+  static pid_t known = 0;
+  static uint64_t known_start = 0;
+  uint64_t guardian_start = 0;
+  if (guardian != 0) {
+    std::lock_guard<std::mutex> l(mu);
+    if (known != guardian || known_start == 0) {
+      known_start = shm::process_start_time(guardian);
+      known = guardian;
+    }
+    guardian_start = known_start;
+  }
   shm::ProducerOptions o;
   o.capacity = capacity;
   o.execution_id = execution_id;
   o.guardian_pid = static_cast<uint32_t>(guardian);
+  o.guardian_start_time = guardian_start;
   for (int attempt = 0;; ++attempt) {
     try {
       return shm::Producer::create(base + random_suffix(), o);
@@ -234,29 +248,47 @@ bool sigint_handler_is_ours() {
   return ours;
 }
 
-// [GIL] os.environ (and the C environment under it) becomes exactly `env`.
-void set_environment(const std::vector<std::string>& env) {
+// [GIL] os.environ (and the C environment under it) becomes exactly `env`; with
+// `add_pythonpath`, PYTHONPATH's entries go on sys.path as python3 puts them.
+void set_environment(const std::vector<std::string>& env, bool add_pythonpath) {
   PyObject* os = PyImport_ImportModule("os");
   PyObject* environ = os != nullptr ? PyObject_GetAttrString(os, "environ") : nullptr;
-  PyObject* r = environ != nullptr ? PyObject_CallMethod(environ, "clear", nullptr) : nullptr;
-  Py_XDECREF(r);
-  for (const std::string& e : env) {
-    const std::size_t eq = e.find('=');
-    if (environ == nullptr || eq == 0 || eq == std::string::npos) continue;
-    PyObject* k = PyUnicode_DecodeFSDefaultAndSize(e.data(), static_cast<Py_ssize_t>(eq));
-    PyObject* v = PyUnicode_DecodeFSDefaultAndSize(e.data() + eq + 1, static_cast<Py_ssize_t>(e.size() - eq - 1));
-    if (k != nullptr && v != nullptr) PyObject_SetItem(environ, k, v);
-    Py_XDECREF(k);
-    Py_XDECREF(v);
-    PyErr_Clear();
+  // Only what differs is changed: a caller's environment is mostly the engine's, and
+  // each change is a putenv/unsetenv through os.environ (clearing and refilling it
+  // cost ~0.35 ms of every worker's start).
+  PyObject* current = PyDict_New();
+  PyObject* wanted = PyDict_New();
+  if (environ != nullptr && current != nullptr && wanted != nullptr && PyDict_Merge(current, environ, 1) == 0) {
+    for (const std::string& e : env) {
+      const std::size_t eq = e.find('=');
+      if (eq == 0 || eq == std::string::npos) continue;
+      PyObject* k = PyUnicode_DecodeFSDefaultAndSize(e.data(), static_cast<Py_ssize_t>(eq));
+      PyObject* v = PyUnicode_DecodeFSDefaultAndSize(e.data() + eq + 1, static_cast<Py_ssize_t>(e.size() - eq - 1));
+      if (k != nullptr && v != nullptr && PyDict_SetItem(wanted, k, v) == 0) {
+        PyObject* had = PyDict_GetItemWithError(current, k);  // borrowed
+        if (had == nullptr || PyObject_RichCompareBool(had, v, Py_EQ) != 1) PyObject_SetItem(environ, k, v);
+      }
+      Py_XDECREF(k);
+      Py_XDECREF(v);
+      PyErr_Clear();
+    }
+    PyObject* k = nullptr;
+    PyObject* v = nullptr;
+    Py_ssize_t at = 0;
+    while (PyDict_Next(current, &at, &k, &v)) {
+      if (PyDict_Contains(wanted, k) == 0) PyObject_DelItem(environ, k);
+      PyErr_Clear();
+    }
   }
+  Py_XDECREF(current);
+  Py_XDECREF(wanted);
   Py_XDECREF(environ);
   Py_XDECREF(os);
   PyErr_Clear();
   // What python3 takes from PYTHONPATH at start-up: its entries, in front of the
   // standard library (after the program's folder, which comes later).
   for (const std::string& e : env) {
-    if (e.rfind("PYTHONPATH=", 0) != 0) continue;
+    if (!add_pythonpath || e.rfind("PYTHONPATH=", 0) != 0) continue;
     PyObject* path = PySys_GetObject("path");  // borrowed
     std::size_t at = 11;
     Py_ssize_t where = 0;
@@ -272,6 +304,74 @@ void set_environment(const std::vector<std::string>& env) {
     }
     PyErr_Clear();
   }
+}
+
+// What python3 run from the virtual environment $VIRTUAL_ENV would have: its
+// site-packages in place of the system's (site.venv, as site.main runs it),
+// sys.prefix and sys.executable. None, or a message when the venv was made by
+// another Python than ours.
+constexpr const char* kVenvSource = R"PY(
+def apply_venv():
+    import os, sys, site
+    venv = os.environ.get('VIRTUAL_ENV', '')
+    cfg = os.path.join(venv, 'pyvenv.cfg')
+    if not venv or not os.path.isfile(cfg):
+        return None
+    home = version = None
+    with open(cfg, encoding='utf-8') as f:
+        for line in f:
+            key, eq, value = line.partition('=')
+            if eq:
+                key, value = key.strip().lower(), value.strip()
+                if key == 'home':
+                    home = value
+                elif key in ('version', 'version_info'):
+                    version = value
+    base = os.path.dirname(sys._base_executable)
+    mine = '%d.%d' % sys.version_info[:2]
+    if (home is None or os.path.realpath(home) != os.path.realpath(base)
+            or (version and version != mine and not version.startswith(mine + '.'))):
+        return ('the virtual environment %s (pyvenv.cfg: home = %s%s) is not based on the '
+                "engine's Python (%s %s); run it with its own python3"
+                % (venv, home, ', version = ' + version if version else '', sys._base_executable,
+                   sys.version.split()[0]))
+    exe = os.path.join(venv, 'bin', 'python3')
+    if not os.path.exists(exe):
+        exe = os.path.join(venv, 'bin', 'python')
+    system = set(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        system.add(site.getusersitepackages())
+    sys.path[:] = [p for p in sys.path if p not in system]
+    sys.executable = exe
+    sys._base_executable = os.path.realpath(sys._base_executable)  # as getpath finds it through the venv's link
+    sys.prefix, sys.exec_prefix = sys.base_prefix, sys.base_exec_prefix
+    site.PREFIXES = [sys.prefix, sys.exec_prefix]
+    site.ENABLE_USER_SITE = None
+    known = site.venv(site.removeduppaths())
+    if site.ENABLE_USER_SITE is None:
+        site.ENABLE_USER_SITE = site.check_enableusersite()
+    site.addsitepackages(site.addusersitepackages(known))
+    return None
+)PY";
+
+// [GIL] Empty, or why the session's virtual environment is refused.
+std::string apply_virtual_env() {
+  PyObject* globals = PyDict_New();
+  std::string refused;
+  if (globals != nullptr && PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) == 0) {
+    PyObject* r = PyRun_String(kVenvSource, Py_file_input, globals, globals);
+    Py_XDECREF(r);
+    PyObject* f = r != nullptr ? PyDict_GetItemString(globals, "apply_venv") : nullptr;  // borrowed
+    PyObject* msg = f != nullptr ? PyObject_CallNoArgs(f) : nullptr;
+    if (msg != nullptr && PyUnicode_Check(msg)) {
+      const char* u = PyUnicode_AsUTF8(msg);
+      refused = u != nullptr ? u : "the virtual environment is not based on the engine's Python";
+    }
+    Py_XDECREF(msg);
+  }
+  if (PyErr_Occurred()) PyErr_Print();  // to the engine's log: the session goes on without it
+  Py_XDECREF(globals);
+  return refused;
 }
 
 // Lets the heap grow by `bytes` from here (RLIMIT_DATA: private writable memory; the
@@ -296,6 +396,8 @@ void become_worker(const EngineOptions& options) {
   g_child_closes[0] = child_closes[0];
   g_child_closes[1] = child_closes[1];
   reset_engine_pid();
+  set_terminal_fds(options.terminal_fds[0], options.terminal_fds[1]);
+  set_input_requests(options.input_requests);
   pthread_atfork(nullptr, nullptr, on_fork_child);
   // As python3: Ctrl-C is KeyboardInterrupt, a closed pipe is an error, not a death.
   signal(SIGPIPE, SIG_IGN);
@@ -309,9 +411,11 @@ void become_worker(const EngineOptions& options) {
   if (r == nullptr) PyErr_Print();
   Py_XDECREF(r);
   Py_XDECREF(signal);
-  if (options.set_environment) set_environment(options.environment);
+  if (options.set_environment) set_environment(options.environment, !options.started_with_environment);
+  const std::string refused = options.virtual_env ? apply_virtual_env() : std::string();
   configure_worker_streams();
   PyGILState_Release(g);
+  if (!refused.empty()) throw std::invalid_argument(refused);
   // Every thread started from here on inherits the block; user code unblocks it
   // on this thread only while it runs.
   set_sigint_blocked(true);
@@ -343,6 +447,7 @@ class EngineImpl final : public Engine {
   void close_session(uint64_t session_id) override;
   Accepted execute(const ExecuteRequest& request) override;
   bool cancel(uint64_t execution_id) override;
+  bool send_input(uint64_t execution_id, const std::string& text) override;
   void wait(uint64_t execution_id) override;
   void release(uint64_t execution_id) override;
   void shutdown() override;
@@ -454,11 +559,16 @@ void EngineImpl::run_session(uint64_t session_id) {
 }
 
 void EngineImpl::go(uint64_t execution_id) {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = executions_.find(execution_id);
-  if (it == executions_.end()) return;
-  it->second->held = false;
-  if (auto sit = sessions_.find(it->second->session_id); sit != sessions_.end()) sit->second->cv.notify_all();
+  std::shared_ptr<Session> s;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = executions_.find(execution_id);
+    if (it == executions_.end()) return;
+    it->second->held = false;
+    if (auto sit = sessions_.find(it->second->session_id); sit != sessions_.end()) s = sit->second;
+  }
+  // Notified after unlocking: the executor wakes to a free mutex, not straight into a wait on it.
+  if (s != nullptr) s->cv.notify_all();
 }
 
 void EngineImpl::time_out(uint64_t execution_id) {
@@ -515,7 +625,9 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   ex->held = request.held;
   executions_[ex->id] = ex;
   s.queue.push_back(ex);
-  s.cv.notify_one();
+  // A held execution is woken by go(); waking the executor now would only send it
+  // back to sleep (a context switch per execution).
+  if (!ex->held) s.cv.notify_one();
   return {ex->id, name};
 }
 
@@ -634,14 +746,31 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
     PyErr_Clear();
   }
   if (options_.worker && req.script && !s.path0_set) {
-    // As python3 FILE / -c: the program's folder (or '') comes first on sys.path.
+    if (!options_.startup_stderr.empty()) {
+      // As python3 prints it: before anything of the program.
+      PyObject* err = PySys_GetObject("stderr");  // borrowed
+      const std::string& said = options_.startup_stderr;
+      PyObject* text = PyUnicode_DecodeFSDefaultAndSize(said.data(), static_cast<Py_ssize_t>(said.size()));
+      PyObject* r = err != nullptr && text != nullptr ? PyObject_CallMethod(err, "write", "O", text) : nullptr;
+      Py_XDECREF(r);
+      Py_XDECREF(text);
+      PyErr_Clear();
+      options_.startup_stderr.clear();
+    }
+    // As python3 FILE / -c: the program's folder (or '') comes first on sys.path,
+    // unless PYTHONSAFEPATH (a fresh worker's sys.flags.safe_path) says not to.
     s.path0_set = true;
+    PyObject* flags = PySys_GetObject("flags");  // borrowed
+    PyObject* safe = flags != nullptr ? PyObject_GetAttrString(flags, "safe_path") : nullptr;
+    const bool safe_path = safe != nullptr && PyObject_IsTrue(safe) == 1;
+    Py_XDECREF(safe);
+    PyErr_Clear();
     std::string dir;
     if (!req.filename.empty() && req.filename[0] == '/') dir = req.filename.substr(0, req.filename.rfind('/'));
     if (dir.empty() && !req.filename.empty() && req.filename[0] == '/') dir = "/";
     PyObject* path = PySys_GetObject("path");  // borrowed
     PyObject* d = PyUnicode_DecodeFSDefaultAndSize(dir.data(), static_cast<Py_ssize_t>(dir.size()));
-    if (path != nullptr && PyList_Check(path) && d != nullptr) PyList_Insert(path, 0, d);
+    if (!safe_path && path != nullptr && PyList_Check(path) && d != nullptr) PyList_Insert(path, 0, d);
     Py_XDECREF(d);
     PyErr_Clear();
   }
@@ -935,6 +1064,25 @@ bool EngineImpl::cancel(uint64_t execution_id) {
   return found;
 }
 
+bool EngineImpl::send_input(uint64_t execution_id, const std::string& text) {
+  std::shared_ptr<Execution> ex;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = executions_.find(execution_id);
+    if (it == executions_.end())
+      throw std::invalid_argument("unknown execution " + std::to_string(execution_id));
+    ex = it->second;
+  }
+  {
+    std::lock_guard<std::mutex> w(ex->wake_mu);
+    if (!ex->input_waiting || ex->input_replied) return false;
+    ex->input_text = text;
+    ex->input_replied = true;
+  }
+  ex->wake_cv.notify_all();
+  return true;
+}
+
 void EngineImpl::wait(uint64_t execution_id) {
   std::unique_lock<std::mutex> l(mu_);
   auto it = executions_.find(execution_id);
@@ -1021,7 +1169,26 @@ void EngineImpl::shutdown() {
 
 }  // namespace
 
-void preinitialize() { ensure_python(); }
+void preinitialize() {
+  ensure_python();
+  // Every worker imports these (its SIGINT handler, threads, atexit, programs run as
+  // scripts): importing them here, once, takes ~1.5 ms off each worker's start. The
+  // frozen objects are then left alone by the workers' garbage collector, so their
+  // pages stay shared with the zygote instead of being copied on first collection.
+  PyGILState_STATE g = PyGILState_Ensure();
+  for (const char* name : {"signal", "threading", "atexit", "warnings", "traceback", "linecache",
+                           "tokenize", "importlib.machinery", "importlib.util"}) {
+    PyObject* m = PyImport_ImportModule(name);
+    if (m == nullptr) PyErr_Clear();  // a worker that needs it reports the error itself
+    Py_XDECREF(m);
+  }
+  PyObject* gc = PyImport_ImportModule("gc");
+  PyObject* r = gc != nullptr ? PyObject_CallMethod(gc, "freeze", nullptr) : nullptr;
+  if (r == nullptr) PyErr_Clear();
+  Py_XDECREF(r);
+  Py_XDECREF(gc);
+  PyGILState_Release(g);
+}
 
 pid_t fork_interpreter() {
   PyGILState_STATE g = PyGILState_Ensure();

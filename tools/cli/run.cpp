@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -34,24 +35,75 @@ const char* const kRunUsage =
     "sys.argv is [FILE, ARGS...] (or ['-c', ARGS...]). The program runs in a worker\n"
     "process of its own, in this folder, with this environment and this stdin. A\n"
     "program killed by a signal (a crash, os.kill) kills shmrepl run with the same one.\n"
+    "SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to shmrepl run go to the\n"
+    "program (its handler runs, or it dies of the signal and so does shmrepl run).\n"
     "\n"
     "options:\n"
     "  --socket PATH    the engine's socket (default: $SHMREPL_SOCKET, else the default)\n"
     "  --no-autostart   fail instead of starting an engine when none listens\n"
     "  -h, --help       print this help\n";
 
-// The execution a SIGINT cancels; shared with the signal thread.
+// Signals that reach the program as they would reach python3: SIGINT cancels the
+// execution (KeyboardInterrupt); these are sent on to the program's worker process,
+// where they kill it (the ring's FINISHED then carries the signal) or run the
+// program's handler.
+constexpr int kForwarded[] = {SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+// The execution a SIGINT cancels and the worker the others go to; shared with the
+// signal thread.
 std::mutex g_mu;
 shmrepl_execution_t* g_exec = nullptr;
 bool g_interrupted = false;
+pid_t g_worker = 0;          // 0: not known yet, none (an in-process engine), or ended
+std::vector<int> g_pending;  // came before the program started
+bool g_program_started = false;
+
+// Ring names are shmrepl.<uid>.<worker pid>.<id>.<random> (docs/architecture.md).
+pid_t worker_of_ring(const char* name) {
+  const char* p = std::strchr(name, '.');
+  p = p != nullptr ? std::strchr(p + 1, '.') : nullptr;
+  if (p == nullptr) return 0;
+  char* end = nullptr;
+  const long pid = std::strtol(p + 1, &end, 10);
+  return end != p + 1 && *end == '.' && pid > 1 ? static_cast<pid_t>(pid) : 0;
+}
+
+// Dies of `sig` by its default action (the calling thread takes it).
+[[noreturn]] void die_of(int sig) {
+  std::fflush(nullptr);
+  ::signal(sig, SIG_DFL);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+  ::raise(sig);
+  std::_Exit(128 + sig);
+}
+
+// A signal that came before a program that then never starts (no engine, a refused
+// session) ends shmrepl run by its default action when cmd_run returns.
+struct PendingSignals {
+  ~PendingSignals() {
+    std::lock_guard lock(g_mu);
+    if (!g_program_started && !g_pending.empty()) die_of(g_pending.front());
+  }
+};
 
 void signal_thread(sigset_t set) {
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
     std::lock_guard lock(g_mu);
-    g_interrupted = true;
-    if (g_exec != nullptr) shmrepl_execution_cancel(g_exec);
+    if (sig == SIGINT) {
+      g_interrupted = true;
+      if (g_exec != nullptr) shmrepl_execution_cancel(g_exec);
+    } else if (g_worker != 0) {
+      ::kill(g_worker, sig);
+    } else if (!g_program_started) {
+      g_pending.push_back(sig);
+    } else {
+      die_of(sig);  // no worker to give it to: its default action, as before we took it
+    }
   }
 }
 
@@ -197,13 +249,15 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   }
   for (; i < args.size(); ++i) argv.push_back(args[i]);
 
-  // SIGINT is taken by a thread of ours (blocked everywhere else) and becomes a
-  // Cancel of the execution.
+  // SIGINT and the forwarded signals are taken by a thread of ours (blocked
+  // everywhere else).
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
+  for (int sig : kForwarded) sigaddset(&set, sig);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::thread(signal_thread, set).detach();
+  PendingSignals pending_signals;
 
   shmrepl_client_options_t co{};
   co.struct_size = sizeof co;
@@ -224,8 +278,19 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   so.env = env.data();
   so.envc = env.size();
   so.stdin_fd_plus_one = fcntl(0, F_GETFD) >= 0 ? 1 : 0;
+  // Our terminal answers the program's isatty() and terminal size. Only a terminal is
+  // passed: for anything else the answers are the same without it, and a pipe held
+  // by the worker would keep its reader from seeing our end.
+  so.stdout_fd_plus_one = isatty(1) ? 2 : 0;
+  so.stderr_fd_plus_one = isatty(2) ? 3 : 0;
   uint64_t session = 0;
   st = shmrepl_session_open_ex(client, &so, &session);
+  if (st == SHMREPL_E_INVALID) {
+    // The environment cannot be served (a virtual environment of another Python).
+    std::fprintf(stderr, "shmrepl: %s\n", shmrepl_last_error());
+    shmrepl_client_close(client);
+    return 2;
+  }
   if (st != SHMREPL_OK) {
     report("cannot open a session", st);
     shmrepl_client_close(client);
@@ -252,7 +317,12 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   {
     std::lock_guard lock(g_mu);
     g_exec = exec;
+    g_program_started = true;
+    g_worker = worker_of_ring(shmrepl_execution_ring_name(exec));
+    if (g_worker == static_cast<pid_t>(shmrepl_client_engine_pid(client))) g_worker = 0;  // no worker process
     if (g_interrupted) shmrepl_execution_cancel(exec);  // Ctrl-C came before the engine took it
+    for (int sig : g_pending) ::kill(g_worker != 0 ? g_worker : ::getpid(), sig);
+    g_pending.clear();
   }
   shmrepl_reader_t* reader = nullptr;
   st = shmrepl_execution_reader(exec, nullptr, &reader);
@@ -267,6 +337,7 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   {
     std::lock_guard lock(g_mu);
     g_exec = nullptr;
+    g_worker = 0;  // its pid may be reused from here on
   }
   shmrepl_execution_close(exec);
   shmrepl_client_close(client);
