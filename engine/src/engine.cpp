@@ -112,32 +112,6 @@ std::string str_of(PyObject* o) {
   return out;
 }
 
-// The largest n <= max that cuts `s` on a UTF-8 character boundary.
-std::size_t utf8_cut(std::string_view s, std::size_t max) {
-  if (max >= s.size()) return s.size();
-  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
-  return max;
-}
-
-// Cuts `s` to at most `max` bytes, ending in a visible marker that says how much
-// was left out (never cut silently).
-void shorten_visibly(std::string& s, std::size_t max) {
-  if (s.size() <= max) return;
-  for (std::size_t keep = max;;) {
-    const std::string marker = "[... " + std::to_string(s.size() - utf8_cut(s, keep)) + " bytes omitted ...]";
-    if (marker.size() >= max) {
-      s = marker.substr(0, utf8_cut(marker, max));
-      return;
-    }
-    if (utf8_cut(s, keep) + marker.size() <= max) {
-      s.resize(utf8_cut(s, keep));
-      s += marker;
-      return;
-    }
-    keep = max - marker.size();
-  }
-}
-
 // Text bytes that one record holds besides its FlatBuffers framing.
 uint32_t budget_of(const Sink& s) { return s.producer->max_payload() - 256; }
 

@@ -122,6 +122,29 @@ void terminate_split(Sink& s, uint64_t execution_id, shmrepl_stream_t stream) {
 
 }  // namespace
 
+std::size_t utf8_cut(std::string_view s, std::size_t max) {
+  if (max >= s.size()) return s.size();
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
+  return max;
+}
+
+void shorten_visibly(std::string& s, std::size_t max) {
+  if (s.size() <= max) return;
+  for (std::size_t keep = max;;) {
+    const std::string marker = "[... " + std::to_string(s.size() - utf8_cut(s, keep)) + " bytes omitted ...]";
+    if (marker.size() >= max) {
+      s = marker.substr(0, utf8_cut(marker, max));
+      return;
+    }
+    if (utf8_cut(s, keep) + marker.size() <= max) {
+      s.resize(utf8_cut(s, keep));
+      s += marker;
+      return;
+    }
+    keep = max - marker.size();
+  }
+}
+
 void mark_forked_child() noexcept {
   g_forked = true;
   t_exec = nullptr;
@@ -418,15 +441,12 @@ bool request_input(Execution& ex, std::string_view prompt, bool password, std::s
     return false;
   }
   drain_fds(*s, ex, true);  // what the program wrote to fds 1/2 comes before the prompt
-  // A prompt too long for one record is cut (at a character start).
+  // A prompt too long for one record is shortened visibly (at a character start).
   const std::size_t room = s->producer->max_payload() > 512 ? s->producer->max_payload() - 512 : 0;
-  if (prompt.size() > room) {
-    std::size_t n = room;
-    while (n > 0 && (static_cast<unsigned char>(prompt[n]) & 0xC0) == 0x80) --n;
-    prompt = prompt.substr(0, n);
-  }
+  std::string shown(prompt);
+  shorten_visibly(shown, room);
   std::vector<std::byte> rec;
-  records::encode_input_request(rec, {ex.id, s->seq++, RecordClock::now()}, prompt, password);
+  records::encode_input_request(rec, {ex.id, s->seq++, RecordClock::now()}, shown, password);
   write_record(*s, rec, true);
   release_sink(*s);
   // Nothing else waits on this: other threads keep writing while the GIL is free.

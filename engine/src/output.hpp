@@ -84,6 +84,12 @@ bool write_output(Sink& sink, uint64_t execution_id, shmrepl_stream_t stream,
 void write_record(Sink& sink, std::span<const std::byte> record, bool gil, bool closing = false,
                   uint32_t flags = 0);
 
+// The largest n <= max that cuts `s` on a UTF-8 character boundary (GIL not needed).
+std::size_t utf8_cut(std::string_view s, std::size_t max);
+// Cuts `s` to at most `max` bytes ending in a marker "[... N bytes omitted ...]", so a
+// value too long for its record is never cut silently (GIL not needed).
+void shorten_visibly(std::string& s, std::size_t max);
+
 // Output of the calling thread: resolves the sink, drains fd capture, writes.
 // False with a Python exception set.
 bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text);

@@ -376,4 +376,37 @@ TEST_F(CaptureTest, AClientExecutionIdIsKeptWholeOrShortenedVisibly) {
   EXPECT_GT(got.size(), 700u);
 }
 
+// input() with a prompt too long for an InputRequest record: shortened visibly, and
+// the reply still reaches the program.
+TEST_F(CaptureTest, AHugeInputPromptIsShortenedVisibly) {
+  Client a(socket);
+  Session s(a.c);
+  Job job(s, "print('got', input('p' * 100000))", kSmallRing);
+  std::string prompt, out;
+  int requests = 0;
+  shmrepl_status_t end = SHMREPL_OK;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline) {
+    shmrepl_record_t rec;
+    end = shmrepl_reader_next(job.reader, 100'000'000, &rec);
+    if (end == SHMREPL_E_TIMEOUT) continue;
+    if (end != SHMREPL_OK) break;
+    if (rec.kind == SHMREPL_RECORD_INPUT_REQUEST) {
+      ++requests;
+      prompt.assign(reinterpret_cast<const char*>(rec.data), rec.data_len);
+      EXPECT_EQ(shmrepl_execution_send_input(job.ex, "ok\n", 3), SHMREPL_OK) << shmrepl_last_error();
+    } else if (rec.kind == SHMREPL_RECORD_OUTPUT && rec.stream == SHMREPL_STREAM_STDOUT) {
+      out.append(reinterpret_cast<const char*>(rec.data), rec.data_len);
+    }
+    shmrepl_reader_release(job.reader, 1);
+  }
+  EXPECT_EQ(end, SHMREPL_E_EOF) << status_text(end);
+  EXPECT_EQ(requests, 1);
+  const std::size_t kept = prompt.rfind("[... ");
+  ASSERT_NE(kept, std::string::npos) << prompt;
+  EXPECT_GT(kept, 100u);
+  EXPECT_EQ(prompt, std::string(kept, 'p') + "[... " + std::to_string(100000 - kept) + " bytes omitted ...]");
+  EXPECT_EQ(out, "got ok\n");
+}
+
 }  // namespace
