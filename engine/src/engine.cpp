@@ -112,38 +112,58 @@ std::string str_of(PyObject* o) {
   return out;
 }
 
-void truncate_utf8(std::string& s, std::size_t max) {
-  if (s.size() <= max) return;
-  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
-  s.resize(max);
-}
-
+// Text bytes that one record holds besides its FlatBuffers framing.
 uint32_t budget_of(const Sink& s) { return s.producer->max_payload() - 256; }
 
-// An Error record that fits one record: long values are cut, and of a long
-// traceback the first line and the last frames are kept.
+// An Error record that fits one record (the whole traceback is on stderr already):
+// long values are cut with a visible marker, and of a long traceback the first line
+// and the last frames are kept, with a line saying how many were left out.
 void encode_error_fitted(std::vector<std::byte>& out, const records::Meta& meta, std::string ename,
-                         std::string evalue, std::vector<std::string> lines, uint32_t budget) {
+                         std::string evalue, std::vector<std::string> lines, uint32_t max) {
   auto encode = [&] {
     std::vector<std::string_view> views(lines.begin(), lines.end());
     records::encode_error(out, meta, ename, evalue, views);
   };
   encode();
-  if (out.size() <= budget) return;
-  truncate_utf8(ename, budget / 8);
-  truncate_utf8(evalue, budget / 4);
-  for (auto& l : lines) truncate_utf8(l, budget / 8);
-  std::size_t total = ename.size() + evalue.size() + 16 * lines.size();
-  for (auto& l : lines) total += l.size();
-  std::size_t omitted = 0;
-  while (total > budget / 2 && lines.size() > 2) {
-    total -= lines[1].size() + 16;
-    lines.erase(lines.begin() + 1);
-    ++omitted;
+  for (std::size_t budget = max - 256; out.size() > max; budget /= 2) {
+    shorten_visibly(ename, budget / 8);
+    shorten_visibly(evalue, budget / 4);
+    for (auto& l : lines) shorten_visibly(l, budget / 8);
+    std::size_t total = ename.size() + evalue.size() + 16 * lines.size();
+    for (auto& l : lines) total += l.size();
+    std::size_t omitted = 0;
+    while (total > budget / 2 && lines.size() > 2) {
+      total -= lines[1].size() + 16;
+      lines.erase(lines.begin() + 1);
+      ++omitted;
+    }
+    if (omitted > 0) {
+      if (lines.size() > 1 && lines[1].rfind("  [... ", 0) == 0) lines.erase(lines.begin() + 1);
+      lines.insert(lines.begin() + 1, "  [... " + std::to_string(omitted) + " entries omitted ...]\n");
+    }
+    if (budget < 64) {  // cannot happen with rings of at least kMinCapacity; never drop it
+      ename.clear();
+      evalue = "[... omitted ...]";
+      lines.clear();
+    }
+    encode();
+    if (budget < 64) break;
   }
-  if (omitted > 0)
-    lines.insert(lines.begin() + 1, "  [... " + std::to_string(omitted) + " entries omitted ...]\n");
-  encode();
+}
+
+// [GIL] The owner of `sink` writes `repr` as Result records: one, or consecutive
+// parts flagged MORE / CONTINUED (split on UTF-8 boundaries), as Output is split.
+void write_result(Sink& sink, uint64_t execution_id, std::string_view repr) {
+  std::vector<std::byte> rec;
+  std::size_t at = 0;
+  do {
+    std::size_t len = utf8_cut(repr.substr(at), budget_of(sink));
+    if (len == 0) len = std::min<std::size_t>(repr.size() - at, budget_of(sink));  // not UTF-8: any cut
+    const uint32_t flags = (at > 0 ? shm::kFlagContinued : 0) | (at + len < repr.size() ? shm::kFlagMore : 0);
+    records::encode_result(rec, {execution_id, sink.seq++, RecordClock::now()}, repr.substr(at, len));
+    write_record(sink, rec, true, false, flags);
+    at += len;
+  } while (at < repr.size());
 }
 
 // ---- worker mode -------------------------------------------------------------
@@ -575,9 +595,10 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   }
   const std::string name = ex->sink.producer->name();
 
-  std::vector<std::byte> rec;
+  // An id longer than a Started record of this ring holds is shortened visibly.
   std::string client_id = request.client_execution_id;
-  truncate_utf8(client_id, budget_of(ex->sink));
+  shorten_visibly(client_id, budget_of(ex->sink));
+  std::vector<std::byte> rec;
   records::encode_started(rec, {ex->id, ex->sink.seq++, RecordClock::now()}, s.id, client_id);
   write_record(ex->sink, rec, false);  // the ring is new: nobody else writes to it yet
 
@@ -837,12 +858,9 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
     Py_XDECREF(tb);
   } else if (repr != nullptr) {
     std::string text = utf8(repr);
-    truncate_utf8(text, budget_of(ex.sink));
-    std::vector<std::byte> rec;
     bool failed = false;
     if (Sink* sink = acquire_sink(ex, &failed)) {
-      records::encode_result(rec, {ex.id, sink->seq++, RecordClock::now()}, text);
-      write_record(*sink, rec, true);
+      write_result(*sink, ex.id, text);
       release_sink(*sink);
     }
     // As the interactive interpreter's display hook does.
@@ -917,7 +935,7 @@ void EngineImpl::report_error(Execution& ex, PyObject* type, PyObject* value, Py
   if (Sink* sink = acquire_sink(ex, &failed)) {
     std::vector<std::byte> rec;
     encode_error_fitted(rec, {ex.id, sink->seq++, RecordClock::now()}, ename, evalue, std::move(lines),
-                        budget_of(*sink));
+                        sink->producer->max_payload());
     write_record(*sink, rec, true);
     release_sink(*sink);
   }

@@ -18,21 +18,24 @@
 
 namespace shmrepl::engine {
 
-// One ring and the state of its single producer. Several Python threads may
-// write to the same ring; `busy` (the owner flag) makes them take turns, and a
-// writer keeps it for a whole write, even while it waits on a full ring with the
-// GIL released, so the records of one write (or one print) are consecutive.
+// One ring and the state of its single producer. Several threads may write to the
+// same ring: Python threads (with the GIL) and the fd forwarder (without it). The
+// owner flag `busy` makes them take turns; it does not depend on the GIL (one
+// compare-exchange when free, no system call), so the forwarder can write while C
+// code holds the GIL. A writer keeps it for a whole write, even while it waits on a
+// full ring (with the GIL released), so the records of one write are consecutive.
 struct Sink {
   std::unique_ptr<shm::Producer> producer;
   uint64_t max_data = 0;     // data bytes one Output record holds
   uint64_t seq = 0;          // [owner] next record's seq
-  bool busy = false;         // [GIL] the owner flag
-  bool closed = false;       // [GIL] its Finished record is written; nothing follows
-  int waiters = 0;           // [GIL] threads waiting for the owner flag
-  // Owner hand-off to waiters that released the GIL.
+  // The owner flag: acquire on taking it, release on handing it back, so [owner]
+  // fields are ordered between owners.
+  std::atomic<bool> busy{false};
+  bool closed = false;       // [GIL and owner] its Finished record is written; nothing follows
+  std::atomic<int> waiters{0};  // threads waiting for the owner flag
+  // Owner hand-off to waiters (they wait without the GIL).
   std::mutex handoff_mu;
   std::condition_variable handoff_cv;
-  uint64_t handoff_gen = 0;  // [handoff_mu]
   // Set when nobody will read any more (session closed, shutdown): a writer
   // blocked on a full ring drops its data instead of waiting forever.
   std::atomic<bool> abandon{false};

@@ -1,11 +1,14 @@
 // Capture of raw writes to fd 1 and 2 (os.write from C, C extensions, child
 // processes): pipes are dup2'ed onto 1 and 2, and what comes out of them becomes
-// Output records.
+// Output records. The forwarder thread writes them without the GIL (it takes the
+// ring's owner flag), so C code holding the GIL can write any amount.
 //
 // Attribution: pipe data goes to the most recently started execution that still
-// runs (fds are process-wide, so with several sessions running at once a child
-// of an older one may land in the newer one); when none runs, to the execution
-// that finished last, i.e. to its session's background ring.
+// runs when it is read (fds are process-wide, so with several sessions running at
+// once a child of an older one may land in the newer one); when none runs, to the
+// execution that finished last, i.e. to its session's background ring. The
+// forwarder never waits for a background ring: what does not fit is parked (up to
+// kParkCap; then the pipes are not read until an execution runs).
 //
 // Order: before a Python-level write appends a record, it drains the pipes into
 // the ring (when its execution is the fd target), so `os.write(1, ...)`, a child's

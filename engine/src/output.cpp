@@ -122,6 +122,29 @@ void terminate_split(Sink& s, uint64_t execution_id, shmrepl_stream_t stream) {
 
 }  // namespace
 
+std::size_t utf8_cut(std::string_view s, std::size_t max) {
+  if (max >= s.size()) return s.size();
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
+  return max;
+}
+
+void shorten_visibly(std::string& s, std::size_t max) {
+  if (s.size() <= max) return;
+  for (std::size_t keep = max;;) {
+    const std::string marker = "[... " + std::to_string(s.size() - utf8_cut(s, keep)) + " bytes omitted ...]";
+    if (marker.size() >= max) {
+      s = marker.substr(0, utf8_cut(marker, max));
+      return;
+    }
+    if (utf8_cut(s, keep) + marker.size() <= max) {
+      s.resize(utf8_cut(s, keep));
+      s += marker;
+      return;
+    }
+    keep = max - marker.size();
+  }
+}
+
 void mark_forked_child() noexcept {
   g_forked = true;
   t_exec = nullptr;
@@ -179,25 +202,31 @@ bool leave_wait(Execution* ex) {
 }
 
 namespace {
+bool try_own(Sink& s) {
+  bool free = false;
+  // acquire: pairs with the release in release_sink; [owner] fields follow it.
+  return s.busy.compare_exchange_strong(free, true, std::memory_order_acquire, std::memory_order_relaxed);
+}
+
+// Waits (no GIL) until the owner flag looks free, a slice passes, or `stop` says so.
+// waiters and busy are seq_cst on both sides (here and in release_sink): either the
+// owner sees a waiter and notifies, or the waiter sees the flag free.
+template <class Stop>
+void wait_free(Sink& s, Stop stop) {
+  s.waiters.fetch_add(1, std::memory_order_seq_cst);
+  {
+    std::unique_lock<std::mutex> l(s.handoff_mu);
+    s.handoff_cv.wait_for(l, kWaitSlice, [&] { return !s.busy.load(std::memory_order_seq_cst) || stop(); });
+  }
+  s.waiters.fetch_sub(1, std::memory_order_relaxed);
+}
+
 // Waits (GIL released) until the owner of `s` hands it off, or a slice passes.
 bool wait_owner(Sink& s, Execution* cx) {
   if (!enter_wait(cx)) return false;
-  ++s.waiters;
-  uint64_t gen;
-  {
-    std::lock_guard<std::mutex> g(s.handoff_mu);
-    gen = s.handoff_gen;
-  }
   Py_BEGIN_ALLOW_THREADS
-  {
-    std::unique_lock<std::mutex> l(s.handoff_mu);
-    s.handoff_cv.wait_for(l, kWaitSlice, [&] {
-      return s.handoff_gen != gen ||
-             (cx != nullptr && cx->cancel_pending.load(std::memory_order_acquire));
-    });
-  }
+  wait_free(s, [&] { return cx != nullptr && cx->cancel_pending.load(std::memory_order_acquire); });
   Py_END_ALLOW_THREADS
-  --s.waiters;
   return leave_wait(cx);
 }
 }  // namespace
@@ -223,10 +252,7 @@ Sink* acquire_sink(Execution& ex, bool* failed) {
   for (;;) {
     Sink* s = ex.sink.closed ? ex.background.get() : &ex.sink;
     if (s == nullptr || s->closed) return nullptr;
-    if (!s->busy) {
-      s->busy = true;
-      return s;
-    }
+    if (try_own(*s)) return s;
     // Another thread owns it (and waits on a full ring without the GIL).
     if (!wait_owner(*s, cancellable_execution())) {
       *failed = true;
@@ -236,19 +262,65 @@ Sink* acquire_sink(Execution& ex, bool* failed) {
 }
 
 void acquire_owner(Sink& s) {
-  while (s.busy) wait_owner(s, nullptr);
-  s.busy = true;
+  while (!try_own(s)) wait_owner(s, nullptr);
 }
 
+bool own_without_gil(Sink& s, const std::atomic<bool>* stop) {
+  while (!try_own(s)) {
+    if (stop->load(std::memory_order_relaxed)) return false;
+    wait_free(s, [&] { return stop->load(std::memory_order_relaxed); });
+  }
+  return true;
+}
+
+bool try_own_sink(Sink& s) { return try_own(s); }
+
 void release_sink(Sink& s) {
-  s.busy = false;
-  if (s.waiters > 0) {
-    {
-      std::lock_guard<std::mutex> g(s.handoff_mu);
-      ++s.handoff_gen;
-    }
+  s.busy.store(false, std::memory_order_seq_cst);  // release; seq_cst: see wait_free
+  if (s.waiters.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> g(s.handoff_mu); }  // a waiter between its check and its sleep
     s.handoff_cv.notify_all();
   }
+}
+
+std::size_t write_raw_without_gil(Sink& s, uint64_t execution_id, shmrepl_stream_t stream,
+                                  const char* data, std::size_t len, bool wait,
+                                  const std::atomic<bool>* stop) {
+  std::size_t done = 0;
+  bool first = true;
+  while (done < len) {
+    std::size_t cap = std::min<std::size_t>(len - done, s.max_data);
+    std::span<std::byte> room = s.producer->try_reserve(records::kOutputOverhead + cap);
+    while (room.empty() && wait) {
+      if (s.producer->allocation_failed() || s.abandon.load(std::memory_order_acquire) ||
+          stop->load(std::memory_order_relaxed))
+        break;
+      if (s.producer->wait_for_space(records::kOutputOverhead + cap, kWaitSlice) == shm::WaitResult::kReady)
+        room = s.producer->try_reserve(records::kOutputOverhead + cap);
+    }
+    if (room.empty()) {
+      if (!wait) return done;
+      // Nobody will read it, or /dev/shm is full: the rest is dropped (an empty last
+      // part ends a split write, so readers see where it ended).
+      if (!first) {
+        room = s.producer->try_reserve(records::kOutputOverhead);
+        if (!room.empty()) {
+          records::encode_output_header(room, {execution_id, s.seq++, RecordClock::now()}, stream, 0);
+          s.producer->commit(records::kOutputOverhead, shm::kFlagContinued);
+        }
+      }
+      return len;
+    }
+    std::byte* d = records::encode_output_header(room, {execution_id, s.seq++, RecordClock::now()}, stream, cap);
+    std::memcpy(d, data + done, cap);
+    done += cap;
+    // Parts written without waiting stand alone: the next part may have to wait for
+    // a reader, or go elsewhere, so no part promises another.
+    uint32_t flags = wait ? ((first ? 0 : shm::kFlagContinued) | (done < len ? shm::kFlagMore : 0)) : 0;
+    s.producer->commit(records::kOutputOverhead + cap, flags);
+    first = false;
+  }
+  return done;
 }
 
 bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const Segment* segs,
@@ -285,24 +357,29 @@ bool write_output(Sink& s, uint64_t execution_id, shmrepl_stream_t stream, const
   return true;
 }
 
-void write_record(Sink& s, std::span<const std::byte> record, bool gil, bool closing) {
-  if (record.size() > s.producer->max_payload()) return;  // callers size records to fit
+void write_record(Sink& s, std::span<const std::byte> record, bool gil, bool closing, uint32_t flags) {
+  // Callers fit records to max_payload; one that does not would leave a seq gap.
+  if (record.size() > s.producer->max_payload()) {
+    static constexpr char kMsg[] = "shmrepl: internal error: a record larger than its ring's largest was dropped\n";
+    write_log(kMsg, sizeof kMsg - 1);
+    return;
+  }
   if (!gil) {
-    s.producer->write(record, 0, closing);
+    s.producer->write(record, flags, closing);
     return;
   }
   bool cancelled = false;
   std::span<std::byte> room = reserve(s, record.size(), nullptr, &cancelled, closing);
   if (room.empty()) return;  // abandoned
   std::memcpy(room.data(), record.data(), record.size());
-  s.producer->commit(record.size());
+  s.producer->commit(record.size(), flags);
 }
 
 bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text) {
   // The common case first: one piece of bytes, one record, room in the ring, the
   // ring free and no fd capture to look at.
   Execution* fx = t_exec;
-  if (n == 1 && segs[0].kind == 0 && fx != nullptr && g_drain == nullptr && !fx->sink.busy &&
+  if (n == 1 && segs[0].kind == 0 && fx != nullptr && g_drain == nullptr && !fx->sink.busy.load(std::memory_order_relaxed) &&
       !fx->sink.closed && segs[0].len - 1 < fx->sink.max_data) {
     Sink& s = fx->sink;
     std::span<std::byte> room = s.producer->try_reserve(records::kOutputOverhead + segs[0].len);
@@ -364,15 +441,12 @@ bool request_input(Execution& ex, std::string_view prompt, bool password, std::s
     return false;
   }
   drain_fds(*s, ex, true);  // what the program wrote to fds 1/2 comes before the prompt
-  // A prompt too long for one record is cut (at a character start).
+  // A prompt too long for one record is shortened visibly (at a character start).
   const std::size_t room = s->producer->max_payload() > 512 ? s->producer->max_payload() - 512 : 0;
-  if (prompt.size() > room) {
-    std::size_t n = room;
-    while (n > 0 && (static_cast<unsigned char>(prompt[n]) & 0xC0) == 0x80) --n;
-    prompt = prompt.substr(0, n);
-  }
+  std::string shown(prompt);
+  shorten_visibly(shown, room);
   std::vector<std::byte> rec;
-  records::encode_input_request(rec, {ex.id, s->seq++, RecordClock::now()}, prompt, password);
+  records::encode_input_request(rec, {ex.id, s->seq++, RecordClock::now()}, shown, password);
   write_record(*s, rec, true);
   release_sink(*s);
   // Nothing else waits on this: other threads keep writing while the GIL is free.

@@ -1,9 +1,10 @@
-// Writing records into rings from Python threads. Every function here is called
-// with the GIL held unless it says otherwise.
+// Writing records into rings from Python threads and the fd forwarder. Every
+// function here is called with the GIL held unless it says otherwise.
 #pragma once
 
 #include <Python.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -49,6 +50,17 @@ Sink* acquire_sink(Execution& ex, bool* failed);
 void release_sink(Sink& sink);
 // The owner flag of `sink` itself, waiting as long as it takes (not cancellable).
 void acquire_owner(Sink& sink);
+// GIL not held (the fd forwarder): the owner flag of `sink`, waiting until it is
+// free; false if *stop became true first. try_own_sink: only if free now.
+bool own_without_gil(Sink& sink, const std::atomic<bool>* stop);
+bool try_own_sink(Sink& sink);
+// GIL not held; the caller owns the sink. Raw bytes as Output records. wait: as
+// long as it takes (until the sink is abandoned, /dev/shm is full or *stop: the rest
+// is dropped), parts chained MORE/CONTINUED; !wait: only what fits now, each part
+// a record of its own. Returns the bytes done (written or dropped).
+std::size_t write_raw_without_gil(Sink& sink, uint64_t execution_id, shmrepl_stream_t stream,
+                                  const char* data, std::size_t len, bool wait,
+                                  const std::atomic<bool>* stop);
 
 // Raises an asynchronous exception set on this thread but not raised yet (the
 // interpreter raises it at its next check; this makes it happen now). True if one
@@ -65,10 +77,18 @@ bool write_output(Sink& sink, uint64_t execution_id, shmrepl_stream_t stream,
 // (`raise`: a Python-level write; when /dev/shm has no room for the ring, OSError
 // ENOSPC is raised and false returned. Otherwise such output is dropped.)
 
-// Copies a finished record (encode_*) into the ring, waiting for space (not
-// cancellable). The caller owns the sink, or is the only writer (gil=false: the
-// GIL is not held and not released).
-void write_record(Sink& sink, std::span<const std::byte> record, bool gil, bool closing = false);
+// Copies a finished record (encode_*), at most max_payload bytes, into the ring,
+// waiting for space (not cancellable). The caller owns the sink, or is the only
+// writer (gil=false: the GIL is not held and not released). `flags`: the frame's
+// (MORE / CONTINUED of a split record).
+void write_record(Sink& sink, std::span<const std::byte> record, bool gil, bool closing = false,
+                  uint32_t flags = 0);
+
+// The largest n <= max that cuts `s` on a UTF-8 character boundary (GIL not needed).
+std::size_t utf8_cut(std::string_view s, std::size_t max);
+// Cuts `s` to at most `max` bytes ending in a marker "[... N bytes omitted ...]", so a
+// value too long for its record is never cut silently (GIL not needed).
+void shorten_visibly(std::string& s, std::size_t max);
 
 // Output of the calling thread: resolves the sink, drains fd capture, writes.
 // False with a Python exception set.

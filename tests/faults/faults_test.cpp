@@ -602,16 +602,19 @@ TEST_F(FaultsTest, HostileExecutionIdsAndHugeCode) {
     EXPECT_EQ(r.out.head, "x\n");
   }
   // An id too long for one record (1 MiB, the ring's records are at most 256 KiB): the
-  // execution runs and Started carries the id cut to fit.
+  // execution runs and Started carries the id cut to fit, with a visible marker.
   {
     shmrepl_status_t st;
     const std::string id(1 << 20, 'i');
     Collected r = run_with_id(id, &st);
     ASSERT_EQ(st, SHMREPL_OK) << status_text(st);
     ASSERT_FALSE(r.kept.empty());
-    EXPECT_GT(r.kept[0].data.size(), 1000u);
-    EXPECT_LT(r.kept[0].data.size(), id.size());
-    EXPECT_EQ(r.kept[0].data, id.substr(0, r.kept[0].data.size()));
+    const std::string& got = r.kept[0].data;
+    EXPECT_GT(got.size(), 1000u);
+    EXPECT_LT(got.size(), id.size());
+    const std::size_t kept = got.rfind("[... ");
+    ASSERT_NE(kept, std::string::npos);
+    EXPECT_EQ(got, id.substr(0, kept) + "[... " + std::to_string(id.size() - kept) + " bytes omitted ...]");
     EXPECT_EQ(r.out.head, "x\n");
   }
   // 100 MB of code: over the 64 MiB request limit.

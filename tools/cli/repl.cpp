@@ -128,7 +128,7 @@ int run_code(const std::string& code, Mode mode, std::string* out, int* exit_cod
         write_outputs(&r, 1);
       } else if (r.kind == SHMREPL_RECORD_RESULT) {
         write_all(1, r.data, r.data_len);
-        write_all(1, "\n", 1);
+        if ((r.flags & SHMREPL_FLAG_MORE) == 0) write_all(1, "\n", 1);  // the last part of a split repr
       }
     }
     shmrepl_reader_release(reader, n);

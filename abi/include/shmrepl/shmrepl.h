@@ -89,7 +89,8 @@ typedef enum shmrepl_finish_status {
 
 /* Record flags: one write larger than the ring's largest record arrives as several
  * Output records; the first has MORE, the middle ones MORE|CONTINUED, the last
- * CONTINUED. Split points fall on UTF-8 character boundaries of text writes. */
+ * CONTINUED. Split points fall on UTF-8 character boundaries of text writes. A repr
+ * too large for one Result record is split the same way into Result records. */
 #define SHMREPL_FLAG_MORE 0x1u
 #define SHMREPL_FLAG_CONTINUED 0x2u
 /* INPUT_REQUEST: the program asks for a password (getpass): do not echo the answer.
@@ -348,7 +349,9 @@ typedef struct shmrepl_execute_options {
 /* Queues code in a session. Returns OK and *out (owned by the caller; close it with
  * shmrepl_execution_close()). The ring exists, holding the STARTED record, when
  * this returns. E_NOT_FOUND (unknown session), E_TOO_LARGE (the request exceeds
- * 64 MiB), E_INVALID. */
+ * 64 MiB), E_INVALID. A client_execution_id longer than one record of the ring
+ * holds (capacity / 4 - 264 bytes, the capacity rounded up to a power of two)
+ * arrives in STARTED shortened, ending in "[... N bytes omitted ...]". */
 SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,
                                              const shmrepl_execute_options_t* options,
                                              shmrepl_execution_t** out);
