@@ -141,7 +141,8 @@ void restore_closed_fds(FdCapture::State* st) {
 }
 
 // Drain hook: called while owning the sink `ex` writes to.
-void drain(Sink& sink, Execution& ex, uint64_t now, bool force) {
+void drain(Sink& sink, Execution& ex, uint64_t now, Drain mode) {
+  const bool force = mode == Drain::kForce;
   FdCapture::State* st = g_active;
   if (st == nullptr) return;
   if (st->running.empty() ? st->last_finished.get() != &ex : st->running.back().get() != &ex) return;
@@ -150,7 +151,7 @@ void drain(Sink& sink, Execution& ex, uint64_t now, bool force) {
   if (force) restore_closed_fds(st);
   uint64_t quiet = now - st->last_write_ns;  // huge if the clock stepped back: drain
   st->last_write_ns = now;
-  if (!force && !st->pending.load(std::memory_order_relaxed) && quiet < kQuietGap) return;
+  if (mode == Drain::kIfNeeded && !st->pending.load(std::memory_order_relaxed) && quiet < kQuietGap) return;
   std::string data[3];
   {
     // Writing into the background ring: what was parked for it comes first.

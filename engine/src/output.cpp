@@ -414,7 +414,7 @@ bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text
     return true;
   }
   uint64_t now = RecordClock::now();
-  if (g_drain != nullptr) g_drain(*s, *ex, now, false);
+  if (g_drain != nullptr) g_drain(*s, *ex, now, text ? Drain::kIfNeeded : Drain::kLook);
   bool ok = write_output(*s, ex->id, stream, segs, n, total, text, cancellable_execution(), now, true);
   release_sink(*s);
   return ok;
@@ -484,7 +484,7 @@ bool request_input(Execution& ex, std::string_view prompt, bool password, std::s
 void set_drain_hook(DrainHook hook) noexcept { g_drain = hook; }
 
 void drain_fds(Sink& sink, Execution& ex, bool force) {
-  if (g_drain != nullptr) g_drain(sink, ex, RecordClock::now(), force);
+  if (g_drain != nullptr) g_drain(sink, ex, RecordClock::now(), force ? Drain::kForce : Drain::kIfNeeded);
 }
 
 }  // namespace shmrepl::engine

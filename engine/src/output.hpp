@@ -101,8 +101,13 @@ bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text
 bool request_input(Execution& ex, std::string_view prompt, bool password, std::string* text);
 
 // Hook for fd capture (fd_capture.cpp), called while owning `sink` for `ex` just
-// before a write at time `now` (CLOCK_REALTIME ns); force: drain unconditionally.
-using DrainHook = void (*)(Sink& sink, Execution& ex, uint64_t now, bool force);
+// before a write at time `now` (CLOCK_REALTIME ns). How it looks into the capture
+// pipes: kIfNeeded when the forwarder saw bytes or the writer was quiet for a while
+// (text writes: no system call in a tight loop); kLook always (bytes writes: os.write,
+// .buffer.write, exact against C writes); kForce also before an execution's closing
+// records (and puts a closed fd 1/2 back).
+enum class Drain { kIfNeeded, kLook, kForce };
+using DrainHook = void (*)(Sink& sink, Execution& ex, uint64_t now, Drain mode);
 void set_drain_hook(DrainHook hook) noexcept;
 void drain_fds(Sink& sink, Execution& ex, bool force);
 
