@@ -95,6 +95,16 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
                            o->stdin();
       if (o->stdin() && received_fd < 0)
         return error(rid, SHMREPL_E_PROTOCOL, "OpenSession says stdin but no descriptor came with it");
+      // Counted before the fork, given back if the session does not come to be.
+      std::string why;
+      if (quota_ != nullptr && !quota_->add_session(client_, &why)) return error(rid, SHMREPL_E_LIMIT, why);
+      struct Counted {
+        Quota* quota;
+        pid_t client;
+        ~Counted() {
+          if (quota != nullptr) quota->remove_session(client);
+        }
+      } counted{quota_, client_};
       if (pool_ != nullptr) {
         WorkerPool::Setup setup;
         setup.working_dir = str(o->working_dir());
@@ -104,6 +114,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
         setup.stdin_fd = o->stdin() ? received_fd : -1;
         WorkerPool::Spawned w = pool_->spawn(setup);
         sessions_.insert(w.session_id);
+        counted.quota = nullptr;
         return Reply{control::session_opened(rid, w.session_id, w.background_ring, static_cast<uint32_t>(w.pid)),
                      false, false, w.client_fd};
       }
@@ -112,6 +123,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
                      "this engine runs sessions in its own process: no working folder, environment or stdin");
       const uint64_t id = engine_->open_session();
       sessions_.insert(id);
+      counted.quota = nullptr;
       return Reply{control::session_opened(rid, id, engine_->session_background_ring(id)), false, false};
     }
     case ctl::Body::Execute: {
@@ -166,6 +178,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
       if (sessions_.count(id) == 0)
         return error(rid, SHMREPL_E_NOT_FOUND, "unknown session " + std::to_string(id));
       sessions_.erase(id);
+      if (quota_ != nullptr) quota_->remove_session(client_);
       std::erase_if(executions_, [id](const auto& kv) { return kv.second == id; });
       if (pool_ != nullptr) pool_->close(id);
       else engine_->close_session(id);
@@ -186,6 +199,7 @@ void Dispatcher::cleanup() noexcept {
     } catch (...) {
       // Already gone (e.g. the engine is shutting down): nothing left to free.
     }
+    if (quota_ != nullptr) quota_->remove_session(client_);
   }
   sessions_.clear();
   executions_.clear();

@@ -96,8 +96,8 @@ int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactor
   else engine = factory(eo);
 
   std::unique_ptr<shmrepl::server::Server> owned_server =
-      pool != nullptr ? std::make_unique<shmrepl::server::Server>(*pool)
-                      : std::make_unique<shmrepl::server::Server>(*engine);
+      pool != nullptr ? std::make_unique<shmrepl::server::Server>(*pool, opt.limits)
+                      : std::make_unique<shmrepl::server::Server>(*engine, opt.limits);
   shmrepl::server::Server& server = *owned_server;
   server.listen(path);
   g_server = &server;
@@ -197,7 +197,8 @@ int engine_main(int argc, char** argv, const EngineFactory& factory, const Zygot
   shmrepl::server::install_fatal_signal_handlers();
   shmrepl::server::Options opt;
   std::string err;
-  if (!shmrepl::server::parse_options(std::vector<std::string>(argv + 1, argv + argc), &opt, &err)) {
+  if (!shmrepl::server::parse_limits_env(&opt, &err) ||
+      !shmrepl::server::parse_options(std::vector<std::string>(argv + 1, argv + argc), &opt, &err)) {
     std::fprintf(stderr, "shmrepl-engine: %s\n%s", err.c_str(), shmrepl::server::kUsage);
     return 2;
   }
