@@ -141,7 +141,9 @@ bool guardian_alive(const std::string& path) {
   std::memcpy(&version, page + offsetof(shmrepl::shm::RingHeader, layout_version), sizeof version);
   std::memcpy(&start, page + offsetof(shmrepl::shm::RingHeader, guardian_start_time), sizeof start);
   std::memcpy(&pid, page + offsetof(shmrepl::shm::RingHeader, guardian_pid), sizeof pid);
-  if (!got || magic != shmrepl::shm::kMagic || version != shmrepl::shm::kLayoutVersion || pid == 0) return false;
+  // A start time of 0 is forged (see Reader::producer_alive): no guardian keeps that ring.
+  if (!got || magic != shmrepl::shm::kMagic || version != shmrepl::shm::kLayoutVersion || pid == 0 || start == 0)
+    return false;
   return shmrepl::shm::process_alive(static_cast<pid_t>(pid), start);
 }
 

@@ -40,21 +40,25 @@ constexpr uint32_t kMaxRefusedOpen = 64;  // beyond: refused connections are clo
 
 }  // namespace
 
-// Runs the requests that may wait. Starts one thread, grows to `max` while every
-// thread is busy; a thread that cannot be created is logged and the queue waits
-// for the others. Tasks must not throw.
+// Runs the requests that may wait. Keeps one thread, grows to `max` while every
+// thread is busy, and lets a thread that idled kPoolIdle go; a thread that cannot be
+// created is logged and the queue waits for the others. Tasks must not throw.
 class TaskPool {
  public:
-  explicit TaskPool(uint32_t max) : max_(std::max<uint32_t>(max, 1)) { threads_.emplace_back([this] { loop(); }); }
+  explicit TaskPool(uint32_t max) : max_(std::max<uint32_t>(max, 1)) {
+    live_ = 1;
+    std::thread(&TaskPool::loop, this).detach();  // throws at start only: the engine does not start
+  }
   ~TaskPool() { stop(); }
 
   // Throws std::bad_alloc only.
   void submit(std::function<void()> task) {
     std::unique_lock lock(mu_);
     queue_.push_back(std::move(task));
-    if (idle_ < queue_.size() && threads_.size() < max_) {
+    if (idle_ < queue_.size() && live_ < max_) {
       try {
-        threads_.emplace_back([this] { loop(); });
+        std::thread(&TaskPool::loop, this).detach();
+        ++live_;
       } catch (const std::system_error& e) {
         // The threads we have run it later.
         failed_.note(std::string("cannot start a control thread: ") + e.what());
@@ -63,19 +67,16 @@ class TaskPool {
     cv_.notify_one();
   }
 
-  // Runs what is queued, then joins.
+  // Runs what is queued, then waits for every thread to end.
   void stop() noexcept {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
+    std::unique_lock lock(mu_);
+    stopping_ = true;
     cv_.notify_all();
-    for (std::thread& t : threads_)
-      if (t.joinable()) t.join();
-    threads_.clear();
+    ended_.wait(lock, [this] { return live_ == 0; });
   }
 
  private:
+  static constexpr auto kPoolIdle = std::chrono::seconds(1);
   struct Note {
     uint64_t count = 0;
     std::chrono::steady_clock::time_point last{};
@@ -95,9 +96,10 @@ class TaskPool {
     std::unique_lock lock(mu_);
     for (;;) {
       ++idle_;
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      const bool woken = cv_.wait_for(lock, kPoolIdle, [this] { return stopping_ || !queue_.empty(); });
       --idle_;
-      if (queue_.empty()) return;  // stopping, nothing left
+      if (queue_.empty() && (stopping_ || (!woken && live_ > 1))) break;
+      if (queue_.empty()) continue;
       std::function<void()> task = std::move(queue_.front());
       queue_.pop_front();
       lock.unlock();
@@ -109,13 +111,17 @@ class TaskPool {
       task = nullptr;  // what it holds goes before we sleep
       lock.lock();
     }
+    --live_;
+    // Unlocks and notifies as the thread ends: stop() cannot return before.
+    std::notify_all_at_thread_exit(ended_, std::move(lock));
   }
 
   const uint32_t max_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable ended_;
   std::deque<std::function<void()>> queue_;
-  std::vector<std::thread> threads_;
+  uint32_t live_ = 0;
   std::size_t idle_ = 0;
   bool stopping_ = false;
   Note failed_;
