@@ -47,8 +47,11 @@ Reply Dispatcher::handle(std::span<const uint8_t> body, int received_fd) noexcep
   } catch (const std::bad_alloc&) {
     return error(request_id, SHMREPL_E_NOMEM, "out of memory");
   } catch (const std::system_error& e) {
-    // ENOSPC: /dev/shm has no room for a ring.
+    // ENOSPC: /dev/shm has no room for a ring. EMFILE/ENFILE: no descriptor left for
+    // a worker's sockets (RLIMIT_NOFILE), a limit like ours.
     const int c = e.code().value();
+    if (c == EMFILE || c == ENFILE)
+      return error(request_id, SHMREPL_E_LIMIT, std::string("the engine is out of file descriptors: ") + e.what());
     return error(request_id, c == ENOSPC || c == ENOMEM ? SHMREPL_E_NOMEM : SHMREPL_E_SYSTEM, e.what());
   } catch (const std::exception& e) {
     return error(request_id, SHMREPL_E_INTERNAL, e.what());

@@ -85,7 +85,7 @@ class TaskPool {
       ++count;
       const auto now = std::chrono::steady_clock::now();
       if (ever && now - last < kLogInterval) return;
-      log_line(what + " (" + std::to_string(count) + " times since the last report)");
+      log_line(what + (count > 1 ? " (" + std::to_string(count) + " times since the last report)" : ""));
       count = 0;
       last = now;
       ever = true;
@@ -353,8 +353,10 @@ void Server::on_accept_error(int err) {
     // One client at a time learns why instead of waiting for its Hello to time out.
     ::close(spare_fd_);
     spare_fd_ = -1;
+    // (EMFILE comes before the backlog is looked at: it may be empty.)
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0) admit(fd, true);
+    else spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
   }
   // Stop watching the socket for a while: its backlog would wake us at once again.
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr) == 0) listening_ = false;
