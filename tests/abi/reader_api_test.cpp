@@ -913,3 +913,54 @@ TEST(ReaderApi, ForgedProducerIsNotTakenForALiveOne) {
         << (WIFSIGNALED(status) ? "hung (killed by the alarm)" : "exit " + std::to_string(WEXITSTATUS(status)));
   }
 }
+
+// Issue #9 item 10: a forged reader slot (pid 1, which is always alive, active, no
+// start time, at position 0) must not block the producer for good: the liveness
+// checks find it (a reader publishes its start time right after its claim) and
+// free it; a real reader then gets every record, in order.
+TEST(ReaderApi, ForgedReaderSlotDoesNotBlockTheProducer) {
+  std::string name = unique_ring_name("forgedslot");
+  auto p = make_ring(name, 4096);
+  {
+    const int fd = shm_open(("/" + name).c_str(), O_RDWR, 0);
+    ASSERT_GE(fd, 0);
+    void* m = mmap(nullptr, shm::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, shm::kSlotsOffset);
+    ::close(fd);
+    ASSERT_NE(m, MAP_FAILED);
+    auto* slot = static_cast<shm::ReaderSlot*>(m);
+    slot->read_pos.store(0);
+    slot->owner_start_time.store(0);
+    slot->owner.store(shm::make_owner(1, 7));
+    slot->active.store(1);
+    munmap(m, shm::kPageSize);
+  }
+  auto r = open_reader(name);
+  constexpr uint64_t kCount = 2000;  // many rings' worth
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (uint64_t i = 0; i < kCount; ++i) put(*p, i, "line " + std::to_string(i) + "\n");
+    finish_ring(*p, kCount);
+    done = true;
+  });
+  shmrepl_record_t rec{};
+  uint64_t seq = 0;
+  shmrepl_status_t st;
+  const auto t0 = std::chrono::steady_clock::now();
+  while ((st = shmrepl_reader_next(r.get(), 20'000'000'000, &rec)) == SHMREPL_OK) {
+    if (rec.kind == SHMREPL_RECORD_OUTPUT) {
+      EXPECT_EQ(data_of(rec), "line " + std::to_string(seq) + "\n");
+      ++seq;
+    }
+    shmrepl_reader_release(r.get(), 1);
+  }
+  EXPECT_EQ(st, SHMREPL_E_EOF) << shmrepl_status_str(st) << " " << shmrepl_last_error();
+  EXPECT_EQ(seq, kCount);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  if (!done) {
+    // Still blocked by the forged slot (the test failed): leave the writer and its ring.
+    writer.detach();
+    (void)p.release();
+    return;
+  }
+  writer.join();
+}
