@@ -327,3 +327,33 @@ TEST_F(ControlPlaneTest, ThreadCreationFailureDoesNotEndTheEngine) {
   ASSERT_EQ(prlimit(pid, RLIMIT_AS, &old, nullptr), 0);
   EXPECT_TRUE(wait_until([&] { return other_client_runs(socket) == 0; }, 10s)) << read_file(engine->log());
 }
+
+// Issue #9 item 7 over the real engine: cancel of an execution whose 4 KiB ring is
+// full and that no reader ever attached to. The closing records (KeyboardInterrupt,
+// FINISHED Cancelled) still go in, and the session's next execution runs whole.
+TEST_F(ControlPlaneTest, CancelWithAFullUnreadRingEndsTheExecution) {
+  start({});
+  shmrepl_client_t* c = nullptr;
+  ASSERT_EQ(try_connect(socket, &c), SHMREPL_OK);
+  {
+    Session s(c);
+    shmrepl_execution_t* e = s.execute("i = 0\nwhile True:\n    print('line', i)\n    i += 1\n", true, {}, {}, 4096);
+    std::this_thread::sleep_for(500ms);  // the ring is full long before: the worker waits for space
+    ASSERT_EQ(shmrepl_execution_cancel(e), SHMREPL_OK) << shmrepl_last_error();
+    shmrepl_reader_t* reader = nullptr;
+    ASSERT_EQ(shmrepl_execution_reader(e, nullptr, &reader), SHMREPL_OK);
+    Collected got = collect(reader, shmrepl_execution_id(e), false, 30s);
+    shmrepl_reader_close(reader);
+    shmrepl_execution_close(e);
+    EXPECT_EQ(got.end, SHMREPL_E_EOF) << got.first_problem;
+    EXPECT_EQ(got.finished, 1);
+    EXPECT_EQ(got.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+    EXPECT_NE(got.err.head.find("KeyboardInterrupt"), std::string::npos) << got.err.head;
+    EXPECT_TRUE(got.seq_gap_free);
+    Collected next = execute_and_collect(s, "print('after')\n");
+    EXPECT_EQ(next.end, SHMREPL_E_EOF);
+    EXPECT_EQ(next.out.head, "after\n");
+    EXPECT_EQ(next.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  }
+  shmrepl_client_close(c);
+}
