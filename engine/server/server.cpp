@@ -37,6 +37,8 @@ constexpr auto kAcceptPause = std::chrono::milliseconds(100);
 constexpr auto kLogInterval = std::chrono::seconds(10);
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr uint32_t kMaxRefusedOpen = 64;  // beyond: refused connections are closed unanswered
+// Hello is a few dozen bytes: before it, nobody gets to make us hold more.
+constexpr uint32_t kMaxBeforeHello = 64 * 1024;
 
 }  // namespace
 
@@ -456,8 +458,13 @@ void Server::on_readable(Conn& c) {
         c.prefix_got += static_cast<std::size_t>(n);
         if (c.prefix_got == control::kPrefixSize) {
           std::string err;
-          const shmrepl_status_t st =
+          shmrepl_status_t st =
               control::parse_prefix(std::span<const uint8_t, control::kPrefixSize>(c.prefix), &c.length, &err);
+          if (st == SHMREPL_OK && !c.hello && c.length > kMaxBeforeHello) {
+            st = SHMREPL_E_TOO_LARGE;
+            err = "a message of " + std::to_string(c.length) + " bytes before Hello (at most " +
+                  std::to_string(kMaxBeforeHello) + ")";
+          }
           if (st != SHMREPL_OK) {
             // Refused before a byte of its body is read; the stream cannot be framed after.
             Reply r{control::error(0, st, err), true, false};
@@ -682,9 +689,9 @@ void Server::check_deadlines(Clock::time_point now) {
   }
   for (uint64_t id : late) {
     Conn& c = *conns_[id];
-    timeout_log_.note(std::string("closed a connection of pid ") + std::to_string(c.client) +
-                      (c.hello ? ": its message or our reply did not finish in time"
-                               : ": it did not say Hello in time"));
+    (c.hello ? timeout_log_ : hello_log_)
+        .note(std::string("closed a connection of pid ") + std::to_string(c.client) +
+              (c.hello ? ": its message or our reply did not finish in time" : ": it did not say Hello in time"));
     close_conn(id);
   }
 }

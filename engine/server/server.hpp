@@ -94,7 +94,7 @@ class Server {
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Conn>> conns_;  // the loop's thread only
   uint32_t refused_open_ = 0;  // connections kept only to answer E_LIMIT
-  Throttled accept_log_, timeout_log_, refuse_log_, error_log_;
+  Throttled accept_log_, hello_log_, timeout_log_, refuse_log_, error_log_;
 };
 
 }  // namespace shmrepl::server

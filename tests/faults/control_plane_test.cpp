@@ -204,14 +204,21 @@ TEST_F(ControlPlaneTest, LargePrefixWithoutBodyAndSilentConnectionsAreClosed) {
   std::vector<std::unique_ptr<Raw>> raws;
   for (int i = 0; i < kConns; ++i) {
     raws.push_back(std::make_unique<Raw>(socket));
+    ASSERT_TRUE(raws.back()->send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))));
+    ASSERT_EQ(raws.back()->reply(), SHMREPL_OK);
     ASSERT_TRUE(raws.back()->send(prefix_only(control::kMaxMessage)));
     ASSERT_TRUE(raws.back()->send_bytes("0123456789abcdef", 16));  // a first bit of the body
   }
+  // Before Hello nothing that large is even begun: refused at once.
+  Raw early(socket);
+  ASSERT_TRUE(early.send(prefix_only(control::kMaxMessage)));
+  EXPECT_EQ(early.reply(), SHMREPL_E_TOO_LARGE);
+  EXPECT_TRUE(early.closed_by_peer());
   Raw silent(socket);
   Raw hello(socket);
   ASSERT_TRUE(hello.send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))));
   ASSERT_EQ(hello.reply(), SHMREPL_OK);
-  // After Hello: a message begun and never finished.
+  // After Hello: a prefix alone, never a body byte.
   Raw stalled(socket);
   ASSERT_TRUE(stalled.send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))));
   ASSERT_EQ(stalled.reply(), SHMREPL_OK);
