@@ -63,7 +63,7 @@ class TaskPool {
         ++live_;
       } catch (const std::system_error& e) {
         // The threads we have run it later.
-        failed_.note(std::string("cannot start a control thread: ") + e.what());
+        failed_.note("cannot start a control thread: ", e.what());
       }
     }
     cv_.notify_one();
@@ -83,11 +83,16 @@ class TaskPool {
     uint64_t count = 0;
     std::chrono::steady_clock::time_point last{};
     bool ever = false;
-    void note(const std::string& what) {
+    void note(std::string_view what, std::string_view detail) noexcept {
       ++count;
       const auto now = std::chrono::steady_clock::now();
       if (ever && now - last < kLogInterval) return;
-      log_line(what + (count > 1 ? " (" + std::to_string(count) + " times since the last report)" : ""));
+      try {
+        log_line(std::string(what) + std::string(detail) +
+                 (count > 1 ? " (" + std::to_string(count) + " times since the last report)" : ""));
+      } catch (...) {
+        log_line(what);  // no memory for the rest
+      }
       count = 0;
       last = now;
       ever = true;
@@ -190,11 +195,16 @@ struct Server::Done {
   }
 };
 
-void Server::Throttled::note(const std::string& what) {
+void Server::Throttled::note(std::string_view what, std::string_view detail) noexcept {
   ++count;
   const auto now = Clock::now();
   if (ever && now - last < kLogInterval) return;
-  log_line(what + (count > 1 ? " (" + std::to_string(count) + " times since the last report)" : ""));
+  try {
+    log_line(std::string(what) + std::string(detail) +
+             (count > 1 ? " (" + std::to_string(count) + " times since the last report)" : ""));
+  } catch (...) {
+    log_line(what);  // no memory for the rest
+  }
   count = 0;
   last = now;
   ever = true;
@@ -285,7 +295,7 @@ void Server::run() {
     const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(wake_at - now).count() + 1;
     const int n = epoll_wait(epoll_fd_, events, 64, static_cast<int>(std::clamp<int64_t>(wait_ms, 0, 1000)));
     if (n < 0 && errno != EINTR) {
-      error_log_.note(std::string("epoll_wait: ") + std::strerror(errno));
+      error_log_.note("epoll_wait: ", std::strerror(errno));
       std::this_thread::sleep_for(std::chrono::milliseconds(10));  // never spin
       continue;
     }
@@ -313,26 +323,35 @@ void Server::run() {
         error_log_.note("out of memory serving a connection; it is closed");
         if (key != kWakeKey && key != kDoneKey && key != kListenKey) close_conn(key);
       } catch (const std::exception& e) {
-        error_log_.note(std::string("serving a connection: ") + e.what() + "; it is closed");
+        error_log_.note("serving a connection (it is closed): ", e.what());
         if (key != kWakeKey && key != kDoneKey && key != kListenKey) close_conn(key);
       }
     }
     try {
       drain_done();
     } catch (const std::exception& e) {
-      error_log_.note(std::string("handing back a reply: ") + e.what());
+      error_log_.note("handing back replies: ", e.what());
     }
     now = Clock::now();
-    if (!listening_ && listen_fd_ >= 0 && now >= accept_paused_until_) {
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.u64 = kListenKey;
-      if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) == 0) listening_ = true;
+    try {
+      resume_and_check(now, &next_check);
+    } catch (const std::exception& e) {
+      error_log_.note("checking connections: ", e.what());
     }
-    if (now >= next_check) {
-      check_deadlines(now);
-      next_check = now + std::chrono::milliseconds(100);
-    }
+  }
+}
+
+// Watches the listening socket again after a pause, and closes late connections.
+void Server::resume_and_check(Clock::time_point now, Clock::time_point* next_check) {
+  if (!listening_ && listen_fd_ >= 0 && now >= accept_paused_until_) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kListenKey;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) == 0) listening_ = true;
+  }
+  if (now >= *next_check) {
+    check_deadlines(now);
+    *next_check = now + std::chrono::milliseconds(100);
   }
 }
 
@@ -350,7 +369,7 @@ void Server::accept_ready() {
 }
 
 void Server::on_accept_error(int err) {
-  accept_log_.note(std::string("accept: ") + std::strerror(err) + "; pausing accepts for 100 ms");
+  accept_log_.note("accept (pausing accepts for 100 ms): ", std::strerror(err));
   if ((err == EMFILE || err == ENFILE) && spare_fd_ >= 0) {
     // One client at a time learns why instead of waiting for its Hello to time out.
     ::close(spare_fd_);
@@ -366,12 +385,18 @@ void Server::on_accept_error(int err) {
 }
 
 void Server::admit(int fd, bool spare) {
+  // Ours until the connection holds it (an exception before that must not leak it).
+  struct Owned {
+    int fd;
+    ~Owned() {
+      if (fd >= 0) ::close(fd);
+    }
+  } owned_fd{fd};
   ucred cred{};
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || !control::peer_allowed(cred.uid, geteuid())) {
     refuse_log_.note("refused a connection from uid " + std::to_string(cred.uid) + " pid " +
                      std::to_string(cred.pid));
-    ::close(fd);
     if (spare) spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return;
   }
@@ -394,11 +419,7 @@ void Server::admit(int fd, bool spare) {
   }
   if (c.refuse != SHMREPL_OK) {
     refuse_log_.note("refused a connection of pid " + std::to_string(c.client) + ": " + c.refuse_text);
-    if (!spare && refused_open_ >= kMaxRefusedOpen) {
-      ::close(fd);
-      c.fd = -1;
-      return;
-    }
+    if (!spare && refused_open_ >= kMaxRefusedOpen) return;
     ++refused_open_;
   } else {
     const auto pid = static_cast<uint32_t>(getpid());
@@ -410,6 +431,7 @@ void Server::admit(int fd, bool spare) {
   update_deadline(c, c.accepted);
   const uint64_t id = c.id;
   conns_.emplace(id, std::move(owned));
+  owned_fd.fd = -1;  // the connection's now
   interest(*conns_[id], EPOLLIN);
 }
 
@@ -656,18 +678,26 @@ void Server::drain_done() {
   for (Done& d : done) {
     auto it = conns_.find(d.conn);
     if (it == conns_.end()) continue;  // gone meanwhile (engine stopping); ~Done closes its descriptor
-    Conn& c = *it->second;
-    if (d.kind == Done::kStopped) {
-      close_conn(c.id);
-      log_line("shutdown requested by a client");
-      stopping_ = true;
-      continue;
+    try {
+      hand_back(*it->second, d);
+    } catch (const std::exception& e) {
+      error_log_.note("handing back a reply: ", e.what());
+      close_conn(d.conn);  // it waits for a reply it will not get
     }
-    c.busy = false;
-    Reply r = std::move(d.reply);
-    d.reply.pass_fd = -1;  // the connection owns it now
-    send(c, std::move(r));
   }
+}
+
+void Server::hand_back(Conn& c, Done& d) {
+  if (d.kind == Done::kStopped) {
+    close_conn(c.id);
+    log_line("shutdown requested by a client");
+    stopping_ = true;
+    return;
+  }
+  c.busy = false;
+  Reply r = std::move(d.reply);
+  d.reply.pass_fd = -1;  // the connection owns it now
+  send(c, std::move(r));
 }
 
 void Server::update_deadline(Conn& c, Clock::time_point now) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dispatcher.hpp"
@@ -54,7 +55,7 @@ class Server {
     uint64_t count = 0;
     Clock::time_point last{};
     bool ever = false;
-    void note(const std::string& what);
+    void note(std::string_view what, std::string_view detail = {}) noexcept;
   };
 
   void init();
@@ -70,7 +71,9 @@ class Server {
   void interest(Conn& c, uint32_t events);
   void close_conn(uint64_t id);
   void drain_done();
+  void hand_back(Conn& c, Done& d);
   void check_deadlines(Clock::time_point now);
+  void resume_and_check(Clock::time_point now, Clock::time_point* next_check);
   void update_deadline(Conn& c, Clock::time_point now);
   void post(Done done);
 
