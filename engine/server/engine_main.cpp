@@ -110,8 +110,8 @@ int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactor
   server.run();
 
   log_line("stopping: cancelling executions");
-  // The engine first: cancelling everything lets connection threads that wait on
-  // it finish; then the connections (their sessions are closed) and the socket.
+  // The engine first: cancelling everything lets requests that wait on it finish;
+  // then the connections (their sessions are closed) and the socket.
   if (pool != nullptr) pool->close_all();
   if (engine != nullptr) engine->shutdown();
   server.close();

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <list>
 #include <new>
 #include <system_error>
 #include <thread>
@@ -48,33 +49,40 @@ constexpr uint32_t kMaxBeforeHello = 64 * 1024;
 class TaskPool {
  public:
   explicit TaskPool(uint32_t max) : max_(std::max<uint32_t>(max, 1)) {
-    live_ = 1;
-    std::thread(&TaskPool::loop, this).detach();  // throws at start only: the engine does not start
+    threads_.emplace_back(&TaskPool::loop, this);  // throws at start only: the engine does not start
   }
   ~TaskPool() { stop(); }
 
-  // Throws std::bad_alloc only.
+  // Throws std::bad_alloc only, and then nothing was queued.
   void submit(std::function<void()> task) {
     std::unique_lock lock(mu_);
+    reap();
     queue_.push_back(std::move(task));
-    if (idle_ < queue_.size() && live_ < max_) {
+    if (idle_ < queue_.size() && threads_.size() < max_) {
       try {
-        std::thread(&TaskPool::loop, this).detach();
-        ++live_;
+        threads_.emplace_back(&TaskPool::loop, this);
       } catch (const std::system_error& e) {
         // The threads we have run it later.
         failed_.note("cannot start a control thread: ", e.what());
+      } catch (const std::bad_alloc&) {
+        failed_.note("cannot start a control thread: ", "out of memory");
       }
     }
     cv_.notify_one();
   }
 
-  // Runs what is queued, then waits for every thread to end.
+  // Runs what is queued, then joins every thread.
   void stop() noexcept {
-    std::unique_lock lock(mu_);
-    stopping_ = true;
+    std::list<std::thread> threads;
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      threads.swap(threads_);
+      exited_.clear();
+    }
     cv_.notify_all();
-    ended_.wait(lock, [this] { return live_ == 0; });
+    for (std::thread& t : threads)
+      if (t.joinable()) t.join();
   }
 
  private:
@@ -99,14 +107,37 @@ class TaskPool {
     }
   };
 
+  // Joins the threads that ended after idling [mu_]. They released mu_ before we
+  // could see them here, so each join is immediate.
+  void reap() noexcept {
+    for (const std::thread::id id : exited_) {
+      auto it = std::find_if(threads_.begin(), threads_.end(), [id](const std::thread& t) { return t.get_id() == id; });
+      if (it == threads_.end()) continue;
+      it->join();
+      threads_.erase(it);
+    }
+    exited_.clear();
+  }
+
   void loop() {
     std::unique_lock lock(mu_);
     for (;;) {
       ++idle_;
       const bool woken = cv_.wait_for(lock, kPoolIdle, [this] { return stopping_ || !queue_.empty(); });
       --idle_;
-      if (queue_.empty() && (stopping_ || (!woken && live_ > 1))) break;
-      if (queue_.empty()) continue;
+      if (queue_.empty() && stopping_) return;
+      if (queue_.empty()) {
+        // One thread stays; the others end after idling.
+        if (!woken && threads_.size() - exited_.size() > 1) {
+          try {
+            exited_.push_back(std::this_thread::get_id());
+            return;
+          } catch (const std::bad_alloc&) {
+            // Stays, then.
+          }
+        }
+        continue;
+      }
       std::function<void()> task = std::move(queue_.front());
       queue_.pop_front();
       lock.unlock();
@@ -118,17 +149,14 @@ class TaskPool {
       task = nullptr;  // what it holds goes before we sleep
       lock.lock();
     }
-    --live_;
-    // Unlocks and notifies as the thread ends: stop() cannot return before.
-    std::notify_all_at_thread_exit(ended_, std::move(lock));
   }
 
   const uint32_t max_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::condition_variable ended_;
   std::deque<std::function<void()>> queue_;
-  uint32_t live_ = 0;
+  std::list<std::thread> threads_;            // [mu_]
+  std::vector<std::thread::id> exited_;       // [mu_] ended, not joined yet
   std::size_t idle_ = 0;
   bool stopping_ = false;
   Note failed_;
