@@ -109,6 +109,12 @@ Fields read_fields(const ctl::Message* m, const Body& body) {
       f.strings = {view(e->message(), body)};
       break;
     }
+    case ctl::Body::InputReply: {
+      const auto* r = m->body_as_InputReply();
+      f.id = r->execution_id();
+      f.strings = {view(r->text(), body)};
+      break;
+    }
     default: break;  // OpenSession, Shutdown, Ok: no fields
   }
   return f;
@@ -141,6 +147,7 @@ control::Frame rebuild(const Fields& f) {
     case ctl::Body::Error:
       return control::error(f.request_id, static_cast<shmrepl_status_t>(static_cast<int64_t>(f.id)),
                             s(0));
+    case ctl::Body::InputReply: return control::input_reply(f.request_id, f.id, s(0));
     default: return {};
   }
 }

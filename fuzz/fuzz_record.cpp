@@ -115,7 +115,8 @@ void check_round_trip(const shmrepl_record_t& rec, const uint8_t* data, size_t s
                      again.finish_status == rec.finish_status &&
                      again.execution_id == rec.execution_id && again.seq == rec.seq &&
                      again.timestamp_ns == rec.timestamp_ns && again.exit_code == rec.exit_code &&
-                     again.duration_ns == rec.duration_ns && again.flags == 0);
+                     again.duration_ns == rec.duration_ns &&
+                     again.flags == (rec.flags & SHMREPL_FLAG_PASSWORD));
   SHMREPL_FUZZ_CHECK(again.data_len == rec.data_len);
   if (rec.data_len > 0) SHMREPL_FUZZ_CHECK(std::memcmp(again.data, rec.data, rec.data_len) == 0);
   if (rec.kind == SHMREPL_RECORD_ERROR) {
@@ -137,7 +138,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   SHMREPL_FUZZ_CHECK(rec.raw == data && rec.raw_len == size);
-  SHMREPL_FUZZ_CHECK(rec.flags == (SHMREPL_FLAG_MORE | SHMREPL_FLAG_CONTINUED));
+  // The frame's flags, plus PASSWORD for a getpass() INPUT_REQUEST (checked below).
+  SHMREPL_FUZZ_CHECK((rec.flags & ~SHMREPL_FLAG_PASSWORD) ==
+                     (SHMREPL_FLAG_MORE | SHMREPL_FLAG_CONTINUED));
   SHMREPL_FUZZ_CHECK(rec.kind <= SHMREPL_RECORD_FINISHED);
   SHMREPL_FUZZ_CHECK(rec.data != nullptr && within(rec.data, rec.data_len, data, size));
   touch(rec.data, rec.data_len);
@@ -152,6 +155,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const fbs::Record* root = fbs::GetRecord(data);
   SHMREPL_FUZZ_CHECK(root->execution_id() == rec.execution_id && root->seq() == rec.seq &&
                      root->timestamp_ns() == rec.timestamp_ns);
+  const bool password =
+      rec.kind == SHMREPL_RECORD_INPUT_REQUEST && root->body_as_InputRequest()->password();
+  SHMREPL_FUZZ_CHECK(((rec.flags & SHMREPL_FLAG_PASSWORD) != 0) == password);
   if (rec.kind == SHMREPL_RECORD_OUTPUT) {
     const fbs::Output* o = root->body_as_Output();
     SHMREPL_FUZZ_CHECK(o != nullptr && static_cast<uint32_t>(o->stream()) == rec.stream);

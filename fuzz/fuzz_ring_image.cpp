@@ -322,7 +322,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     shmrepl_record_t rec{};
     if (records::decode(f.payload, f.flags, &rec) == SHMREPL_OK) {
       SHMREPL_FUZZ_CHECK(within(rec.data, rec.data_len, f.payload.data(), f.payload.size()));
-      SHMREPL_FUZZ_CHECK(rec.flags == f.flags);
+      // The frame's flags; PASSWORD only on an INPUT_REQUEST (from the record itself).
+      SHMREPL_FUZZ_CHECK((rec.flags & ~SHMREPL_FLAG_PASSWORD) == f.flags);
+      SHMREPL_FUZZ_CHECK((rec.flags & SHMREPL_FLAG_PASSWORD) == 0 ||
+                         rec.kind == SHMREPL_RECORD_INPUT_REQUEST);
     }
     // Release patterns: at once, in batches, or all at the end (mode 2).
     switch (b.release_mode % 3) {

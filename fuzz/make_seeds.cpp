@@ -243,6 +243,10 @@ void control_seeds(const fs::path& dir) {
   frames.emplace_back("accepted", control::accepted(3, 9, "shmrepl.1000.77.9"));
   frames.emplace_back("ok", control::ok(5));
   frames.emplace_back("error", control::error(4, SHMREPL_E_NOT_FOUND, "no session 2"));
+  frames.emplace_back("input_reply", control::input_reply(9, 9, "an answer\n"));
+  control::SessionFields tty;
+  tty.stdin = tty.stdout_tty = tty.stderr_tty = true;
+  frames.emplace_back("open_session_tty", control::open_session(10, tty));
   control::Frame stream;
   for (const auto& [name, frame] : frames) {
     write_file(dir / name, frame.data(), frame.size());

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages shmrepl needs to build and test. Idempotent: does
 # nothing (and needs no network) when everything is already there. Run as root.
+#   --bench  also what tools/bench/compare compares against and plots with (Jupyter,
+#            matplotlib); CI's tests do not need them (compare skips Jupyter without).
 set -euo pipefail
 
 packages=(
@@ -12,6 +14,12 @@ packages=(
   # bindings: Go (cgo), C# (Mono, NUnit 2.6)
   golang-go mono-mcs libnunit-cil-dev nunit-console
 )
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(python3-ipykernel python3-jupyter-client python3-matplotlib)
+elif [ $# -gt 0 ]; then
+  echo "usage: install-deps.sh [--bench]" >&2
+  exit 2
+fi
 # Rust: Debian's toolchain only where none is installed (rustup's cargo is kept).
 command -v cargo >/dev/null 2>&1 || packages+=(rustc cargo)
 

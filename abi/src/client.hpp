@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -28,18 +30,33 @@ class Connection {
   // Sends the frame `build(request_id)` gives and reads its reply. On an Error reply
   // returns its code; on a reply of another type than `expected`, E_PROTOCOL.
   // Otherwise calls `take(reply)` (under the lock) and returns OK.
-  // `pass_fd` >= 0: a descriptor sent along with the request (SCM_RIGHTS).
+  // `pass_fds`: descriptors sent along with the request (SCM_RIGHTS).
   template <typename Build, typename Take>
-  shmrepl_status_t request(Build&& build, control::ctl::Body expected, Take&& take, int pass_fd = -1) {
+  shmrepl_status_t request(Build&& build, control::ctl::Body expected, Take&& take,
+                           std::span<const int> pass_fds = {}) {
     std::lock_guard lock(mu_);
     uint64_t id = 0;
     shmrepl_status_t st = begin(&id);
     if (st != SHMREPL_OK) return st;
     const control::ctl::Message* reply = nullptr;
-    st = exchange(build(id), id, expected, &reply, pass_fd);
+    st = exchange(build(id), id, expected, &reply, pass_fds);
     if (st != SHMREPL_OK) return st;
     take(reply);
     return SHMREPL_OK;
+  }
+
+  // Sends a request whose reply nobody waits for (Release: its only answer is Ok or
+  // "unknown"): the reply is read and dropped before the next request's reply, so
+  // closing an execution costs no round trip.
+  template <typename Build>
+  shmrepl_status_t post(Build&& build) {
+    std::lock_guard lock(mu_);
+    uint64_t id = 0;
+    shmrepl_status_t st = begin(&id);
+    if (st != SHMREPL_OK) return st;
+    st = send(build(id), {});
+    if (st == SHMREPL_OK) unread_.push_back(id);
+    return st;
   }
 
   // Marks the connection closed and closes the socket (the engine then cleans up).
@@ -69,7 +86,8 @@ class Connection {
  private:
   shmrepl_status_t begin(uint64_t* id);
   shmrepl_status_t exchange(const control::Frame& frame, uint64_t id, control::ctl::Body expected,
-                            const control::ctl::Message** reply, int pass_fd);
+                            const control::ctl::Message** reply, std::span<const int> pass_fds);
+  shmrepl_status_t send(const control::Frame& frame, std::span<const int> pass_fds);
   shmrepl_status_t die(shmrepl_status_t status, std::string text);
 
   std::mutex mu_;
@@ -82,6 +100,7 @@ class Connection {
   int64_t request_timeout_ns_ = 0;
   uint64_t next_id_ = 1;
   std::vector<uint8_t> body_;  // the last reply
+  std::deque<uint64_t> unread_;  // posted requests whose replies are still to be dropped
 };
 
 // Connects (and auto-starts) as shmrepl_client_connect documents.

@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string_view>
+#include <tuple>
 
 #include "client.hpp"
 #include "status.hpp"
@@ -76,6 +78,8 @@ SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
     }
     if (o.env == nullptr && o.envc != 0) return fail(SHMREPL_E_INVALID, "options->env is NULL");
     if (o.stdin_fd_plus_one < 0) return fail(SHMREPL_E_INVALID, "options->stdin_fd_plus_one < 0");
+    if (o.stdout_fd_plus_one < 0) return fail(SHMREPL_E_INVALID, "options->stdout_fd_plus_one < 0");
+    if (o.stderr_fd_plus_one < 0) return fail(SHMREPL_E_INVALID, "options->stderr_fd_plus_one < 0");
     control::SessionFields f;
     if (o.working_dir != nullptr) f.working_dir = o.working_dir;
     if (o.env != nullptr) {
@@ -85,10 +89,21 @@ SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
         f.env.emplace_back(o.env[i]);
       }
     }
-    const int stdin_fd = o.stdin_fd_plus_one - 1;
-    if (stdin_fd >= 0 && fcntl(stdin_fd, F_GETFD) < 0)
-      return fail(SHMREPL_E_INVALID, "options->stdin_fd_plus_one names no open descriptor");
-    f.stdin = stdin_fd >= 0;
+    // Passed in this order, each if given: stdin, stdout, stderr.
+    int pass[control::kMaxPassedFds];
+    std::size_t npass = 0;
+    for (auto [plus_one, flag, name] :
+         {std::tuple{o.stdin_fd_plus_one, &f.stdin, "stdin"},
+          std::tuple{o.stdout_fd_plus_one, &f.stdout_tty, "stdout"},
+          std::tuple{o.stderr_fd_plus_one, &f.stderr_tty, "stderr"}}) {
+      const int fd = plus_one - 1;
+      if (fd < 0) continue;
+      if (fcntl(fd, F_GETFD) < 0)
+        return fail(SHMREPL_E_INVALID,
+                    std::string("options->") + name + "_fd_plus_one names no open descriptor");
+      *flag = true;
+      pass[npass++] = fd;
+    }
     std::string ring;
     int worker_fd = -1;
     shmrepl_status_t st = client->conn->request(
@@ -99,7 +114,7 @@ SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
           if (so->background_ring() != nullptr) ring = so->background_ring()->str();
           worker_fd = client->conn->take_received_fd();
         },
-        stdin_fd);
+        std::span<const int>(pass, npass));
     if (st != SHMREPL_OK) return st;
     std::lock_guard lock(client->conn->bg_mu);
     client->conn->background_rings[*session_id] = std::move(ring);
@@ -213,12 +228,26 @@ SHMREPL_API shmrepl_status_t shmrepl_execution_cancel(shmrepl_execution_t* execu
   });
 }
 
+SHMREPL_API shmrepl_status_t shmrepl_execution_send_input(shmrepl_execution_t* execution,
+                                                          const char* text, size_t len) {
+  return guarded([&] {
+    if (execution == nullptr) return fail(SHMREPL_E_INVALID, "execution is NULL");
+    if (text == nullptr && len != 0) return fail(SHMREPL_E_INVALID, "text is NULL");
+    if (len > control::kMaxMessage - 256)
+      return fail(SHMREPL_E_TOO_LARGE, "the reply is larger than the 64 MiB message limit");
+    const std::string_view t = len != 0 ? std::string_view(text, len) : std::string_view();
+    return execution->conn->request(
+        [&](uint64_t id) { return control::input_reply(id, execution->id, t); }, ctl::Body::Ok,
+        [](const ctl::Message*) {});
+  });
+}
+
 SHMREPL_API void shmrepl_execution_close(shmrepl_execution_t* execution) {
   if (execution == nullptr) return;
   guarded([&] {
     // Best effort: a closed client or a dead engine has nothing left to release.
-    execution->conn->request([&](uint64_t id) { return control::release(id, execution->id); },
-                             ctl::Body::Ok, [](const ctl::Message*) {});
+    // Posted: its reply is dropped later, so closing costs no round trip.
+    execution->conn->post([&](uint64_t id) { return control::release(id, execution->id); });
     return SHMREPL_OK;
   });
   delete execution;

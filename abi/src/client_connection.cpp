@@ -108,19 +108,41 @@ shmrepl_status_t Connection::die(shmrepl_status_t status, std::string text) {
   return fail(status, std::move(text));
 }
 
-shmrepl_status_t Connection::exchange(const control::Frame& frame, uint64_t id, ctl::Body expected,
-                                      const ctl::Message** reply, int pass_fd) {
+shmrepl_status_t Connection::send(const control::Frame& frame, std::span<const int> pass_fds) {
   std::string err;
-  shmrepl_status_t st = pass_fd >= 0 ? control::write_all_with_fd(fd_, frame.data(), frame.size(), pass_fd, &err)
-                                     : control::write_all(fd_, frame.data(), frame.size(), &err);
+  shmrepl_status_t st = control::write_all_with_fds(fd_, frame.data(), frame.size(),
+                                                    pass_fds.data(), pass_fds.size(), &err);
   if (st == SHMREPL_E_TIMEOUT) {
     timed_out_ = true;
     return die(st, "the request could not be sent within request_timeout_ns");
   }
   if (st != SHMREPL_OK) return die(st == SHMREPL_E_SYSTEM ? st : SHMREPL_E_ENGINE_DIED, err);
+  return SHMREPL_OK;
+}
+
+shmrepl_status_t Connection::exchange(const control::Frame& frame, uint64_t id, ctl::Body expected,
+                                      const ctl::Message** reply, std::span<const int> pass_fds) {
+  std::string err;
+  shmrepl_status_t st = send(frame, pass_fds);
+  if (st != SHMREPL_OK) return st;
   const ctl::Message* m = nullptr;
   if (received_fd_ >= 0) ::close(received_fd_);  // not taken by the last caller
   received_fd_ = -1;
+  // Replies to posted requests come first (the peer answers in order); any answer
+  // will do, but it must be theirs.
+  while (!unread_.empty()) {
+    st = control::read_message(fd_, &body_, &m, &err, &received_fd_);
+    if (st == SHMREPL_E_EOF || st == SHMREPL_E_ENGINE_DIED)
+      return die(SHMREPL_E_ENGINE_DIED, "the engine closed the connection");
+    if (st == SHMREPL_E_TIMEOUT) return die(st, "the engine did not reply in time");
+    if (st != SHMREPL_OK) return die(st == SHMREPL_E_SYSTEM ? st : SHMREPL_E_PROTOCOL, err);
+    if (m->request_id() != unread_.front())
+      return die(SHMREPL_E_PROTOCOL, "reply to request " + std::to_string(m->request_id()) + ", expected " +
+                                         std::to_string(unread_.front()));
+    unread_.pop_front();
+    if (received_fd_ >= 0) ::close(received_fd_);
+    received_fd_ = -1;
+  }
   st = control::read_message(fd_, &body_, &m, &err, &received_fd_);
   if (st == SHMREPL_E_EOF || st == SHMREPL_E_ENGINE_DIED)
     return die(SHMREPL_E_ENGINE_DIED, "the engine closed the connection");

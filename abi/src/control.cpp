@@ -47,8 +47,9 @@ Frame open_session(uint64_t request_id, const SessionFields& f) {
     for (std::string_view e : f.env) items.push_back(str(fbb, e));
     env = fbb.CreateVector(items);
   }
-  return finish(fbb, request_id, ctl::Body::OpenSession,
-                ctl::CreateOpenSession(fbb, dir, env, f.set_env, f.stdin));
+  return finish(
+      fbb, request_id, ctl::Body::OpenSession,
+      ctl::CreateOpenSession(fbb, dir, env, f.set_env, f.stdin, f.stdout_tty, f.stderr_tty));
 }
 
 Frame execute(uint64_t request_id, const ExecuteFields& f) {
@@ -86,6 +87,13 @@ Frame close_session(uint64_t request_id, uint64_t session_id) {
 Frame shutdown(uint64_t request_id) {
   flatbuffers::FlatBufferBuilder fbb(64);
   return finish(fbb, request_id, ctl::Body::Shutdown, ctl::CreateShutdown(fbb));
+}
+
+Frame input_reply(uint64_t request_id, uint64_t execution_id, std::string_view text) {
+  flatbuffers::FlatBufferBuilder fbb(text.size() + 128);
+  auto t = str(fbb, text);
+  return finish(fbb, request_id, ctl::Body::InputReply,
+                ctl::CreateInputReply(fbb, execution_id, t));
 }
 
 Frame hello_reply(uint64_t request_id, uint32_t abi_version, uint32_t engine_pid,
@@ -170,6 +178,7 @@ bool is_request(ctl::Body type) noexcept {
     case ctl::Body::Release:
     case ctl::Body::CloseSession:
     case ctl::Body::Shutdown:
+    case ctl::Body::InputReply:
       return true;
     default:
       return false;

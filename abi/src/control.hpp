@@ -33,6 +33,8 @@ struct SessionFields {
   bool set_env = false;
   std::vector<std::string_view> env;
   bool stdin = false;
+  bool stdout_tty = false;
+  bool stderr_tty = false;
 };
 Frame open_session(uint64_t request_id, const SessionFields& fields = {});
 struct ExecuteFields {
@@ -51,6 +53,7 @@ Frame cancel(uint64_t request_id, uint64_t execution_id);
 Frame release(uint64_t request_id, uint64_t execution_id);
 Frame close_session(uint64_t request_id, uint64_t session_id);
 Frame shutdown(uint64_t request_id);
+Frame input_reply(uint64_t request_id, uint64_t execution_id, std::string_view text);
 Frame hello_reply(uint64_t request_id, uint32_t abi_version, uint32_t engine_pid,
                   std::string_view engine_version);
 Frame session_opened(uint64_t request_id, uint64_t session_id, std::string_view background_ring,
@@ -70,7 +73,7 @@ shmrepl_status_t parse_prefix(std::span<const uint8_t, kPrefixSize> prefix, uint
 // 8-byte aligned (as a std::vector's storage is). Never reads outside body.
 const ctl::Message* verify(std::span<const uint8_t> body, std::string* error_text) noexcept;
 
-// True for the bodies a client may send (Hello ... Shutdown).
+// True for the bodies a client may send (Hello ... Shutdown, InputReply).
 bool is_request(ctl::Body type) noexcept;
 // "Hello", "Execute"... for messages and logs.
 const char* body_name(ctl::Body type) noexcept;
@@ -106,11 +109,17 @@ shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string
 // close-on-exec) into *received_fd (left as is if none came; the caller sets -1).
 shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
                               std::string* error_text, int* received_fd = nullptr);
-// Reads a 4-byte prefix, taking a descriptor that came with it (close-on-exec) into
-// *received_fd (-1 if none). As read_exact otherwise.
-shmrepl_status_t read_prefix(int fd, uint8_t* prefix, int* received_fd, std::string* error_text);
+// The most descriptors one message carries (OpenSession: stdin, stdout, stderr).
+inline constexpr std::size_t kMaxPassedFds = 3;
+// Reads a 4-byte prefix, taking the descriptors that came with it (close-on-exec, in
+// the order sent) into received_fds[0..kMaxPassedFds) (-1 where none). As read_exact
+// otherwise.
+shmrepl_status_t read_prefix(int fd, uint8_t* prefix, int* received_fds, std::string* error_text);
 // write_all, with descriptor `pass_fd` passed along (SCM_RIGHTS).
 shmrepl_status_t write_all_with_fd(int fd, const void* buf, std::size_t len, int pass_fd,
                                    std::string* error_text);
+// write_all, with descriptors fds[0..nfds) passed along (nfds <= kMaxPassedFds).
+shmrepl_status_t write_all_with_fds(int fd, const void* buf, std::size_t len, const int* fds,
+                                    std::size_t nfds, std::string* error_text);
 
 }  // namespace shmrepl::control

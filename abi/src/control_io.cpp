@@ -49,34 +49,47 @@ shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string
 
 shmrepl_status_t write_all_with_fd(int fd, const void* buf, std::size_t len, int pass_fd,
                                    std::string* error_text) {
+  return write_all_with_fds(fd, buf, len, &pass_fd, 1, error_text);
+}
+
+shmrepl_status_t write_all_with_fds(int fd, const void* buf, std::size_t len, const int* fds,
+                                    std::size_t nfds, std::string* error_text) {
   if (len == 0) return SHMREPL_OK;
-  // The descriptor rides on the first byte; the rest follows as usual.
+  if (nfds == 0) return write_all(fd, buf, len, error_text);
+  if (nfds > kMaxPassedFds) {
+    *error_text = "too many descriptors for one message";
+    return SHMREPL_E_INVALID;
+  }
+  // The descriptors ride on the first byte; the rest follows as usual.
   iovec iov{const_cast<void*>(buf), 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds)] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
   cmsghdr* c = CMSG_FIRSTHDR(&msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+  std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
   for (;;) {
     ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
     if (n == 1) break;
     if (n < 0 && errno == EINTR) continue;
     *error_text = std::string("sendmsg: ") + std::strerror(errno);
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return SHMREPL_E_TIMEOUT;  // SO_SNDTIMEO
     return (errno == EPIPE || errno == ECONNRESET) ? SHMREPL_E_ENGINE_DIED : SHMREPL_E_SYSTEM;
   }
   return write_all(fd, static_cast<const uint8_t*>(buf) + 1, len - 1, error_text);
 }
 
 namespace {
-shmrepl_status_t read_prefix_fd(int fd, uint8_t* prefix, int* received_fd, std::string* error_text) {
+// Takes up to `max` descriptors into received[0..max) (those still -1); closes the rest.
+shmrepl_status_t read_prefix_fd(int fd, uint8_t* prefix, int* received, std::size_t max,
+                                std::string* error_text) {
   iovec iov{prefix, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxPassedFds + 1))] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -100,8 +113,10 @@ shmrepl_status_t read_prefix_fd(int fd, uint8_t* prefix, int* received_fd, std::
     for (std::size_t i = 0; i < count; ++i) {
       int got;
       std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
-      if (*received_fd < 0) *received_fd = got;
-      else ::close(got);  // only one is ever sent
+      std::size_t slot = 0;
+      while (slot < max && received[slot] >= 0) ++slot;
+      if (slot < max) received[slot] = got;
+      else ::close(got);  // more than this message may carry
     }
   }
   if ((msg.msg_flags & MSG_CTRUNC) != 0) {
@@ -112,13 +127,15 @@ shmrepl_status_t read_prefix_fd(int fd, uint8_t* prefix, int* received_fd, std::
 }
 }  // namespace
 
-shmrepl_status_t read_prefix(int fd, uint8_t* prefix, int* received_fd, std::string* error_text) {
-  *received_fd = -1;
-  shmrepl_status_t st = read_prefix_fd(fd, prefix, received_fd, error_text);
-  if (st != SHMREPL_OK && *received_fd >= 0) {
-    ::close(*received_fd);
-    *received_fd = -1;
-  }
+shmrepl_status_t read_prefix(int fd, uint8_t* prefix, int* received_fds, std::string* error_text) {
+  for (std::size_t i = 0; i < kMaxPassedFds; ++i) received_fds[i] = -1;
+  shmrepl_status_t st = read_prefix_fd(fd, prefix, received_fds, kMaxPassedFds, error_text);
+  if (st != SHMREPL_OK)
+    for (std::size_t i = 0; i < kMaxPassedFds; ++i)
+      if (received_fds[i] >= 0) {
+        ::close(received_fds[i]);
+        received_fds[i] = -1;
+      }
   return st;
 }
 
@@ -126,8 +143,9 @@ shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Mes
                               std::string* error_text, int* received_fd) {
   *out = nullptr;
   uint8_t prefix[kPrefixSize];
-  shmrepl_status_t st = received_fd != nullptr ? read_prefix_fd(fd, prefix, received_fd, error_text)
-                                               : read_exact(fd, prefix, sizeof prefix, error_text);
+  shmrepl_status_t st = received_fd != nullptr
+                            ? read_prefix_fd(fd, prefix, received_fd, 1, error_text)
+                            : read_exact(fd, prefix, sizeof prefix, error_text);
   if (st == SHMREPL_E_EOF && received_fd != nullptr && *received_fd >= 0) st = SHMREPL_E_ENGINE_DIED;
   if (st != SHMREPL_OK) return st;
   uint32_t len = 0;

@@ -251,6 +251,7 @@ shmrepl_status_t decode(std::span<const std::byte> payload, uint32_t frame_flags
     case fbs::Body::InputRequest:
       out->kind = SHMREPL_RECORD_INPUT_REQUEST;
       set_data(out, rec->body_as_InputRequest()->prompt());
+      if (rec->body_as_InputRequest()->password()) out->flags |= SHMREPL_FLAG_PASSWORD;
       break;
     case fbs::Body::Finished: {
       const fbs::Finished* f = rec->body_as_Finished();

@@ -154,8 +154,14 @@ type SessionOptions struct {
 	// a duplicate of the descriptor, which shares the file's offset and flags:
 	// as os/exec does with an *os.File, the file is put in blocking mode (Fd),
 	// since Python reads it with blocking calls. The caller keeps Stdin and may
-	// close it once OpenSessionWith returned.
+	// close it once OpenSessionWith returned. Without Stdin, input() asks the
+	// client: an INPUT_REQUEST record answered with Execution.SendInput.
 	Stdin *os.File
+	// Stdout and Stderr are the caller's streams (nil: none), never written: they
+	// only answer the program's sys.stdout/sys.stderr.isatty() and the terminal
+	// size (os.get_terminal_size(), shutil.get_terminal_size(), live). libshmrepl 1.2.
+	Stdout *os.File
+	Stderr *os.File
 }
 
 // OpenSessionWith opens a new session with o (libshmrepl 1.1). Errors:
@@ -187,13 +193,21 @@ func (cl *Client) OpenSessionWith(o SessionOptions) (*Session, error) {
 		opts.env = env
 		opts.envc = C.size_t(len(o.Env))
 	}
-	if o.Stdin != nil {
-		fd := o.Stdin.Fd() // blocking mode; ^uintptr(0) once closed
-		if fd == ^uintptr(0) {
-			return nil, &Error{Status: StatusInvalid, Op: op, Message: "Stdin is closed"}
+	for _, f := range []struct {
+		file *os.File
+		name string
+		dst  *C.int32_t
+	}{{o.Stdin, "Stdin", &opts.stdin_fd_plus_one}, {o.Stdout, "Stdout", &opts.stdout_fd_plus_one},
+		{o.Stderr, "Stderr", &opts.stderr_fd_plus_one}} {
+		if f.file == nil {
+			continue
 		}
-		opts.stdin_fd_plus_one = C.int32_t(fd + 1)
-		defer runtime.KeepAlive(o.Stdin) // no finalizer closes fd during the call
+		fd := f.file.Fd() // blocking mode; ^uintptr(0) once closed
+		if fd == ^uintptr(0) {
+			return nil, &Error{Status: StatusInvalid, Op: op, Message: f.name + " is closed"}
+		}
+		*f.dst = C.int32_t(fd + 1)
+		defer runtime.KeepAlive(f.file) // no finalizer closes fd during the call
 	}
 	var id C.uint64_t
 	err := cl.call(op, func(c *C.shmrepl_client_t) C.shmrepl_status_t {
@@ -351,6 +365,26 @@ func (x *Execution) Cancel() error {
 	}
 	return x.client.call("cancel", func(*C.shmrepl_client_t) C.shmrepl_status_t {
 		return C.shmrepl_execution_cancel(x.e)
+	})
+}
+
+// SendInput answers the execution's INPUT_REQUEST: the program's input() (or
+// getpass()) returns text (UTF-8; one trailing newline is dropped). ErrState if
+// it is not waiting for input (none asked, already answered, finished).
+// libshmrepl 1.2.
+func (x *Execution) SendInput(text string) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.e == nil {
+		return errClosed("send input")
+	}
+	var p *C.char
+	if len(text) > 0 {
+		p = C.CString(text)
+		defer C.free(unsafe.Pointer(p))
+	}
+	return x.client.call("send input", func(*C.shmrepl_client_t) C.shmrepl_status_t {
+		return C.shmrepl_execution_send_input(x.e, p, C.size_t(len(text)))
 	})
 }
 

@@ -35,6 +35,8 @@ static void shmrepl_go_layout(size_t* out) {
   out[i++] = offsetof(shmrepl_session_options_t, envc);
   out[i++] = offsetof(shmrepl_session_options_t, stdin_fd_plus_one);
   out[i++] = offsetof(shmrepl_session_options_t, reserved);
+  out[i++] = offsetof(shmrepl_session_options_t, stdout_fd_plus_one);
+  out[i++] = offsetof(shmrepl_session_options_t, stderr_fd_plus_one);
 }
 */
 import "C"
@@ -51,7 +53,8 @@ var layoutNames = []string{
 	"execute_options.timeout_ns", "execute_options.memory_limit", "sizeof bytes",
 	"sizeof session_options", "session_options.flags", "session_options.working_dir",
 	"session_options.env", "session_options.envc", "session_options.stdin_fd_plus_one",
-	"session_options.reserved",
+	"session_options.reserved", "session_options.stdout_fd_plus_one",
+	"session_options.stderr_fd_plus_one",
 }
 
 // cLayout is what the C compiler says about the header's structs.
@@ -81,18 +84,20 @@ func goLayout() map[string]uintptr {
 		"record.data_len": unsafe.Offsetof(r.dataLen), "record.raw": unsafe.Offsetof(r.raw),
 		"record.raw_len": unsafe.Offsetof(r.rawLen), "record.exit_code": unsafe.Offsetof(r.ExitCode),
 		"record.duration_ns": unsafe.Offsetof(r.DurationNs), "record.reserved": unsafe.Offsetof(r.reserved),
-		"sizeof reader_options":             readerOptionsSize,
-		"sizeof client_options":             clientOptionsSize,
-		"sizeof execute_options":            executeOptionsSize,
-		"execute_options.timeout_ns":        unsafe.Offsetof(eo.timeout_ns),
-		"execute_options.memory_limit":      unsafe.Offsetof(eo.memory_limit),
-		"sizeof bytes":                      unsafe.Sizeof(C.shmrepl_bytes_t{}),
-		"sizeof session_options":            sessionOptionsSize,
-		"session_options.flags":             unsafe.Offsetof(so.flags),
-		"session_options.working_dir":       unsafe.Offsetof(so.working_dir),
-		"session_options.env":               unsafe.Offsetof(so.env),
-		"session_options.envc":              unsafe.Offsetof(so.envc),
-		"session_options.stdin_fd_plus_one": unsafe.Offsetof(so.stdin_fd_plus_one),
-		"session_options.reserved":          unsafe.Offsetof(so.reserved),
+		"sizeof reader_options":              readerOptionsSize,
+		"sizeof client_options":              clientOptionsSize,
+		"sizeof execute_options":             executeOptionsSize,
+		"execute_options.timeout_ns":         unsafe.Offsetof(eo.timeout_ns),
+		"execute_options.memory_limit":       unsafe.Offsetof(eo.memory_limit),
+		"sizeof bytes":                       unsafe.Sizeof(C.shmrepl_bytes_t{}),
+		"sizeof session_options":             sessionOptionsSize,
+		"session_options.flags":              unsafe.Offsetof(so.flags),
+		"session_options.working_dir":        unsafe.Offsetof(so.working_dir),
+		"session_options.env":                unsafe.Offsetof(so.env),
+		"session_options.envc":               unsafe.Offsetof(so.envc),
+		"session_options.stdin_fd_plus_one":  unsafe.Offsetof(so.stdin_fd_plus_one),
+		"session_options.reserved":           unsafe.Offsetof(so.reserved),
+		"session_options.stdout_fd_plus_one": unsafe.Offsetof(so.stdout_fd_plus_one),
+		"session_options.stderr_fd_plus_one": unsafe.Offsetof(so.stderr_fd_plus_one),
 	}
 }

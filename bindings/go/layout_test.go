@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// The layout of the ABI structs (1.0, and 1.1's session options and execute
-// options' limits), pinned; and
+// The layout of the ABI structs (1.0, 1.1's session options and execute
+// options' limits, 1.2's terminal descriptors), pinned; and
 // this package's mirrors equal to what the C compiler sees.
 func TestLayout(t *testing.T) {
 	pinned := map[string]uintptr{
@@ -17,9 +17,10 @@ func TestLayout(t *testing.T) {
 		"record.reserved": 88, "sizeof reader_options": 8, "sizeof client_options": 40,
 		"sizeof execute_options": 88, "execute_options.timeout_ns": 72,
 		"execute_options.memory_limit": 80, "sizeof bytes": 16,
-		"sizeof session_options": 40, "session_options.flags": 4, "session_options.working_dir": 8,
+		"sizeof session_options": 48, "session_options.flags": 4, "session_options.working_dir": 8,
 		"session_options.env": 16, "session_options.envc": 24,
 		"session_options.stdin_fd_plus_one": 32, "session_options.reserved": 36,
+		"session_options.stdout_fd_plus_one": 40, "session_options.stderr_fd_plus_one": 44,
 	}
 	c, g := cLayout(), goLayout()
 	if len(c) != len(pinned) || len(g) != len(pinned) {

@@ -84,9 +84,11 @@ func (f FinishStatus) String() string {
 
 // Record flags: one write larger than the ring's largest record arrives as
 // several OUTPUT records (first MORE, middle MORE|CONTINUED, last CONTINUED).
+// FlagPassword (ABI 1.2) marks an INPUT_REQUEST of getpass(): do not echo the answer.
 const (
 	FlagMore      uint32 = 0x1
 	FlagContinued uint32 = 0x2
+	FlagPassword  uint32 = 0x4
 )
 
 // Record mirrors shmrepl_record_t byte for byte (104 bytes; a test pins every
@@ -129,6 +131,9 @@ func (r *Record) Data() []byte { return view(&r.data, r.dataLen) }
 func (r *Record) Raw() []byte { return view(&r.raw, r.rawLen) }
 
 // Time is TimestampNs as a time.Time.
+// Password: an INPUT_REQUEST of getpass() (FlagPassword).
+func (r *Record) Password() bool { return r.Flags&FlagPassword != 0 }
+
 func (r *Record) Time() time.Time { return time.Unix(0, int64(r.TimestampNs)) }
 
 // Signal is the number of the signal that ended the session's worker process

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // openSessionWith opens a session with o on the shared test engine, closed at the end.
@@ -321,4 +322,110 @@ func TestCancelKillsStubbornCode(t *testing.T) {
 		t.Errorf("FINISHED %s exit %d signal %d, want CANCELLED signal 9", f.FinishStatus, f.ExitCode, f.Signal())
 	}
 	diedSession(t, s, x)
+}
+
+// A session without Stdin: input() sends an INPUT_REQUEST that SendInput answers.
+func TestInputRequestAndSendInput(t *testing.T) {
+	s := openSessionWith(t, SessionOptions{})
+	x, rd := execute(t, s, ExecuteOptions{Code: "import getpass\nname = input('who? ')\n" +
+		"print('hi', name)\nprint(len(getpass.getpass()))\n"})
+	buf := make([]Record, 16)
+	var out strings.Builder
+	var prompts []string
+	deadline := time.Now().Add(60 * time.Second)
+	for done := false; !done; {
+		n, err := rd.NextBatch(buf, time.Until(deadline))
+		if err != nil {
+			t.Fatalf("read: %v (prompts %q, out %q)", err, prompts, out.String())
+		}
+		for i := range buf[:n] {
+			r := &buf[i]
+			switch r.Kind {
+			case KindOutput:
+				out.Write(r.Data())
+			case KindInputRequest:
+				prompts = append(prompts, string(r.Data())+"|"+strconv.FormatBool(r.Password()))
+				answer := "X\n"
+				if len(prompts) == 2 {
+					answer = "secret"
+				}
+				if err := x.SendInput(answer); err != nil {
+					t.Fatalf("SendInput: %v", err)
+				}
+			case KindFinished:
+				if r.FinishStatus != FinishOK {
+					t.Errorf("finished %v", r.FinishStatus)
+				}
+				done = true
+			}
+		}
+		if err := rd.Release(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Join(prompts, ","); got != "who? |false,Password: |true" {
+		t.Errorf("prompts %q", got)
+	}
+	if out.String() != "hi X\n6\n" {
+		t.Errorf("stdout %q, want %q", out.String(), "hi X\n6\n")
+	}
+	if err := x.SendInput("late"); !errors.Is(err, ErrState) {
+		t.Errorf("SendInput after the end: %v, want ErrState", err)
+	}
+}
+
+// openPty opens a pseudo-terminal of rows x cols (master, slave).
+func openPty(t *testing.T, rows, cols uint16) (*os.File, *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	ioctl := func(req uintptr, arg unsafe.Pointer) {
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), req, uintptr(arg)); e != 0 {
+			t.Fatalf("ioctl %#x: %v", req, e)
+		}
+	}
+	var unlock int32
+	ioctl(syscall.TIOCSPTLCK, unsafe.Pointer(&unlock))
+	var n uint32
+	ioctl(syscall.TIOCGPTN, unsafe.Pointer(&n))
+	ws := [4]uint16{rows, cols, 0, 0}
+	ioctl(syscall.TIOCSWINSZ, unsafe.Pointer(&ws))
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
+}
+
+// Stdout/Stderr answer isatty() and the terminal size in the program.
+func TestTerminalOptions(t *testing.T) {
+	_, slave := openPty(t, 33, 99)
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	code := "import os, sys\nprint(sys.stdout.isatty(), sys.stderr.isatty(), tuple(os.get_terminal_size()))\n"
+	s := openSessionWith(t, SessionOptions{Stdout: slave, Stderr: null})
+	_, rd := execute(t, s, ExecuteOptions{Code: code})
+	recs, err := readAll(t, rd, 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := streamText(recs, StreamStdout); got != "True False (99, 33)\n" {
+		t.Errorf("with a terminal: %q", got)
+	}
+	plain := openSessionWith(t, SessionOptions{})
+	_, rd = execute(t, plain, ExecuteOptions{Code: "import sys\nprint(sys.stdout.isatty())\n"})
+	recs, err = readAll(t, rd, 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := streamText(recs, StreamStdout); got != "False\n" {
+		t.Errorf("without: %q", got)
+	}
 }

@@ -21,7 +21,7 @@ const (
 	readerOptionsSize  = 8
 	clientOptionsSize  = 40 // 1.2: request_timeout_ns (the library accepts 32 up)
 	executeOptionsSize = 88 // 1.1: timeout_ns, memory_limit (the library accepts 72 up)
-	sessionOptionsSize = 40 // the size published with 1.1
+	sessionOptionsSize = 48 // 1.2: Stdout, Stderr (the library accepts 40 up)
 )
 
 // Forever as a timeout waits without limit.

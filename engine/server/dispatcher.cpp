@@ -26,22 +26,23 @@ Reply ok(uint64_t request_id) { return Reply{control::ok(request_id), false, fal
 
 }  // namespace
 
-Reply Dispatcher::handle(std::span<const uint8_t> body, int received_fd) noexcept {
+Reply Dispatcher::handle(std::span<const uint8_t> body, const int* received_fds) noexcept {
   uint64_t request_id = 0;
-  // No request keeps the descriptor beyond its own handling.
+  // No request keeps the descriptors beyond its own handling.
   struct Closer {
-    int fd;
+    const int* fds;
     ~Closer() {
-      if (fd >= 0) ::close(fd);
+      for (std::size_t i = 0; i < control::kMaxPassedFds; ++i)
+        if (fds[i] >= 0) ::close(fds[i]);
     }
-  } closer{received_fd};
+  } closer{received_fds};
   try {
     std::string err;
     const ctl::Message* m = control::verify(body, &err);
     // Nothing in a message that fails verification can be trusted, not even its id.
     if (m == nullptr) return error(0, SHMREPL_E_PROTOCOL, err, true);
     request_id = m->request_id();
-    return dispatch(request_id, *m, received_fd);
+    return dispatch(request_id, *m, received_fds);
   } catch (const std::invalid_argument& e) {
     return error(request_id, SHMREPL_E_NOT_FOUND, e.what());
   } catch (const std::bad_alloc&) {
@@ -60,7 +61,7 @@ Reply Dispatcher::handle(std::span<const uint8_t> body, int received_fd) noexcep
   }
 }
 
-Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd) {
+Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* received_fds) {
   const ctl::Body type = m.body_type();
   const std::string name = control::body_name(type);
   if (!control::is_request(type))
@@ -68,7 +69,8 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
   if (!hello_ && type != ctl::Body::Hello)
     return error(rid, SHMREPL_E_PROTOCOL, "expected Hello first, got " + name);
 
-  if (worker_ && type != ctl::Body::Execute && type != ctl::Body::Cancel && type != ctl::Body::Release)
+  if (worker_ && type != ctl::Body::Execute && type != ctl::Body::Cancel &&
+      type != ctl::Body::Release && type != ctl::Body::InputReply)
     return error(rid, SHMREPL_E_PROTOCOL, name + " goes to the engine, not to a session's worker");
   // libshmrepl sends these here only for a session (or execution) it has no worker
   // connection for: one that is not its own, as the header documents.
@@ -76,7 +78,8 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
     return error(rid, SHMREPL_E_NOT_FOUND,
                  "unknown session " + std::to_string(m.body_as_Execute()->session_id()) +
                      " (a session's executions go to its worker, on the connection that came with SessionOpened)");
-  if (pool_ != nullptr && (type == ctl::Body::Cancel || type == ctl::Body::Release))
+  if (pool_ != nullptr &&
+      (type == ctl::Body::Cancel || type == ctl::Body::Release || type == ctl::Body::InputReply))
     return error(rid, SHMREPL_E_NOT_FOUND, "unknown execution (" + name + " goes to the session's worker)");
 
   switch (type) {
@@ -94,10 +97,20 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
     }
     case ctl::Body::OpenSession: {
       const ctl::OpenSession* o = m.body_as_OpenSession();
-      const bool options = (o->working_dir() != nullptr && o->working_dir()->size() != 0) || o->set_env() ||
-                           o->stdin();
-      if (o->stdin() && received_fd < 0)
-        return error(rid, SHMREPL_E_PROTOCOL, "OpenSession says stdin but no descriptor came with it");
+      const bool options = (o->working_dir() != nullptr && o->working_dir()->size() != 0) ||
+                           o->set_env() || o->stdin() || o->stdout_tty() || o->stderr_tty();
+      // The passed descriptors, in order, for the flags that are set.
+      std::size_t next = 0;
+      auto take = [&](bool flag) {
+        return flag && next < control::kMaxPassedFds ? received_fds[next++] : -1;
+      };
+      const int stdin_fd = take(o->stdin());
+      const int stdout_fd = take(o->stdout_tty());
+      const int stderr_fd = take(o->stderr_tty());
+      if ((o->stdin() && stdin_fd < 0) || (o->stdout_tty() && stdout_fd < 0) ||
+          (o->stderr_tty() && stderr_fd < 0))
+        return error(rid, SHMREPL_E_PROTOCOL,
+                     "OpenSession names more descriptors than came with it");
       // Counted before the fork, given back if the session does not come to be.
       std::string why;
       if (quota_ != nullptr && !quota_->add_session(client_, &why)) return error(rid, SHMREPL_E_LIMIT, why);
@@ -114,7 +127,9 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
         setup.set_env = o->set_env();
         if (o->env() != nullptr)
           for (const flatbuffers::String* e : *o->env()) setup.env.push_back(str(e));
-        setup.stdin_fd = o->stdin() ? received_fd : -1;
+        setup.stdin_fd = stdin_fd;
+        setup.stdout_fd = stdout_fd;
+        setup.stderr_fd = stderr_fd;
         WorkerPool::Spawned w = pool_->spawn(setup);
         sessions_.insert(w.session_id);
         counted.quota = nullptr;
@@ -123,7 +138,8 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
       }
       if (options)
         return error(rid, SHMREPL_E_INVALID,
-                     "this engine runs sessions in its own process: no working folder, environment or stdin");
+                     "this engine runs sessions in its own process: no working folder, "
+                     "environment, stdin or terminal");
       const uint64_t id = engine_->open_session();
       sessions_.insert(id);
       counted.quota = nullptr;
@@ -174,6 +190,16 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, int received_fd)
         return error(rid, SHMREPL_E_NOT_FOUND, "unknown execution " + std::to_string(id));
       engine_->release(id);
       executions_.erase(id);
+      return ok(rid);
+    }
+    case ctl::Body::InputReply: {
+      const ctl::InputReply* r = m.body_as_InputReply();
+      const uint64_t id = r->execution_id();
+      if (executions_.count(id) == 0)
+        return error(rid, SHMREPL_E_NOT_FOUND, "unknown execution " + std::to_string(id));
+      if (!engine_->send_input(id, str(r->text())))
+        return error(rid, SHMREPL_E_STATE,
+                     "execution " + std::to_string(id) + " is not waiting for input");
       return ok(rid);
     }
     case ctl::Body::CloseSession: {

@@ -45,9 +45,13 @@ class Dispatcher {
   Dispatcher& operator=(const Dispatcher&) = delete;
 
   // One message body (8-byte aligned storage) in, one reply out. Never throws.
-  // `received_fd`: a descriptor that came with the message (owned; closed here
-  // unless a request takes it).
-  Reply handle(std::span<const uint8_t> body, int received_fd = -1) noexcept;
+  // `received_fds`: the descriptors that came with the message, in order, -1 for
+  // none (control::kMaxPassedFds of them; owned; closed here).
+  Reply handle(std::span<const uint8_t> body, const int* received_fds) noexcept;
+  Reply handle(std::span<const uint8_t> body, int received_fd = -1) noexcept {
+    const int fds[control::kMaxPassedFds] = {received_fd, -1, -1};
+    return handle(body, fds);
+  }
   // The connection ended: close its sessions (which releases their executions).
   void cleanup() noexcept;
 
@@ -63,7 +67,7 @@ class Dispatcher {
   bool has_execution(uint64_t id) const { return executions_.count(id) != 0; }
 
  private:
-  Reply dispatch(uint64_t request_id, const control::ctl::Message& m, int received_fd);
+  Reply dispatch(uint64_t request_id, const control::ctl::Message& m, const int* received_fds);
 
   engine::Engine* engine_ = nullptr;
   WorkerPool* pool_ = nullptr;

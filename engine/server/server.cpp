@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -40,6 +41,21 @@ constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr uint32_t kMaxRefusedOpen = 64;  // beyond: refused connections are closed unanswered
 // Hello is a few dozen bytes: before it, nobody gets to make us hold more.
 constexpr uint32_t kMaxBeforeHello = 64 * 1024;
+
+// The descriptors that came with one message, in order (-1: none).
+using Fds = std::array<int, control::kMaxPassedFds>;
+constexpr Fds kNoFds = [] {
+  Fds f{};
+  f.fill(-1);
+  return f;
+}();
+void close_fds(Fds& fds) noexcept {
+  for (int& f : fds)
+    if (f >= 0) {
+      ::close(f);
+      f = -1;
+    }
+}
 
 }  // namespace
 
@@ -186,7 +202,7 @@ struct Server::Conn {
   std::size_t prefix_got = 0;
   uint32_t length = 0;
   std::vector<uint8_t> body;
-  int msg_fd = -1;  // a descriptor that came with it
+  Fds msg_fds = kNoFds;  // descriptors that came with it (a session's stdin, terminals)
   Clock::time_point message_started{};
   bool busy = false;  // a request runs on the pool: nothing is read meanwhile
   // The reply being written.
@@ -199,7 +215,7 @@ struct Server::Conn {
   uint32_t events = 0;  // what epoll watches (0: not registered)
 
   ~Conn() {
-    if (msg_fd >= 0) ::close(msg_fd);
+    close_fds(msg_fds);
     if (out_fd >= 0) ::close(out_fd);
   }
 };
@@ -486,7 +502,7 @@ void Server::on_readable(Conn& c) {
     ssize_t n;
     if (c.prefix_got < control::kPrefixSize) {
       iovec iov{c.prefix + c.prefix_got, control::kPrefixSize - c.prefix_got};
-      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)] = {};
+      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * (control::kMaxPassedFds + 1))] = {};
       msghdr msg{};
       msg.msg_iov = &iov;
       msg.msg_iovlen = 1;
@@ -500,8 +516,9 @@ void Server::on_readable(Conn& c) {
           for (std::size_t i = 0; i < count; ++i) {
             int got;
             std::memcpy(&got, CMSG_DATA(h) + i * sizeof(int), sizeof got);
-            if (c.msg_fd < 0) c.msg_fd = got;
-            else ::close(got);  // only one is ever sent
+            auto slot = std::find(c.msg_fds.begin(), c.msg_fds.end(), -1);
+            if (slot != c.msg_fds.end()) *slot = got;
+            else ::close(got);  // more than a message may carry
           }
         }
         if (c.prefix_got == 0) c.message_started = Clock::now();
@@ -558,10 +575,10 @@ void Server::on_message(Conn& c) {
   std::vector<uint8_t> body = std::move(c.body);
   c.body = {};
   c.prefix_got = 0;
-  const int fd = c.msg_fd;
-  c.msg_fd = -1;
+  Fds fds = c.msg_fds;
+  c.msg_fds = kNoFds;
   if (c.refuse != SHMREPL_OK) {
-    if (fd >= 0) ::close(fd);
+    close_fds(fds);
     std::string err;
     const control::ctl::Message* m = control::verify(body, &err);
     send(c, Reply{control::error(m != nullptr ? m->request_id() : 0, c.refuse, c.refuse_text), true, false});
@@ -572,16 +589,16 @@ void Server::on_message(Conn& c) {
     Reply r;
     {
       std::lock_guard lock(c.dispatcher->mu);  // free: nothing runs for it before Hello
-      r = c.dispatcher->d->handle(body, fd);
+      r = c.dispatcher->d->handle(body, fds.data());
       c.hello = c.dispatcher->d->said_hello();
     }
     send(c, std::move(r));
     return;
   }
-  submit_request(c, std::move(body), fd);
+  submit_request(c, std::move(body), fds);
 }
 
-void Server::submit_request(Conn& c, std::vector<uint8_t> body, int fd) {
+void Server::submit_request(Conn& c, std::vector<uint8_t> body, std::array<int, control::kMaxPassedFds> fds) {
   c.busy = true;
   update_deadline(c, Clock::now());
   interest(c, 0);
@@ -589,22 +606,22 @@ void Server::submit_request(Conn& c, std::vector<uint8_t> body, int fd) {
   const uint64_t id = c.id;
   try {
     auto shared_body = std::make_shared<std::vector<uint8_t>>(std::move(body));
-    tasks_->submit([this, d, id, shared_body, fd] {
+    tasks_->submit([this, d, id, shared_body, fds] {
       Reply r;
       {
         std::lock_guard lock(d->mu);
-        r = d->d->handle(*shared_body, fd);
+        r = d->d->handle(*shared_body, fds.data());  // takes or closes them
       }
       try {
         post(Done(Done::kReply, id, std::move(r)));
       } catch (const std::bad_alloc&) {
-        // (The lost Done closed the reply's descriptor.) The connection waits for a reply that cannot be queued: end it (its
-        // sessions are closed by the loop's clean-up).
+        // (The lost Done closed the reply's descriptor.) The connection waits for a
+        // reply that cannot be queued: end it (the loop's clean-up closes its sessions).
         post(Done(Done::kReply, id, Reply{control::Frame{}, true, false}));
       }
     });
   } catch (const std::bad_alloc&) {
-    if (fd >= 0) ::close(fd);
+    close_fds(fds);
     c.busy = false;
     send(c, Reply{control::error(0, SHMREPL_E_NOMEM, "the engine is out of memory"), true, false});
   }

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -64,7 +65,7 @@ class Server {
   void admit(int fd, bool spare);
   void on_readable(Conn& c);
   void on_message(Conn& c);
-  void submit_request(Conn& c, std::vector<uint8_t> body, int fd);
+  void submit_request(Conn& c, std::vector<uint8_t> body, std::array<int, control::kMaxPassedFds> fds);
   void send(Conn& c, Reply reply);
   void flush(Conn& c);
   void after_sent(Conn& c);

@@ -36,12 +36,15 @@ namespace {
 }
 
 // Supervisor -> zygote: fork a worker for this session; two descriptors ride along
-// (the worker's ends of the client connection and of the supervisor channel).
+// (the worker's ends of the client connection and of the supervisor channel), then
+// those `extra` names, in this order.
+enum : uint32_t { kHasStdin = 1, kHasStdout = 2, kHasStderr = 4 };
 struct SpawnRequest {
   uint64_t session_id;
-  uint32_t has_stdin;  // a third descriptor: the session's stdin
+  uint32_t extra;  // kHas*: the session's stdin, the caller's stdout, stderr
   uint32_t reserved;
 };
+constexpr std::size_t kMaxSpawnFds = 5;
 // Zygote -> supervisor: a worker ended (waitpid status).
 struct ExitNotice {
   int32_t pid;
@@ -60,7 +63,7 @@ enum : uint32_t { kClose = 1 };
 
 void send_fds(int sock, const void* data, std::size_t len, const int* fds, std::size_t nfds) {
   iovec iov{const_cast<void*>(data), len};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSpawnFds)] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -79,10 +82,10 @@ void send_fds(int sock, const void* data, std::size_t len, const int* fds, std::
   if (n != static_cast<ssize_t>(len)) throw_errno("sendmsg");
 }
 
-// One datagram, and up to three descriptors (close-on-exec). 0 at end of stream.
+// One datagram, and up to kMaxSpawnFds descriptors (close-on-exec). 0 at end of stream.
 ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* nfds) {
   iovec iov{data, len};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxSpawnFds + 1))] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -98,7 +101,7 @@ ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* n
     for (std::size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (got < 3) fds[got++] = fd;
+      if (got < kMaxSpawnFds) fds[got++] = fd;
       else ::close(fd);
     }
   }
@@ -304,8 +307,11 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   dispatcher.cleanup();
 }
 
-[[noreturn]] void worker_main(uint64_t session_id, int client_fd, int sup_fd, int stdin_fd, pid_t zygote,
-                              const EngineFactory& factory, engine::EngineOptions eo) {
+// `terminal_fds`: the caller's stdout and stderr (-1: none), asked only isatty()
+// and the terminal size; they stay open (close-on-exec) for the worker's life.
+[[noreturn]] void worker_main(uint64_t session_id, int client_fd, int sup_fd, int stdin_fd,
+                              const int* terminal_fds, pid_t zygote, const EngineFactory& factory,
+                              engine::EngineOptions eo) {
   // The zygote (and through it the supervisor) gone means we go too.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != zygote) _exit(1);
@@ -331,6 +337,9 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
   eo.capture_fds = true;
   eo.child_closes[0] = client_fd;
   eo.child_closes[1] = sup_fd;
+  eo.input_requests = stdin_fd < 0;  // input() asks the client (InputRequest)
+  eo.terminal_fds[0] = terminal_fds[0];
+  eo.terminal_fds[1] = terminal_fds[1];
   eo.set_environment = setup.set_env;
   eo.environment = std::move(setup.env);
   std::unique_ptr<engine::Engine> engine;
@@ -393,20 +402,27 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     }
     if (p[0].revents == 0) continue;
     SpawnRequest req{};
-    int fds[3] = {-1, -1, -1};
+    int fds[kMaxSpawnFds] = {-1, -1, -1, -1, -1};
     std::size_t nfds = 0;
     const ssize_t n = recv_fds(sock, &req, sizeof req, fds, &nfds);
     if (n == 0) _exit(0);  // the supervisor is done: workers follow (PDEATHSIG)
-    if (n != static_cast<ssize_t>(sizeof req) || nfds != (req.has_stdin != 0 ? 3u : 2u)) {
+    const std::size_t want = 2u + ((req.extra & kHasStdin) != 0) + ((req.extra & kHasStdout) != 0) +
+                             ((req.extra & kHasStderr) != 0);
+    if (n != static_cast<ssize_t>(sizeof req) || nfds != want) {
       for (std::size_t i = 0; i < nfds; ++i) ::close(fds[i]);
       continue;
     }
+    std::size_t at = 2;
+    const int stdin_fd = (req.extra & kHasStdin) != 0 ? fds[at++] : -1;
+    int terminal_fds[2] = {-1, -1};
+    if ((req.extra & kHasStdout) != 0) terminal_fds[0] = fds[at++];
+    if ((req.extra & kHasStderr) != 0) terminal_fds[1] = fds[at++];
     const pid_t self = ::getpid();
     const pid_t pid = hooks.fork_interpreter();
     if (pid == 0) {
       ::close(sock);
       ::close(sfd);
-      worker_main(req.session_id, fds[0], fds[1], fds[2], self, factory, eo);
+      worker_main(req.session_id, fds[0], fds[1], stdin_fd, terminal_fds, self, factory, eo);
     }
     // A failed fork closes the worker's ends: the supervisor sees the channel end.
     for (std::size_t i = 0; i < nfds; ++i) ::close(fds[i]);
@@ -471,12 +487,20 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
     throw std::runtime_error(what);
   };
   const uint64_t session_id = counters_[0].fetch_add(1);
-  const SpawnRequest req{session_id, setup.stdin_fd >= 0 ? 1u : 0u, 0};
-  const int fds[3] = {client[1], sup[1], setup.stdin_fd};
+  SpawnRequest req{session_id, 0, 0};
+  int fds[kMaxSpawnFds] = {client[1], sup[1], -1, -1, -1};
+  std::size_t nfds = 2;
+  for (auto [fd, bit] :
+       {std::pair{setup.stdin_fd, kHasStdin}, std::pair{setup.stdout_fd, kHasStdout},
+        std::pair{setup.stderr_fd, kHasStderr}})
+    if (fd >= 0) {
+      req.extra |= bit;
+      fds[nfds++] = fd;
+    }
   try {
     {
       std::lock_guard<std::mutex> l(mu_);  // one request at a time on the zygote's socket
-      send_fds(zygote_fd_, &req, sizeof req, fds, setup.stdin_fd >= 0 ? 3 : 2);
+      send_fds(zygote_fd_, &req, sizeof req, fds, nfds);
     }
     send_setup(sup[0], setup);
   } catch (const std::exception& e) {

@@ -61,6 +61,9 @@ class WorkerPool {
     bool set_env = false;
     std::vector<std::string> env;      // the whole environment, "NAME=value"
     int stdin_fd = -1;                 // the session's stdin (not owned)
+    // The caller's stdout/stderr: only asked isatty() and the terminal size (not owned).
+    int stdout_fd = -1;
+    int stderr_fd = -1;
   };
   // A new session in a new worker. Throws std::invalid_argument (a working folder
   // that does not exist), std::runtime_error, std::system_error.

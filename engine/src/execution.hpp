@@ -66,6 +66,10 @@ struct Execution {
   unsigned long thread_ident = 0; // [GIL] the executor thread's Python id
   std::mutex wake_mu;             // with wake_cv: wakes the executor's sleep
   std::condition_variable wake_cv;
+  // input() waiting for the client's InputReply (an InputRequest record is out).
+  bool input_waiting = false;     // [wake_mu]
+  bool input_replied = false;     // [wake_mu]
+  std::string input_text;         // [wake_mu]
 };
 
 }  // namespace shmrepl::engine

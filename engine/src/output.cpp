@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "records.hpp"
 #include "shmrepl/shm/sys.hpp"
@@ -340,6 +341,70 @@ bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text
   bool ok = write_output(*s, ex->id, stream, segs, n, total, text, cancellable_execution(), now, true);
   release_sink(*s);
   return ok;
+}
+
+bool request_input(Execution& ex, std::string_view prompt, bool password, std::string* text) {
+  // Waiting before the request is out: a reply may come as soon as it is.
+  {
+    std::lock_guard<std::mutex> l(ex.wake_mu);
+    ex.input_waiting = true;
+    ex.input_replied = false;
+    ex.input_text.clear();
+  }
+  auto stop_waiting = [&ex] {
+    std::lock_guard<std::mutex> l(ex.wake_mu);
+    ex.input_waiting = false;
+    ex.input_replied = false;
+  };
+  bool failed = false;
+  Sink* s = acquire_sink(ex, &failed);
+  if (s == nullptr) {
+    stop_waiting();
+    if (!failed) PyErr_SetString(PyExc_EOFError, "EOF when reading a line");
+    return false;
+  }
+  drain_fds(*s, ex, true);  // what the program wrote to fds 1/2 comes before the prompt
+  // A prompt too long for one record is cut (at a character start).
+  const std::size_t room = s->producer->max_payload() > 512 ? s->producer->max_payload() - 512 : 0;
+  if (prompt.size() > room) {
+    std::size_t n = room;
+    while (n > 0 && (static_cast<unsigned char>(prompt[n]) & 0xC0) == 0x80) --n;
+    prompt = prompt.substr(0, n);
+  }
+  std::vector<std::byte> rec;
+  records::encode_input_request(rec, {ex.id, s->seq++, RecordClock::now()}, prompt, password);
+  write_record(*s, rec, true);
+  release_sink(*s);
+  // Nothing else waits on this: other threads keep writing while the GIL is free.
+  if (!enter_wait(&ex)) {
+    stop_waiting();
+    return false;
+  }
+  for (;;) {
+    bool replied = false;
+    Py_BEGIN_ALLOW_THREADS
+    {
+      std::unique_lock<std::mutex> l(ex.wake_mu);
+      ex.wake_cv.wait_for(l, std::chrono::milliseconds(100), [&] {
+        return ex.input_replied || ex.cancel_pending.load(std::memory_order_acquire);
+      });
+      replied = ex.input_replied;
+      if (replied) *text = std::move(ex.input_text);
+    }
+    Py_END_ALLOW_THREADS
+    if (replied || ex.cancel_pending.load(std::memory_order_acquire)) break;
+    // A signal (a cancel's SIGINT that came before we waited, or the program's
+    // own handlers) is handled as python3's input() handles it.
+    if (PyErr_CheckSignals() != 0) {
+      // Its exception stands; a cancel that also set the flag is the same interrupt.
+      ex.in_wait = false;
+      ex.cancel_pending.store(false, std::memory_order_release);
+      stop_waiting();
+      return false;
+    }
+  }
+  stop_waiting();
+  return leave_wait(&ex);
 }
 
 void set_drain_hook(DrainHook hook) noexcept { g_drain = hook; }

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "execution.hpp"
@@ -71,6 +73,12 @@ void write_record(Sink& sink, std::span<const std::byte> record, bool gil, bool 
 // Output of the calling thread: resolves the sink, drains fd capture, writes.
 // False with a Python exception set.
 bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text);
+
+// input() for a client: writes an InputRequest record (prompt, password) into the
+// ring of `ex` (the calling thread's, its executor) and waits, GIL released, for
+// Engine::send_input. Python signal handlers run while it waits (a cancel's SIGINT
+// raises KeyboardInterrupt). True with *text; false with an exception set.
+bool request_input(Execution& ex, std::string_view prompt, bool password, std::string* text);
 
 // Hook for fd capture (fd_capture.cpp), called while owning `sink` for `ex` just
 // before a write at time `now` (CLOCK_REALTIME ns); force: drain unconditionally.

@@ -2,6 +2,7 @@
 
 #include <langinfo.h>
 #include <locale.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -96,6 +97,22 @@ PyTypeObject* g_writer_type = nullptr;
 PyTypeObject* g_buffer_type = nullptr;
 
 shmrepl_stream_t stream_of(int fd) { return fd == 2 ? SHMREPL_STREAM_STDERR : SHMREPL_STREAM_STDOUT; }
+
+// The caller's stdout/stderr that stand in for fds 1/2 in isatty() and the terminal
+// size (a worker of `shmrepl run` on a terminal); -1: none.
+int g_terminal_fd[2] = {-1, -1};
+
+int terminal_fd(long fd) { return fd == 1 || fd == 2 ? g_terminal_fd[fd - 1] : -1; }
+
+PyObject* fd_isatty(int fd) {
+  const int t = terminal_fd(fd);
+  if (t < 0) Py_RETURN_FALSE;
+  int r;
+  Py_BEGIN_ALLOW_THREADS
+  r = ::isatty(t);
+  Py_END_ALLOW_THREADS
+  return PyBool_FromLong(r);
+}
 
 // As TextIOWrapper's methods on a closed file: true with ValueError set.
 bool closed_error(const WriterObject* w) {
@@ -263,8 +280,9 @@ PyObject* writer_flush(PyObject* self, PyObject*) {
 }
 
 PyObject* writer_isatty(PyObject* self, PyObject*) {
-  if (closed_error(reinterpret_cast<WriterObject*>(self))) return nullptr;
-  Py_RETURN_FALSE;
+  auto* w = reinterpret_cast<WriterObject*>(self);
+  if (closed_error(w)) return nullptr;
+  return fd_isatty(w->fd);
 }
 
 // In a worker the writers are the process's own, as python3's: close() closes. In
@@ -366,6 +384,10 @@ PyObject* buffer_write(PyObject* self, PyObject* data) {
   return PyLong_FromSsize_t(n);
 }
 
+PyObject* buffer_isatty(PyObject* self, PyObject*) {
+  return fd_isatty(reinterpret_cast<BufferObject*>(self)->fd);
+}
+
 PyObject* buffer_fileno(PyObject* self, PyObject*) {
   return PyLong_FromLong(reinterpret_cast<BufferObject*>(self)->fd);
 }
@@ -384,7 +406,7 @@ PyMethodDef g_buffer_methods[] = {
     {"write", buffer_write, METH_O, "Write bytes to the execution's ring; returns len(b)."},
     {"flush", ret_none, METH_NOARGS, nullptr},
     {"close", ret_none, METH_NOARGS, nullptr},
-    {"isatty", ret_false, METH_NOARGS, nullptr},
+    {"isatty", buffer_isatty, METH_NOARGS, nullptr},
     {"fileno", buffer_fileno, METH_NOARGS, nullptr},
     {"writable", ret_true, METH_NOARGS, nullptr},
     {"readable", ret_false, METH_NOARGS, nullptr},
@@ -651,6 +673,144 @@ PyMethodDef g_os_exit_def = {
     "_exit", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_os_exit)),
     METH_FASTCALL, "Exit the execution with the given status (SystemExit in the engine)."};
 
+// ---- os.isatty, os.get_terminal_size ---------------------------------------------
+
+PyObject* g_orig_os_isatty = nullptr;
+PyObject* g_orig_os_get_terminal_size = nullptr;
+
+// The fd of an int argument that stands for the caller's terminal, else -1.
+int terminal_arg(PyObject* arg) {
+  if (!PyLong_CheckExact(arg) || getpid() != g_engine_pid) return -1;
+  int overflow = 0;
+  const long fd = PyLong_AsLongAndOverflow(arg, &overflow);
+  return overflow == 0 ? terminal_fd(fd) : -1;
+}
+
+// os.isatty(1|2) answers for the caller's stdout/stderr, as sys.stdout.isatty().
+PyObject* hooked_os_isatty(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  if (kwnames == nullptr && nargs == 1 && terminal_arg(args[0]) >= 0) {
+    const int t = terminal_arg(args[0]);
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = ::isatty(t);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(r);
+  }
+  return PyObject_Vectorcall(g_orig_os_isatty, args, static_cast<size_t>(nargs), kwnames);
+}
+
+PyMethodDef g_os_isatty_def = {
+    "isatty", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_os_isatty)),
+    METH_FASTCALL | METH_KEYWORDS, "Return True if the fd is connected to a terminal."};
+
+// os.get_terminal_size(fd=1) of fds 1/2: the size of the caller's terminal now
+// (TIOCGWINSZ, so it follows resizes), with python3's result type and errors.
+PyObject* hooked_os_get_terminal_size(PyObject*, PyObject* const* args, Py_ssize_t nargs,
+                                      PyObject* kwnames) {
+  int t = -1;
+  if (kwnames == nullptr && nargs <= 1 && g_engine_pid == getpid()) {
+    if (nargs == 0) t = terminal_fd(1);
+    else t = terminal_arg(args[0]);
+  }
+  if (t < 0)
+    return PyObject_Vectorcall(g_orig_os_get_terminal_size, args, static_cast<size_t>(nargs),
+                               kwnames);
+  winsize ws{};
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = ::ioctl(t, TIOCGWINSZ, &ws);
+  Py_END_ALLOW_THREADS
+  if (rc != 0) return PyErr_SetFromErrno(PyExc_OSError);
+  PyObject* os = PyImport_ImportModule("os");
+  PyObject* type = os != nullptr ? PyObject_GetAttrString(os, "terminal_size") : nullptr;
+  Py_XDECREF(os);
+  if (type == nullptr) return nullptr;
+  PyObject* r = PyObject_CallFunction(type, "((ii))", static_cast<int>(ws.ws_col),
+                                      static_cast<int>(ws.ws_row));
+  Py_DECREF(type);
+  return r;
+}
+
+PyMethodDef g_os_get_terminal_size_def = {
+    "get_terminal_size",
+    reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_os_get_terminal_size)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "Return the size of the terminal window as (columns, lines)."};
+
+// ---- input, getpass.getpass ----------------------------------------------------------
+
+PyObject* g_orig_input = nullptr;
+PyObject* g_orig_getpass = nullptr;
+bool g_input_requests = false;
+
+// The execution whose client answers input() on this thread, if any: the executor
+// of a worker's session that has no stdin.
+Execution* input_execution() {
+  if (!g_input_requests || getpid() != g_engine_pid) return nullptr;
+  return cancellable_execution();
+}
+
+// Asks the client with the prompt str(prompt_obj) (nullptr: none); returns the reply
+// as str, without one trailing newline.
+PyObject* ask_client(Execution* ex, PyObject* prompt_obj, bool password) {
+  std::string prompt;
+  if (prompt_obj != nullptr && prompt_obj != Py_None) {
+    PyObject* s = PyObject_Str(prompt_obj);
+    if (s == nullptr) return nullptr;
+    PyObject* b = PyUnicode_AsEncodedString(s, "utf-8", "backslashreplace");
+    Py_DECREF(s);
+    if (b == nullptr) return nullptr;
+    prompt.assign(PyBytes_AS_STRING(b), static_cast<std::size_t>(PyBytes_GET_SIZE(b)));
+    Py_DECREF(b);
+  }
+  std::string text;
+  if (!request_input(*ex, prompt, password, &text)) return nullptr;
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  return PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "surrogateescape");
+}
+
+// input([prompt]): the client's answer when sys.stdin is still the session's own
+// (a program that set its own sys.stdin reads that, as in python3).
+PyObject* hooked_input(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  Execution* ex = input_execution();
+  if (ex != nullptr && nargs <= 1) {
+    PyObject* in = PySys_GetObject("stdin");         // borrowed
+    PyObject* orig_in = PySys_GetObject("__stdin__");  // borrowed
+    if (in != nullptr && in == orig_in)
+      return ask_client(ex, nargs == 1 ? args[0] : nullptr, false);
+  }
+  return PyObject_Vectorcall(g_orig_input, args, static_cast<size_t>(nargs), nullptr);
+}
+
+PyMethodDef g_input_def = {
+    "input", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_input)),
+    METH_FASTCALL,
+    "Read a string from standard input (here: ask the client). The trailing newline is stripped."};
+
+// getpass.getpass(prompt='Password: ', stream=None): a password request to the client.
+PyObject* hooked_getpass(PyObject*, PyObject* args, PyObject* kwargs) {
+  Execution* ex = input_execution();
+  if (ex == nullptr) return PyObject_Call(g_orig_getpass, args, kwargs);
+  static const char* kwlist[] = {"prompt", "stream", nullptr};
+  PyObject *prompt = nullptr, *stream = nullptr;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:getpass", const_cast<char**>(kwlist), &prompt,
+                                   &stream))
+    return nullptr;
+  if (prompt == nullptr) {
+    PyObject* def = PyUnicode_FromString("Password: ");
+    if (def == nullptr) return nullptr;
+    PyObject* r = ask_client(ex, def, true);
+    Py_DECREF(def);
+    return r;
+  }
+  return ask_client(ex, prompt, true);
+}
+
+PyMethodDef g_getpass_def = {
+    "getpass", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(hooked_getpass)),
+    METH_VARARGS | METH_KEYWORDS,
+    "Prompt for a password, with echo turned off (here: ask the client)."};
+
 // ---- os.close ------------------------------------------------------------------
 
 PyObject* g_orig_os_close = nullptr;
@@ -769,6 +929,13 @@ void replace(PyObject* module, const char* name, PyMethodDef* def, PyObject** or
 }  // namespace
 
 void set_fd_captured_fn(FdCapturedFn fn) noexcept { g_fd_captured = fn; }
+
+void set_input_requests(bool on) noexcept { g_input_requests = on; }
+
+void set_terminal_fds(int stdout_fd, int stderr_fd) noexcept {
+  g_terminal_fd[0] = stdout_fd;
+  g_terminal_fd[1] = stderr_fd;
+}
 
 namespace {
 
@@ -902,17 +1069,29 @@ void install_hooks() {
 
   PyObject* builtins = must(PyImport_ImportModule("builtins"), "import builtins");
   replace(builtins, "print", &g_print_def, &g_orig_print);
+  replace(builtins, "input", &g_input_def, &g_orig_input);
   Py_DECREF(builtins);
 
   PyObject* time = must(PyImport_ImportModule("time"), "import time");
   replace(time, "sleep", &g_sleep_def, &g_orig_sleep);
   Py_DECREF(time);
 
+  // getpass.getpass asks the client too (see input_execution); without getpass
+  // (no termios) there is nothing to replace.
+  if (PyObject* getpass = PyImport_ImportModule("getpass")) {
+    replace(getpass, "getpass", &g_getpass_def, &g_orig_getpass);
+    Py_DECREF(getpass);
+  } else {
+    PyErr_Clear();
+  }
+
   PyObject* os = must(PyImport_ImportModule("os"), "import os");
   replace(os, "write", &g_os_write_def, &g_orig_os_write);
   g_engine_pid = getpid();
   replace(os, "_exit", &g_os_exit_def, &g_orig_os_exit);
   replace(os, "close", &g_os_close_def, &g_orig_os_close);
+  replace(os, "isatty", &g_os_isatty_def, &g_orig_os_isatty);
+  replace(os, "get_terminal_size", &g_os_get_terminal_size_def, &g_orig_os_get_terminal_size);
   Py_DECREF(os);
 
   // threading copies _thread.start_new_thread when it is imported: patch both.

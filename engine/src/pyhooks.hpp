@@ -18,6 +18,15 @@ void reset_engine_pid() noexcept;
 // write-through, and close() closes them; sys.stdin is reconfigured to match. [GIL]
 void configure_worker_streams();
 
+// A worker: isatty() of sys.stdout/sys.stderr (and of their fds 1/2 through os.isatty)
+// and the terminal size of fds 1/2 answer for these descriptors of the caller
+// (-1: as before, not a terminal).
+void set_terminal_fds(int stdout_fd, int stderr_fd) noexcept;
+
+// A worker whose session has no stdin: input() and getpass.getpass() of an
+// execution's own thread send an InputRequest record and wait for the reply.
+void set_input_requests(bool on) noexcept;
+
 // Set by fd capture: true if `fd` (1 or 2) is still our capture pipe. [GIL]
 using FdCapturedFn = bool (*)(int fd);
 void set_fd_captured_fn(FdCapturedFn fn) noexcept;

@@ -10,6 +10,7 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <climits>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <system_error>
@@ -22,6 +23,21 @@ namespace shmrepl::shm {
 
 namespace {
 constexpr uint64_t kFirstAllocation = 64 << 10;  // data bytes reserved at creation
+
+// This process's start time, read from /proc once per process (a forked child has
+// another pid, so it reads its own).
+uint64_t own_start_time() {
+  static std::mutex mu;
+  static pid_t pid = 0;
+  static uint64_t start = 0;
+  const pid_t self = ::getpid();
+  std::lock_guard<std::mutex> l(mu);
+  if (pid != self || start == 0) {
+    start = process_start_time(self);
+    pid = self;
+  }
+  return start;
+}
 }  // namespace
 
 struct Producer::Mapping {
@@ -114,13 +130,15 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
   h.execution_id = options.execution_id;
   h.created_ns = realtime_ns();
   h.producer_pid = static_cast<uint32_t>(::getpid());
-  h.producer_start_time = process_start_time(::getpid());
+  h.producer_start_time = own_start_time();
   h.reader_slots = kReaderSlots;
   h.max_payload = p->max_payload_;
   h.closing_reserve = static_cast<uint32_t>(p->closing_reserve_);
   if (options.guardian_pid != 0) {
     h.guardian_pid = options.guardian_pid;
-    h.guardian_start_time = process_start_time(static_cast<pid_t>(options.guardian_pid));
+    h.guardian_start_time = options.guardian_start_time != 0
+                                ? options.guardian_start_time
+                                : process_start_time(static_cast<pid_t>(options.guardian_pid));
   }
   // The magic last: a reader that sees it sees every field above.
   std::atomic_ref<uint64_t>(h.magic).store(kMagic, std::memory_order_release);

@@ -67,6 +67,7 @@ int main(void) {
   CHECK(SHMREPL_FINISH_OK == 0 && SHMREPL_FINISH_ERROR == 1 && SHMREPL_FINISH_CANCELLED == 2);
   CHECK(SHMREPL_FINISH_EXITED == 3 && SHMREPL_FINISH_ABORTED == 4);
   CHECK(SHMREPL_FLAG_MORE == 0x1u && SHMREPL_FLAG_CONTINUED == 0x2u);
+  CHECK(SHMREPL_FLAG_PASSWORD == 0x4u);
   CHECK(SHMREPL_START_OLDEST == 0 && SHMREPL_START_NEWEST == 1);
   CHECK(SHMREPL_ABI_VERSION == 1);
 
@@ -79,6 +80,13 @@ int main(void) {
   CHECK(offsetof(shmrepl_record_t, reserved) == 88);
   CHECK(sizeof(shmrepl_reader_options_t) == 8);
   CHECK(sizeof(shmrepl_bytes_t) == 2 * sizeof(void*));
+  /* 1.1 published 40 bytes; 1.2 appended the terminal descriptors. */
+  CHECK(offsetof(shmrepl_session_options_t, stdin_fd_plus_one) == 32);
+  CHECK(offsetof(shmrepl_session_options_t, stdout_fd_plus_one) == 40);
+  CHECK(offsetof(shmrepl_session_options_t, stderr_fd_plus_one) == 44);
+  CHECK(sizeof(shmrepl_session_options_t) == 48);
+
+  CHECK(shmrepl_execution_send_input(NULL, "x", 1) == SHMREPL_E_INVALID);
 
   if (failures != 0) {
     fprintf(stderr, "%d checks failed\n", failures);

@@ -117,6 +117,14 @@ try:
         seen = repl.expect(">>> ")
         assert "9\r\n" in seen and "NameError" not in seen, seen
 
+    def terminal():
+        # The REPL's own terminal answers the code's isatty() and terminal size.
+        import fcntl, struct, termios
+        fcntl.ioctl(repl.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 31, 97, 0, 0))
+        repl.send("import os, sys; print(sys.stdout.isatty(), sys.stderr.isatty(), tuple(os.get_terminal_size()))\r")
+        seen = repl.expect(">>> ")
+        assert "True True (97, 31)\r\n" in seen, seen
+
     def completion():
         repl.send("pri\t")
         time.sleep(0.5)
@@ -148,6 +156,7 @@ try:
     check("traceback", traceback)
     check("Ctrl-C cancels", interrupt)
     check("Ctrl-C clears the line", clear_line)
+    check("isatty and terminal size", terminal)
     if os.environ.get("SHMREPL_REPL_HAS_LIBEDIT") == "1":
         check("tab completion", completion)
     check("Ctrl-D exits 0", eof)

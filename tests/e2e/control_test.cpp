@@ -79,6 +79,7 @@ TEST(ControlCodec, RoundTripsEveryMessage) {
       {control::accepted(9, 10, "shmrepl.0.1.2"), ctl::Body::Accepted},
       {control::ok(10), ctl::Body::Ok},
       {control::error(11, SHMREPL_E_NOT_FOUND, "nope"), ctl::Body::Error},
+      {control::input_reply(12, 13, "text\n"), ctl::Body::InputReply},
   };
   for (const Case& c : cases) {
     Parsed q = parse(c.frame);
@@ -92,7 +93,19 @@ TEST(ControlCodec, RoundTripsEveryMessage) {
   EXPECT_EQ(e.m->body_as_Error()->code(), SHMREPL_E_NOT_FOUND);
   EXPECT_EQ(e.m->body_as_Error()->message()->str(), "nope");
   EXPECT_TRUE(control::is_request(ctl::Body::Execute));
+  EXPECT_TRUE(control::is_request(ctl::Body::InputReply));
   EXPECT_FALSE(control::is_request(ctl::Body::Accepted));
+  Parsed in = parse(control::input_reply(12, 13, "text\n"));
+  EXPECT_EQ(in.m->body_as_InputReply()->execution_id(), 13u);
+  EXPECT_EQ(in.m->body_as_InputReply()->text()->str(), "text\n");
+  control::SessionFields tty;
+  tty.stdin = true;
+  tty.stderr_tty = true;
+  Parsed os = parse(control::open_session(14, tty));
+  const ctl::OpenSession* o = os.m->body_as_OpenSession();
+  EXPECT_TRUE(o->stdin());
+  EXPECT_FALSE(o->stdout_tty());
+  EXPECT_TRUE(o->stderr_tty());
 }
 
 TEST(ControlCodec, PrefixLimits) {
@@ -381,6 +394,22 @@ TEST_F(DispatcherTest, SessionsAndExecutionsBelongToTheConnection) {
   std::vector<uint8_t> x = body_of(control::execute(2, {mine, "out x", "", "", {}, true, 0}));
   Parsed q = parse(other.handle(x).frame);
   EXPECT_EQ(error_code(q), SHMREPL_E_NOT_FOUND);
+}
+
+TEST_F(DispatcherTest, InputReplyOnlyForItsOwnWaitingExecution) {
+  hello();
+  Parsed p = send(control::open_session(2));
+  const uint64_t sid = p.m->body_as_SessionOpened()->session_id();
+  p = send(control::execute(3, {sid, "out x", "", "", {}, true, 0}));
+  ASSERT_EQ(p.m->body_type(), ctl::Body::Accepted);
+  const uint64_t xid = p.m->body_as_Accepted()->execution_id();
+  EXPECT_EQ(error_code(send(control::input_reply(4, xid + 9, "x"))), SHMREPL_E_NOT_FOUND);
+  // Nothing waits for input in the fake engine: a state error, not a crash.
+  EXPECT_EQ(error_code(send(control::input_reply(5, xid, "x"))), SHMREPL_E_STATE);
+  // A session that says it brings descriptors must bring them.
+  control::SessionFields tty;
+  tty.stdout_tty = true;
+  EXPECT_EQ(error_code(send(control::open_session(6, tty))), SHMREPL_E_PROTOCOL);
 }
 
 TEST_F(DispatcherTest, ShutdownAsksToStop) {

@@ -28,11 +28,17 @@ soname=$(readelf -d "$prefix/lib/libshmrepl.so" | sed -n 's/.*(SONAME).*\[\(.*\)
 [ "$soname" = libshmrepl.so.0 ] || fail "SONAME is '$soname', not libshmrepl.so.0"
 [ -f "$prefix/lib/$soname" ] || fail "$soname is not installed"
 grep -q 'MIT License' "$prefix/share/doc/shmrepl/LICENSE" || fail "LICENSE is not the MIT licence"
-# The installed CLI finds the installed library (RUNPATH), not the build's.
+# The installed CLI is linked statically (its start-up is part of every `shmrepl run`):
+# it needs no libshmrepl.so and runs from the prefix alone.
 "$prefix/bin/shmrepl" --version || fail "the installed shmrepl does not run"
-lib_used=$(ldd "$prefix/bin/shmrepl" | sed -n 's/.*libshmrepl.so.0 => \([^ ]*\).*/\1/p')
-[ "$(readlink -f "$lib_used")" = "$(readlink -f "$prefix/lib/$soname")" ] ||
-  fail "the installed shmrepl loads '$lib_used', not the installed library"
+cli_libs=$(ldd "$prefix/bin/shmrepl")
+[[ $cli_libs != *libshmrepl* ]] || fail "the installed shmrepl loads libshmrepl.so: $cli_libs"
+# ...and starts the engine installed next to it.
+out=$(SHMREPL_SOCKET=$tmp/cli.sock "$prefix/bin/shmrepl" run -c 'print(6 * 7)') || fail "the installed shmrepl run failed"
+[ "$out" = 42 ] || fail "the installed shmrepl run printed '$out'"
+status=$(SHMREPL_SOCKET=$tmp/cli.sock "$prefix/bin/shmrepl" engine status) || fail "shmrepl engine status"
+[[ $status == *"executable: $prefix/bin/shmrepl-engine"* ]] || fail "the installed shmrepl started another engine: $status"
+SHMREPL_SOCKET=$tmp/cli.sock "$prefix/bin/shmrepl" engine stop || fail "shmrepl engine stop"
 
 step "pkg-config"
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig

@@ -18,6 +18,16 @@
  *       live CAPACITY FILE  runs FILE's code (0: the engine's ring size) and replies
  *                           at once: ring NAME T0 (CLOCK_REALTIME ns just before the
  *                           execute call). Closes the previous live execution first.
+ *       run FILE [DUMP]     runs FILE's code and reads it to E_EOF here (a reader in
+ *                           another process than the worker), counting per stream.
+ *                           Reply: done ns=<execute call to EOF> records=N
+ *                           out_bytes= out_lines= err_bytes= err_lines= status= worker=
+ *                           (lines: newline bytes; status: FINISHED's status, -1 if
+ *                           none; worker: pid from the ring name). With DUMP, writes
+ *                           the streams to DUMP.out and DUMP.err (slower: verify only).
+ *       rtt N FILE CODE     runs CODE (the rest of the line) N times, each read to
+ *                           E_EOF, and writes each round trip in ns to FILE, one a
+ *                           line. Reply: done ns=<all N>
  *       close               releases the held executions. Reply: ok
  *       quit (or EOF)       releases everything and shuts the engine down.
  */
@@ -31,6 +41,12 @@
 #include <time.h>
 
 #define BATCH 256
+
+static long long mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + (long long)ts.tv_nsec;
+}
 
 static double mono_seconds(void) {
   struct timespec ts;
@@ -51,7 +67,8 @@ static void usage(FILE* to) {
         "RING: reads every record of the ring (START_OLDEST, batches of 256) and prints\n"
         "  records=<N> bytes=<sum of data_len> seconds=<from attach to EOF>\n"
         "serve: holds a client for tools/bench/bindings_bench.sh; commands on stdin:\n"
-        "  fill CAPACITY FILE | live CAPACITY FILE | close | quit  (see the source)\n",
+        "  fill CAPACITY FILE | live CAPACITY FILE | run FILE [DUMP] | rtt N FILE CODE |\n"
+        "  close | quit  (see the source)\n",
         to);
 }
 
@@ -247,6 +264,126 @@ static void cmd_live(server_t* s, uint64_t capacity, const char* path) {
   reply("ring %s %lld\n", shmrepl_execution_ring_name(s->live), t0);
 }
 
+typedef struct counts {
+  unsigned long long records, bytes[3], lines[3];
+  int status;
+} counts_t;
+
+static void count_record(counts_t* c, const shmrepl_record_t* r, FILE* dump[3]) {
+  c->records++;
+  if (r->kind == SHMREPL_RECORD_FINISHED) c->status = (int)r->finish_status;
+  if (r->kind != SHMREPL_RECORD_OUTPUT || r->stream > SHMREPL_STREAM_STDERR) return;
+  c->bytes[r->stream] += r->data_len;
+  for (const uint8_t *p = r->data, *end = r->data + r->data_len;
+       (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+    c->lines[r->stream]++;
+  if (dump != NULL && dump[r->stream] != NULL) fwrite(r->data, 1, r->data_len, dump[r->stream]);
+}
+
+/* The worker's pid, from the ring name shmrepl.<uid>.<worker pid>.<id>.<random>. */
+static long worker_pid(const char* ring) {
+  const char* p = strchr(ring, '.');
+  if (p != NULL) p = strchr(p + 1, '.');
+  return p != NULL ? strtol(p + 1, NULL, 10) : -1;
+}
+
+static void cmd_run(server_t* s, const char* args) {
+  char path[2048], dump_prefix[2048];
+  dump_prefix[0] = '\0';
+  if (sscanf(args, "%2047s %2047s", path, dump_prefix) < 1) {
+    reply("error run FILE [DUMP]\n");
+    return;
+  }
+  size_t len = 0;
+  char* code = slurp(path, &len);
+  if (code == NULL) {
+    reply("error cannot read %s\n", path);
+    return;
+  }
+  FILE* dump[3] = {NULL, NULL, NULL};
+  if (dump_prefix[0] != '\0') {
+    char name[2100];
+    snprintf(name, sizeof name, "%s.out", dump_prefix);
+    dump[SHMREPL_STREAM_STDOUT] = fopen(name, "wb");
+    snprintf(name, sizeof name, "%s.err", dump_prefix);
+    dump[SHMREPL_STREAM_STDERR] = fopen(name, "wb");
+  }
+  counts_t c;
+  memset(&c, 0, sizeof c);
+  c.status = -1;
+  const long long t0 = mono_ns();
+  shmrepl_execution_t* exec = NULL;
+  shmrepl_status_t st = execute(s, code, len, 0, "bench-run", &exec);
+  free(code);
+  shmrepl_reader_t* reader = NULL;
+  if (st == SHMREPL_OK) st = shmrepl_execution_reader(exec, NULL, &reader);
+  static shmrepl_record_t recs[BATCH];
+  size_t n = 0;
+  while (st == SHMREPL_OK && (st = shmrepl_reader_next_batch(reader, recs, BATCH, &n, -1)) == SHMREPL_OK) {
+    for (size_t i = 0; i < n; i++) count_record(&c, &recs[i], dump);
+    st = shmrepl_reader_release(reader, n);
+  }
+  const long long t1 = mono_ns();
+  for (int i = 1; i < 3; i++)
+    if (dump[i] != NULL) fclose(dump[i]);
+  shmrepl_reader_close(reader);
+  if (st != SHMREPL_E_EOF) {
+    reply_error("run", st);
+  } else {
+    reply("done ns=%lld records=%llu out_bytes=%llu out_lines=%llu err_bytes=%llu err_lines=%llu status=%d "
+          "worker=%ld\n",
+          t1 - t0, c.records, c.bytes[1], c.lines[1], c.bytes[2], c.lines[2], c.status,
+          worker_pid(shmrepl_execution_ring_name(exec)));
+  }
+  shmrepl_execution_close(exec);
+}
+
+static void cmd_rtt(server_t* s, const char* args) {
+  long count = 0;
+  char path[2048];
+  int code_at = 0;
+  if (sscanf(args, "%ld %2047s %n", &count, path, &code_at) != 2 || code_at == 0 || count <= 0) {
+    reply("error rtt N FILE CODE\n");
+    return;
+  }
+  const char* code = args + code_at;
+  const size_t len = strlen(code);
+  long long* ns = malloc((size_t)count * sizeof *ns);
+  if (ns == NULL) {
+    reply("error out of memory\n");
+    return;
+  }
+  shmrepl_status_t st = SHMREPL_OK;
+  const long long start = mono_ns();
+  for (long i = 0; i < count && st == SHMREPL_OK; i++) {
+    const long long t0 = mono_ns();
+    shmrepl_execution_t* exec = NULL;
+    st = execute(s, code, len, 0, "bench-rtt", &exec);
+    if (st == SHMREPL_OK) st = drain(exec, -1);
+    shmrepl_execution_close(exec);
+    ns[i] = mono_ns() - t0;
+  }
+  const long long total = mono_ns() - start;
+  if (st != SHMREPL_OK) {
+    free(ns);
+    reply_error("rtt", st);
+    return;
+  }
+  FILE* f = fopen(path, "w");
+  if (f == NULL) {
+    free(ns);
+    reply("error cannot write %s\n", path);
+    return;
+  }
+  for (long i = 0; i < count; i++) fprintf(f, "%lld\n", ns[i]);
+  free(ns);
+  if (fclose(f) != 0) {
+    reply("error cannot write %s\n", path);
+    return;
+  }
+  reply("done ns=%lld\n", total);
+}
+
 static int serve(int argc, char** argv) {
   const char* socket = NULL;
   const char* engine = NULL;
@@ -301,6 +438,10 @@ static int serve(int argc, char** argv) {
         cmd_fill(&s, capacity, line + path_at);
       else
         cmd_live(&s, capacity, line + path_at);
+    } else if (strncmp(line, "run ", 4) == 0) {
+      cmd_run(&s, line + 4);
+    } else if (strncmp(line, "rtt ", 4) == 0) {
+      cmd_rtt(&s, line + 4);
     } else if (strcmp(line, "close") == 0) {
       close_fill(&s);
       close_live(&s);

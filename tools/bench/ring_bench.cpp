@@ -49,6 +49,7 @@ struct Options {
   bool pin = false;
   bool throughput = true;
   bool latency = true;
+  std::string samples;  // prefix of the wake-up sample files, empty: none
 };
 
 void usage() {
@@ -61,6 +62,8 @@ void usage() {
       "  --latency N       wake-up latency samples, one per ms (default 2000; 0 skips)\n"
       "  --pin             pin producer and reader to distinct CPUs (helps on an idle machine,\n"
       "                    hurts on a busy one: a pinned process cannot move off a busy CPU)\n"
+      "  --samples PREFIX  also write every wake-up latency (ns, one a line) to\n"
+      "                    PREFIX-ring.txt and PREFIX-pipe.txt (for a histogram)\n"
       "  --only-throughput / --only-latency\n"
       "  --help\n"
       "Runs about 4 x sizes x repeat x seconds + 2 x latency ms (~25 s with the defaults).\n");
@@ -135,6 +138,15 @@ std::string ring_name(const char* tag) {
 
 // ---- the ring -----------------------------------------------------------------
 
+// Ends a ring as the engine does: a FINISHED record, then finished (readers refuse a
+// finished ring without one).
+void close_ring(shm::Producer& p, uint64_t seq) {
+  std::vector<std::byte> rec;
+  records::encode_finished(rec, {1, seq, shm::realtime_ns()}, SHMREPL_FINISH_OK, 0, 0);
+  p.write(rec, 0, true);
+  p.finish();
+}
+
 // Producer: Output records of `size` data bytes, for `seconds`, then finish.
 void ring_producer(const std::string& name, const Options& o, std::size_t size, Signal& ready) {
   auto p = shm::Producer::create(name, {.capacity = o.capacity, .execution_id = 1, .max_payload = 0});
@@ -155,7 +167,7 @@ void ring_producer(const std::string& name, const Options& o, std::size_t size, 
     }
     go = now_ns() < end;
   }
-  p->finish();
+  close_ring(*p, seq);
   // Keep the name until the reader has attached; the reader's mapping outlives it.
 }
 
@@ -182,6 +194,7 @@ Result ring_reader(const std::string& name, std::size_t size, bool batch) {
     if (seq == 0) start = now_ns();
     for (std::size_t k = 0; k < n; ++k) {
       const shmrepl_record_t& rec = recs[k];
+      if (rec.kind == SHMREPL_RECORD_FINISHED) continue;
       if (rec.seq != seq || rec.kind != SHMREPL_RECORD_OUTPUT || rec.data_len != size) {
         std::fprintf(stderr, "bad record: seq %" PRIu64 " (expected %" PRIu64 "), kind %u, %zu bytes\n", rec.seq, seq,
                      rec.kind, rec.data_len);
@@ -339,6 +352,15 @@ struct Latency {
   double p50_us = 0, p99_us = 0, max_us = 0;
 };
 
+void write_samples(const Options& o, const char* which, const std::vector<uint64_t>& ns) {
+  if (o.samples.empty()) return;
+  const std::string path = o.samples + "-" + which + ".txt";
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) die(path.c_str());
+  for (uint64_t v : ns) std::fprintf(f, "%" PRIu64 "\n", v);
+  if (std::fclose(f) != 0) die(path.c_str());
+}
+
 Latency summarize(std::vector<uint64_t>& ns) {
   if (ns.empty()) return {};
   std::sort(ns.begin(), ns.end());
@@ -372,7 +394,7 @@ Latency ring_latency(const Options& o) {
           p->commit(records::encode_output(room, {1, static_cast<uint64_t>(i), t}, SHMREPL_STREAM_STDOUT,
                                            {reinterpret_cast<const std::byte*>(&t), 8}));
         }
-        p->finish();
+        close_ring(*p, static_cast<uint64_t>(o.latency_samples));
       },
       [&] {
         ready.wait();
@@ -381,12 +403,15 @@ Latency ring_latency(const Options& o) {
         shmrepl_record_t rec;
         while (shmrepl_reader_next(r, -1, &rec) == SHMREPL_OK) {
           uint64_t now = now_ns(), t;
-          std::memcpy(&t, rec.data, 8);
-          samples.push_back(now - t);
+          if (rec.kind == SHMREPL_RECORD_OUTPUT && rec.data_len == 8) {
+            std::memcpy(&t, rec.data, 8);
+            samples.push_back(now - t);
+          }
           shmrepl_reader_release(r, 1);
         }
         shmrepl_reader_close(r);
       });
+  write_samples(o, "ring", samples);
   return summarize(samples);
 }
 
@@ -411,6 +436,7 @@ Latency pipe_latency(const Options& o) {
         while (::read(fd[0], &t, 8) == 8) samples.push_back(now_ns() - t);
         ::close(fd[0]);
       });
+  write_samples(o, "pipe", samples);
   return summarize(samples);
 }
 
@@ -525,6 +551,8 @@ bool parse(int argc, char** argv, Options& o) {
       o.capacity = std::strtoull(value(), nullptr, 10);
     } else if (a == "--latency") {
       o.latency_samples = std::atoi(value());
+    } else if (a == "--samples") {
+      o.samples = value();
     } else if (a == "--pin") {
       o.pin = true;
     } else if (a == "--only-throughput") {

@@ -1,4 +1,7 @@
 // shmrepl: run Python programs through a shmrepl engine.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -33,6 +36,11 @@ const char* const kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed fd 0, 1 or 2 gets /dev/null before anything else opens a descriptor: else
+  // the engine's socket would take the number, and `run` would pass it on as the
+  // program's stdin (input() would then wait for a reply nobody sends).
+  for (int fd = 0; fd <= 2; ++fd)
+    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd) return 2;
   std::vector<std::string> args(argv + 1, argv + argc);
   shmrepl::cli::Global g;
   size_t i = 0;

@@ -320,6 +320,11 @@ int cmd_repl(const Global& g, const std::vector<std::string>& args) {
   so.env = env.data();
   so.envc = env.size();
   so.stdin_fd_plus_one = fcntl(0, F_GETFD) >= 0 ? 1 : 0;
+  // Our terminal answers the program's isatty() and terminal size. Only a terminal is
+  // passed: for anything else the answers are the same without it, and a pipe held
+  // by the worker would keep its reader from seeing our end.
+  so.stdout_fd_plus_one = isatty(1) ? 2 : 0;
+  so.stderr_fd_plus_one = isatty(2) ? 3 : 0;
   st = shmrepl_session_open_ex(g_client, &so, &g_session);
   if (st != SHMREPL_OK) {
     report("cannot open a session", st);

@@ -94,6 +94,9 @@ typedef enum shmrepl_finish_status {
  * CONTINUED. Split points fall on UTF-8 character boundaries of text writes. */
 #define SHMREPL_FLAG_MORE 0x1u
 #define SHMREPL_FLAG_CONTINUED 0x2u
+/* INPUT_REQUEST: the program asks for a password (getpass): do not echo the answer.
+ * Since 1.2. */
+#define SHMREPL_FLAG_PASSWORD 0x4u
 
 /* A view of one record. Filled by the library; every pointer points into the
  * shared mapping (nothing is copied) and stays valid until the record is released
@@ -101,7 +104,8 @@ typedef enum shmrepl_finish_status {
  *  - OUTPUT: data = the bytes written, stream = stdout/stderr.
  *  - RESULT: data = the repr text (not NUL-terminated).
  *  - ERROR: data = the exception's message (evalue); see shmrepl_record_error().
- *  - INPUT_REQUEST: data = the prompt.
+ *  - INPUT_REQUEST: data = the prompt; flags has SHMREPL_FLAG_PASSWORD for getpass().
+ *    The program waits for shmrepl_execution_send_input().
  *  - FINISHED: finish_status, exit_code, duration_ns; reserved[0] holds the number
  *    of the signal that ended the session's worker process (0: none), since 1.1.
  *    ABORTED: exit_code is the worker's exit status (os._exit(n): n), 0 after a
@@ -298,11 +302,21 @@ typedef struct shmrepl_session_options {
    * python3 expects of its stdin. */
   int32_t stdin_fd_plus_one;
   uint32_t reserved;          /* 0 */
+  /* Since 1.2 (a struct_size of 40, the 1.1 size, leaves them 0). The caller's
+   * standard output and error: a descriptor plus one (0: none). They are never
+   * written (output still goes to the ring): they only answer, in the program,
+   * sys.stdout.isatty() / sys.stderr.isatty() (and os.isatty(1|2)) and the
+   * terminal size of fds 1/2 (os.get_terminal_size(), shutil.get_terminal_size()),
+   * asked of the terminal each time, so a resize shows. Passed as stdin is; the
+   * caller may close its own after this call. */
+  int32_t stdout_fd_plus_one;
+  int32_t stderr_fd_plus_one;
 } shmrepl_session_options_t;
 
 /* Opens a session as shmrepl_session_open does, with `options` (NULL: defaults).
  * E_NOT_FOUND: working_dir does not exist; E_INVALID: bad options (a NUL-less env
- * entry, a bad descriptor). Since 1.1. */
+ * entry, a bad descriptor; working_dir, env or a descriptor given to an engine that
+ * runs sessions in its own process). Since 1.1. */
 SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
                                                      const shmrepl_session_options_t* options,
                                                      uint64_t* session_id);
@@ -357,6 +371,14 @@ SHMREPL_API shmrepl_status_t shmrepl_execution_reader(const shmrepl_execution_t*
  * without running). OK also when it had already finished. May be called from any
  * thread. */
 SHMREPL_API shmrepl_status_t shmrepl_execution_cancel(shmrepl_execution_t* execution);
+/* Answers the execution's INPUT_REQUEST record: `text` (UTF-8, len bytes, need not
+ * be NUL-terminated; NULL with len 0 is "") is what the program's input() or
+ * getpass() returns, less one trailing "\n". Sessions opened without a stdin
+ * descriptor ask this way; each request takes one answer. May be called from any
+ * thread. E_STATE: the execution is not waiting for input (none asked yet, already
+ * answered, finished); E_INVALID: NULL; E_TOO_LARGE: over 64 MiB. Since 1.2. */
+SHMREPL_API shmrepl_status_t shmrepl_execution_send_input(shmrepl_execution_t* execution,
+                                                          const char* text, size_t len);
 /* Releases the ring (the engine unlinks its name once the execution has finished;
  * open readers keep working) and frees the handle. Accepts NULL. */
 SHMREPL_API void shmrepl_execution_close(shmrepl_execution_t* execution);

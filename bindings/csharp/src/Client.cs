@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Text;
 using Shmrepl.Interop;
 
 namespace Shmrepl
@@ -23,7 +24,7 @@ namespace Shmrepl
     }
 
     // Where and how a session's worker process runs (shmrepl_session_options_t, libshmrepl
-    // 1.1). Unset members mean the engine's defaults.
+    // 1.1; StdoutFd/StderrFd 1.2). Unset members mean the engine's defaults.
     public sealed class SessionOptions
     {
         // The session's working folder (os.getcwd()). null: the engine's.
@@ -34,8 +35,15 @@ namespace Shmrepl
         public IDictionary<string, string> Env { get; set; }
         // A descriptor of this process that becomes the session's standard input (passed
         // to the worker; this process keeps its own and may close it after OpenSession).
-        // null: stdin is /dev/null. A FileStream's is fs.SafeFileHandle.DangerousGetHandle().
+        // null: stdin is /dev/null, and input() asks the client (an INPUT_REQUEST record,
+        // answered with Execution.SendInput). A FileStream's is
+        // fs.SafeFileHandle.DangerousGetHandle().
         public int? StdinFd { get; set; }
+        // Descriptors of the caller's standard output and error, never written: they only
+        // answer the program's sys.stdout/sys.stderr.isatty() and the terminal size
+        // (os.get_terminal_size(), shutil.get_terminal_size(), live). null: none.
+        public int? StdoutFd { get; set; }
+        public int? StderrFd { get; set; }
     }
 
     public sealed class ExecuteOptions
@@ -158,6 +166,10 @@ namespace Shmrepl
             }
             if (options.StdinFd.HasValue && options.StdinFd.Value < 0)
                 throw new ArgumentOutOfRangeException(nameof(options), "StdinFd must be a descriptor (>= 0)");
+            if (options.StdoutFd.HasValue && options.StdoutFd.Value < 0)
+                throw new ArgumentOutOfRangeException(nameof(options), "StdoutFd must be a descriptor (>= 0)");
+            if (options.StderrFd.HasValue && options.StderrFd.Value < 0)
+                throw new ArgumentOutOfRangeException(nameof(options), "StderrFd must be a descriptor (>= 0)");
             int n = env == null ? 0 : env.Length;
             var handles = new GCHandle[n];
             // Never NULL when Env is set: an empty environment is env != NULL, envc 0.
@@ -181,6 +193,8 @@ namespace Shmrepl
                         Envc = (UIntPtr)(ulong)n,
                         StdinFdPlusOne = options.StdinFd.HasValue ? options.StdinFd.Value + 1 : 0,
                         Reserved = 0,
+                        StdoutFdPlusOne = options.StdoutFd.HasValue ? options.StdoutFd.Value + 1 : 0,
+                        StderrFdPlusOne = options.StderrFd.HasValue ? options.StderrFd.Value + 1 : 0,
                     };
                     lock (gate)
                     {
@@ -408,6 +422,32 @@ namespace Shmrepl
         {
             lock (gate) Check.Ok(Native.shmrepl_execution_cancel(Handle));
             GC.KeepAlive(this);
+        }
+
+        // Answers the execution's INPUT_REQUEST: the program's input() (or getpass())
+        // returns text (less one trailing newline). ShmreplException with Status.State if it
+        // is not waiting for input (none asked, already answered, finished). Any thread.
+        // VersionException if the loaded libshmrepl is older than 1.2.
+        public void SendInput(string text)
+        {
+            byte[] b = Encoding.UTF8.GetBytes(text ?? "");
+            lock (gate)
+            {
+                try { SendInputNative(Handle, b); }
+                catch (EntryPointNotFoundException e)
+                {
+                    throw new VersionException(Status.Version, "the loaded libshmrepl " + Library.Version +
+                                               " lacks shmrepl_execution_send_input (symbol version SHMREPL_1.2): " + e.Message);
+                }
+            }
+            GC.KeepAlive(this);
+        }
+
+        // Apart, so that an older library's missing symbol surfaces in SendInput.
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static void SendInputNative(IntPtr execution, byte[] text)
+        {
+            fixed (byte* p = text) Check.Ok(Native.shmrepl_execution_send_input(execution, p, (UIntPtr)(ulong)text.Length));
         }
 
         IntPtr Handle

@@ -62,7 +62,7 @@ namespace Shmrepl.Interop
         public ulong MemoryLimit;
     }
 
-    // shmrepl_session_options_t (since 1.1): 40 bytes.
+    // shmrepl_session_options_t (since 1.1: 40 bytes; 1.2: 48, the terminal descriptors).
     [StructLayout(LayoutKind.Sequential)]
     public struct NativeSessionOptions
     {
@@ -73,6 +73,8 @@ namespace Shmrepl.Interop
         public UIntPtr Envc;
         public int StdinFdPlusOne;
         public uint Reserved;
+        public int StdoutFdPlusOne;
+        public int StderrFdPlusOne;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -93,9 +95,9 @@ namespace Shmrepl.Interop
         public const string Lib = "shmrepl";
         // The size of each options struct this binding was written against (ABI 1.0).
         public const uint ReaderOptionsSize = 8;
-        public const uint ClientOptionsSize = 40;  // 1.2: RequestTimeoutNs
-        // ABI 1.1.
-        public const uint SessionOptionsSize = 40;
+        public const uint ClientOptionsSize = 40;  // 1.2: RequestTimeoutNs (1.0: 32)
+        // ABI 1.2 (1.1: 40).
+        public const uint SessionOptionsSize = 48;
         // ABI 1.1: shmrepl_execute_options_t with timeout_ns and memory_limit (1.0: 72).
         public const uint ExecuteOptionsSize = 88;
         public const uint ExecuteOptionsSize10 = 72;
@@ -130,6 +132,8 @@ namespace Shmrepl.Interop
         [DllImport(Lib)] public static extern IntPtr shmrepl_execution_ring_name(IntPtr execution);
         [DllImport(Lib)] public static extern int shmrepl_execution_reader(IntPtr execution, NativeReaderOptions* options, out IntPtr reader);
         [DllImport(Lib)] public static extern int shmrepl_execution_cancel(IntPtr execution);
+        // Since 1.2 (symbol version SHMREPL_1.2).
+        [DllImport(Lib)] public static extern int shmrepl_execution_send_input(IntPtr execution, byte* text, UIntPtr len);
         [DllImport(Lib)] public static extern void shmrepl_execution_close(IntPtr execution);
         [DllImport(Lib)] public static extern int shmrepl_engine_shutdown(IntPtr client);
 

@@ -44,6 +44,7 @@ namespace Shmrepl
         None = 0,
         More = 0x1,       // a split write: more parts follow
         Continued = 0x2,  // a split write: continues the previous part
+        Password = 0x4,   // INPUT_REQUEST of getpass(): do not echo the answer (1.2)
     }
 
     // The structured part of an ERROR record, copied out of the ring.
@@ -96,6 +97,8 @@ namespace Shmrepl
         public RecordKind Kind => (RecordKind)P->Kind;
         public StreamKind Stream => (StreamKind)P->Stream;
         public RecordFlags Flags => (RecordFlags)P->Flags;
+        // INPUT_REQUEST: getpass() asks (RecordFlags.Password).
+        public bool IsPassword => (Flags & RecordFlags.Password) != 0;
         public FinishStatus FinishStatus => (FinishStatus)P->FinishStatus;
         public ulong ExecutionId => P->ExecutionId;
         public ulong Seq => P->Seq;

@@ -17,6 +17,17 @@ namespace Shmrepl.Tests
         [DllImport("libc.so.6", SetLastError = true)] static extern int pipe2(int[] fds, int flags);
         [DllImport("libc.so.6", SetLastError = true)] static extern IntPtr write(int fd, byte[] buf, UIntPtr n);
         [DllImport("libc.so.6", SetLastError = true)] public static extern int close(int fd);
+        [DllImport("libc.so.6", SetLastError = true)] static extern int openpty(out int master, out int slave, IntPtr name, IntPtr termp, ushort[] winp);
+        [DllImport("libc.so.6", SetLastError = true)] public static extern int open(string path, int flags);
+
+        // A pseudo-terminal of rows x cols: [0] master, [1] slave.
+        public static int[] OpenPty(ushort rows, ushort cols)
+        {
+            int m, s;
+            if (openpty(out m, out s, IntPtr.Zero, IntPtr.Zero, new ushort[] { rows, cols, 0, 0 }) != 0)
+                Assert.Fail("openpty: errno " + Marshal.GetLastWin32Error());
+            return new[] { m, s };
+        }
 
         // A pipe (close-on-exec, so no child process keeps the write end open):
         // [0] read end, [1] write end.
@@ -246,6 +257,76 @@ namespace Shmrepl.Tests
                 Assert.AreEqual(4, fin.ExitCode);
                 Assert.AreEqual(0, fin.Signal);
                 Assert.AreEqual("5\n", Read.Stream(Run(s, "print(y)\n"), StreamKind.Stdout));
+            }
+        }
+
+        [Test]
+        public void InputRequestAnsweredWithSendInput()
+        {
+            using (var s = engine.Client.OpenSession())
+            using (var ex = s.Execute("import getpass\nname = input('who? ')\nprint('hi', name)\nprint(len(getpass.getpass()))\n"))
+            using (var reader = ex.OpenReader())
+            {
+                engine.Track(s.BackgroundRing);
+                engine.Track(ex.RingName);
+                var prompts = new List<string>();
+                var output = new StringBuilder();
+                FinishStatus? fin = null;
+                while (fin == null)
+                {
+                    Batch batch = reader.NextBatch(64, TimeSpan.FromSeconds(20));
+                    try
+                    {
+                        Assert.IsFalse(batch.IsEnd, "the ring ended before FINISHED");
+                        foreach (Record r in batch)
+                        {
+                            if (r.Kind == RecordKind.Output) output.Append(r.Text);
+                            else if (r.Kind == RecordKind.Finished) fin = r.FinishStatus;
+                            else if (r.Kind == RecordKind.InputRequest)
+                            {
+                                prompts.Add(r.Text + "|" + r.IsPassword);
+                                ex.SendInput(prompts.Count == 1 ? "X\n" : "secret");
+                            }
+                        }
+                    }
+                    finally
+                    {
+                        batch.Dispose();
+                    }
+                }
+                CollectionAssert.AreEqual(new[] { "who? |False", "Password: |True" }, prompts);
+                Assert.AreEqual("hi X\n6\n", output.ToString());
+                Assert.AreEqual(FinishStatus.Ok, fin);
+                var late = Assert.Throws<ShmreplException>(() => ex.SendInput("late"));
+                Assert.AreEqual(Status.State, late.Status);
+            }
+        }
+
+        [Test]
+        public void TerminalDescriptorsAnswerIsattyAndSize()
+        {
+            int[] pty = Posix.OpenPty(33, 99);
+            int devnull = Posix.open("/dev/null", 1 /* O_WRONLY */);
+            try
+            {
+                const string code = "import os, sys\nprint(sys.stdout.isatty(), sys.stderr.isatty(), tuple(os.get_terminal_size()))\n";
+                using (var s = engine.Client.OpenSession(new SessionOptions { StdoutFd = pty[1], StderrFd = devnull }))
+                {
+                    engine.Track(s.BackgroundRing);
+                    Assert.AreEqual("True False (99, 33)\n", Read.Stream(Run(s, code), StreamKind.Stdout));
+                }
+                using (var s = engine.Client.OpenSession(new SessionOptions()))
+                {
+                    engine.Track(s.BackgroundRing);
+                    Assert.AreEqual("False\n", Read.Stream(Run(s, "import sys\nprint(sys.stdout.isatty())\n"), StreamKind.Stdout));
+                }
+                Assert.Throws<ArgumentOutOfRangeException>(() => engine.Client.OpenSession(new SessionOptions { StdoutFd = -1 }));
+            }
+            finally
+            {
+                Posix.close(pty[0]);
+                Posix.close(pty[1]);
+                Posix.close(devnull);
             }
         }
 

@@ -33,7 +33,7 @@ namespace Shmrepl.Tests
             Assert.AreEqual(72, (int)Native.ExecuteOptionsSize10);
             Assert.AreEqual(16, Marshal.SizeOf(typeof(NativeBytes)));
             // shmrepl_session_options_t (1.1).
-            Assert.AreEqual(40, Marshal.SizeOf(typeof(NativeSessionOptions)));
+            Assert.AreEqual(48, Marshal.SizeOf(typeof(NativeSessionOptions)));
             Assert.AreEqual(0, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "StructSize"));
             Assert.AreEqual(4, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "Flags"));
             Assert.AreEqual(8, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "WorkingDir"));
@@ -41,6 +41,9 @@ namespace Shmrepl.Tests
             Assert.AreEqual(24, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "Envc"));
             Assert.AreEqual(32, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "StdinFdPlusOne"));
             Assert.AreEqual(36, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "Reserved"));
+            // 1.2; the library still takes the 1.1 size, 40.
+            Assert.AreEqual(40, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "StdoutFdPlusOne"));
+            Assert.AreEqual(44, (int)Marshal.OffsetOf(typeof(NativeSessionOptions), "StderrFdPlusOne"));
             unsafe
             {
                 // What the P/Invokes pass (blittable, so the managed size is the native one).

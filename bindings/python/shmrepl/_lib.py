@@ -43,6 +43,7 @@ AUTOSTART_ON = 1
 AUTOSTART_OFF = 2
 FLAG_MORE = 0x1
 FLAG_CONTINUED = 0x2
+FLAG_PASSWORD = 0x4     # INPUT_REQUEST of getpass() (since 1.2)
 
 c_status = ctypes.c_int32
 c_u8_p = ctypes.POINTER(ctypes.c_uint8)
@@ -112,6 +113,8 @@ class shmrepl_session_options_t(ctypes.Structure):
         ("envc", ctypes.c_size_t),
         ("stdin_fd_plus_one", ctypes.c_int32),
         ("reserved", ctypes.c_uint32),
+        ("stdout_fd_plus_one", ctypes.c_int32),   # since 1.2
+        ("stderr_fd_plus_one", ctypes.c_int32),
     ]
 
 
@@ -169,10 +172,12 @@ _PROTOTYPES = {
     "shmrepl_execution_reader": (c_status, [execution_p, ctypes.POINTER(shmrepl_reader_options_t),
                                             ctypes.POINTER(reader_p)]),
     "shmrepl_execution_cancel": (c_status, [execution_p]),
+    "shmrepl_execution_send_input": (c_status, [execution_p, ctypes.c_char_p, ctypes.c_size_t]),
     "shmrepl_execution_close": (None, [execution_p]),
     "shmrepl_engine_shutdown": (c_status, [client_p]),
 }
-_OPTIONAL = {"shmrepl_reader_mapping", "shmrepl_session_open_ex"}  # since 1.1
+_OPTIONAL = {"shmrepl_reader_mapping", "shmrepl_session_open_ex",  # since 1.1
+             "shmrepl_execution_send_input"}                       # since 1.2
 
 
 class LibraryError(ImportError):
@@ -229,6 +234,7 @@ def _load():
 lib, path = _load()
 has_mapping = hasattr(lib, "shmrepl_reader_mapping")
 has_session_open_ex = hasattr(lib, "shmrepl_session_open_ex")
+has_send_input = hasattr(lib, "shmrepl_execution_send_input")  # 1.2: also the terminal fds
 
 
 def last_error():

@@ -72,7 +72,9 @@ class Message:
     Also: type, stream, execution_id (ExecuteMessage.id), engine_execution_id, seq,
     timestamp_ns, flags; finish_status, exit_code, duration_ns, signal (FINISHED, else None;
     signal is the number of the signal that ended the session's worker, 0 if none);
-    error (ErrorInfo for ERROR, else None); ring_name (the execution's ring).
+    error (ErrorInfo for ERROR, else None); ring_name (the execution's ring);
+    password (INPUT_REQUEST of getpass(): do not echo the answer). Answer an INPUT_REQUEST
+    with Session.send_input(msg, text).
     """
 
     __slots__ = ("type", "data", "stream", "execution_id", "engine_execution_id",
@@ -97,6 +99,10 @@ class Message:
                 v.release()
             except BufferError:
                 pass  # exported by the caller: the batch release pins the ring for it
+
+    @property
+    def password(self):
+        return bool(self.flags & _lib.FLAG_PASSWORD)
 
     def __repr__(self):
         return (f"Message(type={self.type.name}, seq={self.seq}, stream={self.stream.name}, "
@@ -142,23 +148,25 @@ class Session:
     """An engine session for asyncio code. Session(socket_path=None, engine_path=None,
     autostart=True, connect_timeout=None): None means the library's defaults
     ($SHMREPL_SOCKET / $SHMREPL_ENGINE, then the per-user socket / the engine next to
-    libshmrepl). working_dir, env, stdin: the session's, as Client.open_session takes them;
-    request_timeout: as Client's.
+    libshmrepl). working_dir, env, stdin, stdout, stderr: the session's, as
+    Client.open_session takes them; request_timeout: as Client's.
     start() connects and opens the session; stop() closes both (and, with
     shutdown_engine=True, stops the engine)."""
 
     def __init__(self, socket_path=None, engine_path=None, autostart=True, connect_timeout=None,
                  wait_slice=0.1, max_batch=DEFAULT_BATCH, *, working_dir=None, env=None,
-                 stdin=None, request_timeout=None):
+                 stdin=None, stdout=None, stderr=None, request_timeout=None):
         self._opts = dict(socket_path=socket_path, engine_path=engine_path, autostart=autostart,
                           connect_timeout=connect_timeout, request_timeout=request_timeout)
-        self._session_opts = dict(working_dir=working_dir, env=env, stdin=stdin)
+        self._session_opts = dict(working_dir=working_dir, env=env, stdin=stdin, stdout=stdout,
+                                  stderr=stderr)
         self._slice = wait_slice
         self._max_batch = max_batch
         self._client = None
         self._session = None
         self._bg = None
         self._pending = set()   # cleanups of executions not yet done (concurrent futures)
+        self._running = {}      # engine execution id -> Execution, while iterated
 
     @property
     def client(self):
@@ -226,6 +234,17 @@ class Session:
     async def __aexit__(self, *exc):
         await self.stop()
 
+    async def send_input(self, message, text):
+        """Answers an INPUT_REQUEST: `message` is that Message (or its engine_execution_id);
+        the program's input() returns `text` (str or bytes, less one trailing newline).
+        StateError if the execution is not waiting for input or no longer iterated."""
+        eid = message.engine_execution_id if isinstance(message, Message) else int(message)
+        ex = self._running.get(eid)
+        if ex is None:
+            raise StateError(_lib.E_STATE, f"execution {eid} is not running in this session",
+                             "send_input")
+        await asyncio.get_running_loop().run_in_executor(None, ex.send_input, text)
+
     def execute(self, message):
         """Runs message.code in the session; an async iterator of Message, from STARTED to
         FINISHED. Engine and ring errors raise ShmreplError subclasses."""
@@ -260,6 +279,7 @@ class Session:
         finished = False
         try:
             ex, reader = await asyncio.wrap_future(started)
+            self._running[ex.id] = ex
             ring_name = ex.ring_name
             while True:
                 batch = await asyncio.wrap_future(worker.submit(read, reader))
@@ -278,6 +298,9 @@ class Session:
                 finally:
                     batch.release()
         finally:
+            if started.done() and not started.cancelled() and started.exception() is None:
+                self._running.pop(started.result()[0].id, None)
+
             def cleanup():
                 # Queued behind the begin/read in flight: runs once that has returned.
                 try:

@@ -61,7 +61,17 @@ def _execute_limits(timeout, memory_limit):
     return t_ns, m
 
 
-def _session_options(working_dir, env, stdin):
+def _fd_plus_one(f, what):
+    """A file object or descriptor as the ABI's fd_plus_one (0 for None)."""
+    if f is None:
+        return 0
+    fd = f if isinstance(f, int) else f.fileno()
+    if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0 or fd >= 2**31 - 1:
+        raise InvalidArgument(_lib.E_INVALID, f"bad {what} descriptor {fd!r}", "open_session")
+    return fd + 1
+
+
+def _session_options(working_dir, env, stdin, stdout=None, stderr=None):
     """shmrepl_session_options_t for the given options, and the objects it points into."""
     wd = None if working_dir is None else os.fsencode(os.fspath(working_dir))
     env_arr, envc = None, 0
@@ -76,17 +86,11 @@ def _session_options(working_dir, env, stdin):
         envc = len(entries)
         # One slot more: never a NULL pointer, even for an empty environment.
         env_arr = (ctypes.c_char_p * (envc + 1))(*entries)
-    fd_plus_one = 0
-    if stdin is not None:
-        fd = stdin if isinstance(stdin, int) else stdin.fileno()
-        if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0 or fd >= 2**31 - 1:
-            raise InvalidArgument(_lib.E_INVALID, f"bad stdin descriptor {fd!r}",
-                                  "open_session")
-        fd_plus_one = fd + 1
     opts = _lib.shmrepl_session_options_t(
         ctypes.sizeof(_lib.shmrepl_session_options_t), 0, wd,
         ctypes.cast(env_arr, ctypes.POINTER(ctypes.c_char_p)) if env_arr is not None else None,
-        envc, fd_plus_one, 0)
+        envc, _fd_plus_one(stdin, "stdin"), 0, _fd_plus_one(stdout, "stdout"),
+        _fd_plus_one(stderr, "stderr"))
     return opts, (wd, env_arr)
 
 
@@ -151,22 +155,30 @@ class Client:
     def engine_pid(self):
         return self._call(_L.shmrepl_client_engine_pid)
 
-    def open_session(self, *, working_dir=None, env=None, stdin=None):
+    def open_session(self, *, working_dir=None, env=None, stdin=None, stdout=None, stderr=None):
         """A new session (own namespace, one execution at a time) in its own worker process.
 
         working_dir: the worker's current folder (str, bytes or path; None: the engine's).
         env: a mapping that becomes the session's whole os.environ (None: the engine's).
-        stdin: the session's sys.stdin, a file object or a descriptor (None: /dev/null);
+        stdin: the session's sys.stdin, a file object or a descriptor (None: /dev/null, and
+        input() asks the client: an INPUT_REQUEST answered with Execution.send_input);
         the worker gets its own copy of the descriptor, so it may be closed after this.
-        Options need libshmrepl 1.1 (shmrepl_session_open_ex)."""
+        stdout, stderr: the caller's streams (file objects or descriptors), never written:
+        they only answer the program's sys.stdout/sys.stderr.isatty() and terminal size
+        (os.get_terminal_size(), shutil.get_terminal_size()); None: not a terminal.
+        Options need libshmrepl 1.1 (shmrepl_session_open_ex), stdout/stderr 1.2."""
         sid = ctypes.c_uint64()
-        if working_dir is None and env is None and stdin is None:
+        if (stdout is not None or stderr is not None) and not _lib.has_send_input:
+            raise StateError(_lib.E_STATE, "the loaded libshmrepl predates 1.2 (no terminal "
+                             "descriptors in session options)", "open_session")
+        if working_dir is None and env is None and stdin is None and stdout is None \
+                and stderr is None:
             self._request(_L.shmrepl_session_open, "shmrepl_session_open", ctypes.byref(sid))
             return ClientSession(self, sid.value)
         if not _lib.has_session_open_ex:
             raise StateError(_lib.E_STATE, "the loaded libshmrepl predates 1.1 (no "
                              "shmrepl_session_open_ex)", "open_session")
-        opts, keep = _session_options(working_dir, env, stdin)
+        opts, keep = _session_options(working_dir, env, stdin, stdout, stderr)
         self._request(_L.shmrepl_session_open_ex, "shmrepl_session_open_ex",
                       ctypes.byref(opts), ctypes.byref(sid))
         del keep  # the strings the options point to lived through the call
@@ -303,6 +315,21 @@ class Execution:
             # Through the client's use count: the handle needs a live client.
             self.client._request(lambda _c: _L.shmrepl_execution_cancel(h),
                                  "shmrepl_execution_cancel")
+
+    def send_input(self, text):
+        """Answers the execution's INPUT_REQUEST: its input() (or getpass()) returns `text`
+        (str or bytes; one trailing newline is dropped). StateError if it is not waiting for
+        input. Any thread. Needs libshmrepl 1.2."""
+        if not _lib.has_send_input:
+            raise StateError(_lib.E_STATE, "the loaded libshmrepl predates 1.2 (no "
+                             "shmrepl_execution_send_input)", "send_input")
+        b = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
+        with self._lock:
+            h = self._h
+            if h is None:
+                raise Closed("execution")
+            self.client._request(lambda _c: _L.shmrepl_execution_send_input(h, b, len(b)),
+                                 "shmrepl_execution_send_input")
 
     def close(self):
         with self._lock:

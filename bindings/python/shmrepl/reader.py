@@ -123,6 +123,8 @@ class Record:
                       else None)
     more = property(lambda self: bool(self._f[_FLAGS] & _lib.FLAG_MORE))
     continued = property(lambda self: bool(self._f[_FLAGS] & _lib.FLAG_CONTINUED))
+    # INPUT_REQUEST: getpass() asks (do not echo the answer).
+    password = property(lambda self: bool(self._f[_FLAGS] & _lib.FLAG_PASSWORD))
 
     @property
     def released(self):

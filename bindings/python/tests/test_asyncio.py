@@ -182,6 +182,26 @@ class AsyncSession(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(cm.exception.status, -18)
         # stop() closed the dead session without an error.
 
+    async def test_input_request_answered_with_send_input(self):
+        code = "name = input('who? ')\nprint('hi', name)\n"
+        async with Session(socket_path=self.sock) as session:
+            async def run():
+                got = []
+                async for m in session.execute(ExecuteMessage(id="in-1", code=code)):
+                    got.append(m)
+                    if m.type == MessageType.INPUT_REQUEST:
+                        self.assertEqual((m.data, m.password), ("who? ", False))
+                        await session.send_input(m, "X\n")
+                return got
+            got = await asyncio.wait_for(run(), 30)
+            self.assertEqual([m.type for m in got if m.type == MessageType.INPUT_REQUEST],
+                             [MessageType.INPUT_REQUEST])
+            self.assertEqual("".join(m.data for m in got if m.type == MessageType.OUTPUT),
+                             "hi X\n")
+            self.assertEqual(got[-1].finish_status, shmrepl.FinishStatus.OK)
+            with self.assertRaises(shmrepl.StateError):  # no longer running
+                await session.send_input(got[-1], "late")
+
     async def test_engine_death_raises(self):
         session = Session(socket_path=self.sock)
         await session.start()

@@ -21,7 +21,7 @@ class StructLayout(unittest.TestCase):
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_client_options_t), 40)  # 32 in 1.0
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_execute_options_t), 88)
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_bytes_t), 16)
-        self.assertEqual(ctypes.sizeof(_lib.shmrepl_session_options_t), 40)
+        self.assertEqual(ctypes.sizeof(_lib.shmrepl_session_options_t), 48)
 
     def test_record_offsets(self):
         r = _lib.shmrepl_record_t
@@ -52,17 +52,21 @@ class StructLayout(unittest.TestCase):
         s = _lib.shmrepl_session_options_t
         self.assertEqual([(name, getattr(s, name).offset) for name, _ in s._fields_],
                          [("struct_size", 0), ("flags", 4), ("working_dir", 8), ("env", 16),
-                          ("envc", 24), ("stdin_fd_plus_one", 32), ("reserved", 36)])
+                          ("envc", 24), ("stdin_fd_plus_one", 32), ("reserved", 36),
+                          ("stdout_fd_plus_one", 40), ("stderr_fd_plus_one", 44)])
         self.assertEqual([(name, ctypes.sizeof(t)) for name, t in s._fields_],
                          [("struct_size", 4), ("flags", 4), ("working_dir", 8), ("env", 8),
-                          ("envc", 8), ("stdin_fd_plus_one", 4), ("reserved", 4)])
+                          ("envc", 8), ("stdin_fd_plus_one", 4), ("reserved", 4),
+                          ("stdout_fd_plus_one", 4), ("stderr_fd_plus_one", 4)])
+        self.assertEqual(ctypes.sizeof(s), 48)
         self.assertEqual(s.stdin_fd_plus_one.size, 4)
         self.assertLess(s(stdin_fd_plus_one=-1).stdin_fd_plus_one, 0)  # int32_t: signed
 
     def test_session_options_from_the_binding(self):
         # What Client.open_session passes: the size, the strings, NULL for "the engine's".
         opts, keep = client._session_options("/w", {"A": "1", "B": "x=y"}, 4)
-        self.assertEqual((opts.struct_size, opts.flags, opts.reserved), (40, 0, 0))
+        self.assertEqual((opts.struct_size, opts.flags, opts.reserved), (48, 0, 0))
+        self.assertEqual((opts.stdout_fd_plus_one, opts.stderr_fd_plus_one), (0, 0))
         self.assertEqual(opts.working_dir, b"/w")
         self.assertEqual(opts.envc, 2)
         self.assertEqual([opts.env[i] for i in range(2)], [b"A=1", b"B=x=y"])
@@ -200,7 +204,7 @@ class HeaderConstants(unittest.TestCase):
         for s in shmrepl.Start:
             self.assertEqual(vals["START_" + s.name], s.value)
         for n in ("AUTOSTART_DEFAULT", "AUTOSTART_ON", "AUTOSTART_OFF", "FLAG_MORE",
-                  "FLAG_CONTINUED"):
+                  "FLAG_CONTINUED", "FLAG_PASSWORD"):
             self.assertEqual(vals[n], getattr(_lib, n), n)
         for t in shmrepl.MessageType:
             self.assertEqual(vals["RECORD_" + t.name], t.value)

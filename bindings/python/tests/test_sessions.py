@@ -147,3 +147,53 @@ class WorkerDeath(support.EngineCase):
 if __name__ == "__main__":
     import unittest
     unittest.main()
+
+
+class Input(support.EngineCase):
+    """input() in a session without stdin: INPUT_REQUEST, answered with send_input."""
+
+    def test_input_round_trip_and_getpass(self):
+        code = ("import getpass\nname = input('who? ')\nprint('hi', name)\n"
+                "pw = getpass.getpass('pw: ')\nprint(len(pw))\n")
+        ex = self.session.execute(code, script=True)
+        out, requests, fin = b"", [], None
+        with ex, ex.reader() as r:
+            for batch in r.batches(timeout=30):
+                for rec in batch:
+                    if rec.kind is OUTPUT:
+                        out += bytes(rec.data)
+                    elif rec.kind is shmrepl.RecordKind.INPUT_REQUEST:
+                        requests.append((bytes(rec.data).decode(), rec.password))
+                        ex.send_input("X\n" if len(requests) == 1 else "secret")
+                    elif rec.kind is FINISHED:
+                        fin = rec.finish_status
+            with self.assertRaises(shmrepl.StateError):  # finished: nothing waits
+                ex.send_input("late")
+        self.assertEqual(requests, [("who? ", False), ("pw: ", True)])
+        self.assertEqual(out, b"hi X\n6\n")
+        self.assertEqual(fin, shmrepl.FinishStatus.OK)
+
+
+class Terminal(support.EngineCase):
+    """The caller's stdout/stderr answer isatty() and the terminal size, never written."""
+
+    def test_a_pty_and_dev_null(self):
+        import fcntl
+        import struct
+        import termios
+        master, slave = os.openpty()
+        self.addCleanup(os.close, master)
+        self.addCleanup(os.close, slave)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 99, 0, 0))
+        with open(os.devnull, "w") as null, \
+                self.client.open_session(stdout=slave, stderr=null) as s:
+            code = ("import os, sys\nprint(sys.stdout.isatty(), sys.stderr.isatty(), "
+                    "tuple(os.get_terminal_size()))\n")
+            out, fin, ex = run(s, code)
+            ex.close()
+        self.assertEqual(out, b"True False (99, 33)\n")
+        self.assertEqual(fin, (shmrepl.FinishStatus.OK, 0, 0))
+        with self.client.open_session() as s:  # without: as before
+            out, fin, ex = run(s, "import sys\nprint(sys.stdout.isatty())\n")
+            ex.close()
+        self.assertEqual(out, b"False\n")

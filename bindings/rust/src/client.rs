@@ -167,14 +167,10 @@ impl Client {
             // but never read) with envc 0; NULL means the engine's.
             env: env_ptrs.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
             envc: env_ptrs.as_ref().map_or(0, |p| p.len()),
-            stdin_fd_plus_one: match options.stdin {
-                Some(fd) => match fd.checked_add(1) {
-                    Some(n) if fd >= 0 => n,
-                    _ => return Err(Error::new(ErrorKind::Invalid, format!("stdin descriptor {}", fd))),
-                },
-                None => 0,
-            },
+            stdin_fd_plus_one: fd_plus_one("stdin", options.stdin)?,
             reserved: 0,
+            stdout_fd_plus_one: fd_plus_one("stdout", options.stdout)?,
+            stderr_fd_plus_one: fd_plus_one("stderr", options.stderr)?,
         };
         let mut id = 0u64;
         // SAFETY: open client; everything `raw` points to outlives the call, and the
@@ -247,6 +243,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
+// A descriptor as the ABI's fd_plus_one (0: none).
+fn fd_plus_one(what: &str, fd: Option<RawFd>) -> Result<i32> {
+    match fd {
+        Some(fd) => match fd.checked_add(1) {
+            Some(n) if fd >= 0 => Ok(n),
+            _ => Err(Error::new(ErrorKind::Invalid, format!("{} descriptor {}", what, fd))),
+        },
+        None => Ok(0),
+    }
+}
+
 /// Where and how a session's worker process runs; unset fields take the engine's
 /// (its working folder and environment; stdin /dev/null). For
 /// [`Client::open_session_with`].
@@ -268,7 +275,9 @@ pub struct SessionOptions<'a> {
     // The first bad entry given to env(), reported at open.
     env_error: Option<String>,
     stdin: Option<RawFd>,
-    // The descriptor is only borrowed: its owner must outlive the options.
+    stdout: Option<RawFd>,
+    stderr: Option<RawFd>,
+    // The descriptors are only borrowed: their owners must outlive the options.
     _stdin: PhantomData<&'a ()>,
 }
 
@@ -356,6 +365,22 @@ impl<'a> SessionOptions<'a> {
     /// own. Default: /dev/null.
     pub fn stdin<F: AsRawFd + ?Sized>(mut self, fd: &'a F) -> SessionOptions<'a> {
         self.stdin = Some(fd.as_raw_fd());
+        self
+    }
+
+    /// The caller's standard output, asked only whether it is a terminal and its
+    /// size: the program's `sys.stdout.isatty()`, `os.get_terminal_size()` and
+    /// `shutil.get_terminal_size()` answer for it (live: a resize shows). Never
+    /// written: output still goes to the ring. Default: not a terminal. ABI 1.2.
+    pub fn stdout<F: AsRawFd + ?Sized>(mut self, fd: &'a F) -> SessionOptions<'a> {
+        self.stdout = Some(fd.as_raw_fd());
+        self
+    }
+
+    /// As [`stdout`](SessionOptions::stdout), for `sys.stderr` (and
+    /// `os.get_terminal_size(2)`). ABI 1.2.
+    pub fn stderr<F: AsRawFd + ?Sized>(mut self, fd: &'a F) -> SessionOptions<'a> {
+        self.stderr = Some(fd.as_raw_fd());
         self
     }
 
@@ -566,6 +591,16 @@ impl<'c> Execution<'c> {
     pub fn cancel(&self) -> Result<()> {
         // SAFETY: open handle.
         check(unsafe { ffi::shmrepl_execution_cancel(self.raw.as_ptr()) })
+    }
+
+    /// Answers the execution's INPUT_REQUEST: the program's `input()` (or
+    /// `getpass()`) returns `text` (UTF-8; one trailing newline is dropped). Sessions
+    /// opened without stdin ask this way. `State` if it is not waiting for input
+    /// (none asked, already answered, finished). ABI 1.2.
+    pub fn send_input(&self, text: impl AsRef<[u8]>) -> Result<()> {
+        let t = text.as_ref();
+        // SAFETY: open handle; `t` is valid for len bytes during the call.
+        check(unsafe { ffi::shmrepl_execution_send_input(self.raw.as_ptr(), t.as_ptr().cast(), t.len()) })
     }
 
     pub fn client(&self) -> &'c Client {

@@ -61,6 +61,8 @@ pub const SHMREPL_FINISH_MEMORY_LIMIT: u32 = 6;
 
 pub const SHMREPL_FLAG_MORE: u32 = 0x1;
 pub const SHMREPL_FLAG_CONTINUED: u32 = 0x2;
+/// Since ABI 1.2: an INPUT_REQUEST of `getpass()` (do not echo the answer).
+pub const SHMREPL_FLAG_PASSWORD: u32 = 0x4;
 
 pub const SHMREPL_START_OLDEST: u32 = 0;
 pub const SHMREPL_START_NEWEST: u32 = 1;
@@ -132,7 +134,9 @@ pub struct shmrepl_client_options_t {
 
 /// `shmrepl_session_options_t` (since 1.1). `env` NULL: the engine's environment;
 /// else `envc` "NAME=value" strings, the whole environment. `stdin_fd_plus_one` 0:
-/// stdin is /dev/null.
+/// stdin is /dev/null. Since 1.2 (40 bytes before): `stdout_fd_plus_one` /
+/// `stderr_fd_plus_one`, the caller's streams, asked only isatty() and the terminal
+/// size (never written); 0: none.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct shmrepl_session_options_t {
@@ -143,6 +147,8 @@ pub struct shmrepl_session_options_t {
     pub envc: usize,
     pub stdin_fd_plus_one: i32,
     pub reserved: u32,
+    pub stdout_fd_plus_one: i32,
+    pub stderr_fd_plus_one: i32,
 }
 
 #[repr(C)]
@@ -197,7 +203,7 @@ pub struct shmrepl_execution_t {
     _marker: PhantomData<(*mut u8, PhantomPinned)>,
 }
 
-// The 1.1 layout, on the 64-bit targets the library is built for.
+// The 1.2 layout, on the 64-bit targets the library is built for.
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     use std::mem::{align_of, size_of};
@@ -206,7 +212,7 @@ const _: () = {
     assert!(size_of::<shmrepl_reader_options_t>() == 8);
     assert!(size_of::<shmrepl_client_options_t>() == 40);
     assert!(size_of::<shmrepl_execute_options_t>() == 88);
-    assert!(size_of::<shmrepl_session_options_t>() == 40);
+    assert!(size_of::<shmrepl_session_options_t>() == 48);
     assert!(align_of::<shmrepl_session_options_t>() == 8);
     assert!(size_of::<shmrepl_bytes_t>() == 16);
 };
@@ -286,6 +292,12 @@ extern "C" {
         out: *mut *mut shmrepl_reader_t,
     ) -> shmrepl_status_t;
     pub fn shmrepl_execution_cancel(execution: *mut shmrepl_execution_t) -> shmrepl_status_t;
+    /// Since ABI 1.2.
+    pub fn shmrepl_execution_send_input(
+        execution: *mut shmrepl_execution_t,
+        text: *const c_char,
+        len: usize,
+    ) -> shmrepl_status_t;
     pub fn shmrepl_execution_close(execution: *mut shmrepl_execution_t);
     pub fn shmrepl_engine_shutdown(client: *mut shmrepl_client_t) -> shmrepl_status_t;
 }

@@ -187,6 +187,12 @@ impl Record {
         self.0.flags & ffi::SHMREPL_FLAG_CONTINUED != 0
     }
 
+    /// INPUT_REQUEST: `getpass()` asks; do not echo the answer (ABI 1.2).
+    #[inline]
+    pub fn is_password(&self) -> bool {
+        self.0.flags & ffi::SHMREPL_FLAG_PASSWORD != 0
+    }
+
     /// FINISHED only.
     #[inline]
     pub fn finish_status(&self) -> FinishStatus {

@@ -69,7 +69,7 @@ fn option_struct_layouts() {
     assert_eq!(offset!(shmrepl_execute_options_t, timeout_ns), 72);
     assert_eq!(offset!(shmrepl_execute_options_t, memory_limit), 80);
 
-    assert_eq!(size_of::<shmrepl_session_options_t>(), 40);
+    assert_eq!(size_of::<shmrepl_session_options_t>(), 48);
     assert_eq!(align_of::<shmrepl_session_options_t>(), 8);
     assert_eq!(offset!(shmrepl_session_options_t, struct_size), 0);
     assert_eq!(offset!(shmrepl_session_options_t, flags), 4);
@@ -78,6 +78,9 @@ fn option_struct_layouts() {
     assert_eq!(offset!(shmrepl_session_options_t, envc), 24);
     assert_eq!(offset!(shmrepl_session_options_t, stdin_fd_plus_one), 32);
     assert_eq!(offset!(shmrepl_session_options_t, reserved), 36);
+    // Since 1.2; the library still takes the 1.1 size, 40.
+    assert_eq!(offset!(shmrepl_session_options_t, stdout_fd_plus_one), 40);
+    assert_eq!(offset!(shmrepl_session_options_t, stderr_fd_plus_one), 44);
 
     assert_eq!(size_of::<shmrepl_bytes_t>(), 16);
     assert_eq!(offset!(shmrepl_bytes_t, len), 8);

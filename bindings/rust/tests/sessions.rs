@@ -237,3 +237,60 @@ fn os_exit_ends_the_worker_with_its_exit_code() {
     let (records, _) = run(&session, "print('alive')\n");
     assert_eq!(stdout_of(&records), "alive\n");
 }
+
+#[test]
+fn input_is_asked_of_the_client_and_answered_with_send_input() {
+    let engine = common::Engine::start("input");
+    let client = engine.client();
+    let session = client.open_session().unwrap();
+    let execution = session.execute("name = input('who? ')\nprint('hi', name)\n").expect("execute");
+    let mut reader = execution.reader(Start::Oldest).unwrap();
+    let (mut out, mut prompts, mut status) = (String::new(), Vec::new(), None);
+    while let Some(batch) = reader.batch(64, WAIT).expect("read") {
+        for r in &batch {
+            match r.kind() {
+                Kind::Output => out.push_str(&r.text()),
+                Kind::InputRequest => {
+                    prompts.push((r.text().into_owned(), r.is_password()));
+                    execution.send_input("X\n").expect("send_input");
+                }
+                Kind::Finished => status = Some(r.finish_status()),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(prompts, vec![("who? ".to_string(), false)]);
+    assert_eq!(out, "hi X\n");
+    assert_eq!(status, Some(FinishStatus::Ok));
+    assert_eq!(execution.send_input("late").unwrap_err().kind(), ErrorKind::State);
+}
+
+extern "C" {
+    fn openpty(master: *mut i32, slave: *mut i32, name: *mut i8, termp: *const u8, winp: *const [u16; 4]) -> i32;
+}
+
+#[test]
+fn a_terminal_as_stdout_answers_isatty_and_its_size() {
+    let engine = common::Engine::start("tty");
+    let client = engine.client();
+    let (mut master, mut slave) = (-1i32, -1i32);
+    let size: [u16; 4] = [33, 99, 0, 0]; // rows, columns
+    assert_eq!(
+        unsafe { openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &size) },
+        0,
+        "openpty: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: two fresh descriptors, owned from here on.
+    let (_master, slave) = unsafe { (File::from_raw_fd(master), File::from_raw_fd(slave)) };
+    let null = File::create("/dev/null").unwrap();
+    let session = client.open_session_with(&SessionOptions::new().stdout(&slave).stderr(&null)).unwrap();
+    let (records, _) = run(
+        &session,
+        "import os, sys\nprint(sys.stdout.isatty(), sys.stderr.isatty(), tuple(os.get_terminal_size()))\n",
+    );
+    assert_eq!(stdout_of(&records), "True False (99, 33)\n");
+    let plain = client.open_session().unwrap();
+    let (records, _) = run(&plain, "import sys\nprint(sys.stdout.isatty())\n");
+    assert_eq!(stdout_of(&records), "False\n");
+}

@@ -32,6 +32,14 @@ struct EngineOptions {
   // Worker mode: the session's whole environment (os.environ), if set.
   bool set_environment = false;
   std::vector<std::string> environment;  // "NAME=value"
+  // Worker mode, for a session without a stdin of its own: input() and
+  // getpass.getpass() on an execution's thread ask the client (an InputRequest record,
+  // answered by send_input) instead of reading stdin.
+  bool input_requests = false;
+  // Worker mode: the caller's stdout and stderr (-1: none). Only asked whether they are
+  // terminals and their size, for sys.stdout.isatty(), os.get_terminal_size() and
+  // the like; never written.
+  int terminal_fds[2] = {-1, -1};
   // Descriptors a forked child of user code closes at once (the worker's sockets),
   // so the peers see them close when the worker dies. -1 = none.
   int child_closes[2] = {-1, -1};
@@ -103,6 +111,14 @@ class Engine {
   // or sleeps); a queued one finishes cancelled without running. False if unknown
   // or already finished.
   virtual bool cancel(uint64_t execution_id) = 0;
+  // The answer to the execution's pending InputRequest: what its input() returns.
+  // False if it is not waiting for one (never asked, answered, finished). Never
+  // waits for the GIL. Throws std::invalid_argument for an unknown execution.
+  virtual bool send_input(uint64_t execution_id, const std::string& text) {
+    (void)execution_id;
+    (void)text;
+    return false;
+  }
   // Blocks until the execution's Finished record is written (for tests/tools).
   virtual void wait(uint64_t execution_id) = 0;
   // The client is done with the execution's ring: its name is unlinked once the

@@ -20,6 +20,9 @@ struct ProducerOptions {
   uint32_t max_payload = 0;
   // The guardian recorded in the header (see RingHeader); 0 = none.
   uint32_t guardian_pid = 0;
+  // The guardian's start time if the caller knows it (it outlives the producer, so
+  // one /proc read serves every ring); 0 = read it.
+  uint64_t guardian_start_time = 0;
 };
 
 enum class WaitResult { kReady, kTimeout };
