@@ -65,6 +65,7 @@ void close_fds(Fds& fds) noexcept {
 class TaskPool {
  public:
   explicit TaskPool(uint32_t max) : max_(std::max<uint32_t>(max, 1)) {
+    std::lock_guard lock(mu_);  // the thread reads threads_ too
     threads_.emplace_back(&TaskPool::loop, this);  // throws at start only: the engine does not start
   }
   ~TaskPool() { stop(); }

@@ -235,7 +235,7 @@ TEST_F(ControlPlaneTest, LargePrefixWithoutBodyAndSilentConnectionsAreClosed) {
   EXPECT_LT(time_until_closed(stalled.fd, 10s), 8s) << "an unfinished message kept its connection";
   // The one that said Hello and then idled is still served.
   ASSERT_TRUE(hello.send(control::open_session(2)));
-  EXPECT_EQ(hello.reply(), SHMREPL_OK);
+  ASSERT_EQ(hello.reply(), SHMREPL_OK) << read_file(engine->log());
   ASSERT_TRUE(hello.send(control::close_session(3, hello.last->body_as_SessionOpened()->session_id())));
   EXPECT_EQ(hello.reply(), SHMREPL_OK);
   const std::string log = read_file(engine->log());
