@@ -143,7 +143,8 @@ TEST(Soak, HundredStreamingSessionsWhileProgramsCrash) {
   const auto end = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)) - 1s;
   for (auto next = Clock::now(); Clock::now() < end; next += 1s) {
     std::this_thread::sleep_until(next);
-    const Crash& k = kCrashes[crashes % 4];
+    // Sanitizers reserve far more than any memory limit: no memory cap there.
+    const Crash& k = kCrashes[crashes % (kSanitized ? 3 : 4)];
     Session s(client);
     rings.push_back(shmrepl_session_background_ring(client, s.id));
     shmrepl_execute_options_t o{};
@@ -199,7 +200,9 @@ TEST(Soak, HundredStreamingSessionsWhileProgramsCrash) {
   EXPECT_TRUE(wait_until([&] { return count_dir(task_dir) <= tasks0 + 1; }, 15s))
       << count_dir(task_dir) << " threads, " << tasks0 << " at the start";
   const uint64_t rss1 = rss_kib(pid);
-  EXPECT_LT(rss1, rss0 + 30 * 1024) << "VmRSS " << rss0 << " -> " << rss1 << " KiB";
+  if (!kSanitized) {  // sanitizers keep freed memory in quarantine
+    EXPECT_LT(rss1, rss0 + 30 * 1024) << "VmRSS " << rss0 << " -> " << rss1 << " KiB";
+  }
   std::vector<std::string> left;
   EXPECT_TRUE(wait_until([&] {
     left.clear();
