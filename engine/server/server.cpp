@@ -473,7 +473,7 @@ void Server::admit(int fd, bool spare) {
                                        : std::make_unique<Dispatcher>(*engine_, pid);
     c.dispatcher->d->set_quota(&quota_, c.client);
   }
-  update_deadline(c, c.accepted);
+  update_deadline(c);
   const uint64_t id = c.id;
   conns_.emplace(id, std::move(owned));
   owned_fd.fd = -1;  // the connection's now
@@ -542,7 +542,7 @@ void Server::on_readable(Conn& c) {
           c.body.clear();
           c.body.shrink_to_fit();
         }
-        update_deadline(c, Clock::now());
+        update_deadline(c);
         continue;
       }
     } else {
@@ -601,7 +601,7 @@ void Server::on_message(Conn& c) {
 
 void Server::submit_request(Conn& c, std::vector<uint8_t> body, std::array<int, control::kMaxPassedFds> fds) {
   c.busy = true;
-  update_deadline(c, Clock::now());
+  update_deadline(c);
   interest(c, 0);
   std::shared_ptr<Served> d = c.dispatcher;
   const uint64_t id = c.id;
@@ -676,7 +676,7 @@ void Server::flush(Conn& c) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       interest(c, EPOLLOUT);
-      update_deadline(c, Clock::now());
+      update_deadline(c);
       return;
     }
     close_conn(id);
@@ -711,7 +711,7 @@ void Server::after_sent(Conn& c) {
     close_conn(c.id);
     return;
   }
-  update_deadline(c, Clock::now());
+  update_deadline(c);
   interest(c, EPOLLIN);
 }
 
@@ -746,21 +746,20 @@ void Server::hand_back(Conn& c, Done& d) {
   send(c, std::move(r));
 }
 
-void Server::update_deadline(Conn& c, Clock::time_point now) {
+void Server::update_deadline(Conn& c) {
   const auto limit = std::chrono::milliseconds(limits_.hello_timeout_ms);
   if (!c.hello) c.deadline = c.accepted + limit;  // Hello, and its reply, within the limit
   else if (c.busy) c.deadline = Clock::time_point::max();  // a request may wait as long as it must
   else if (!c.out.empty()) c.deadline = c.out_started + limit;
   else if (c.prefix_got != 0) c.deadline = c.message_started + limit;
   else c.deadline = Clock::time_point::max();
-  (void)now;
 }
 
 void Server::check_deadlines(Clock::time_point now) {
   std::vector<uint64_t> late;
   for (auto& [id, c] : conns_) {
     if (c->busy) continue;
-    update_deadline(*c, now);
+    update_deadline(*c);
     if (now >= c->deadline) late.push_back(id);
   }
   for (uint64_t id : late) {

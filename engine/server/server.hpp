@@ -75,7 +75,8 @@ class Server {
   void hand_back(Conn& c, Done& d);
   void check_deadlines(Clock::time_point now);
   void resume_and_check(Clock::time_point now, Clock::time_point* next_check);
-  void update_deadline(Conn& c, Clock::time_point now);
+  // When the connection is closed if nothing changes (see Limits::hello_timeout_ms).
+  void update_deadline(Conn& c);
   void post(Done done);
 
   engine::Engine* engine_ = nullptr;
