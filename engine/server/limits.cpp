@@ -60,7 +60,8 @@ void Quota::remove_session(pid_t client) noexcept {
 
 void Quota::forget_if_unused(pid_t client) {
   auto it = clients_.find(client);
-  if (it != clients_.end() && it->second.connections == 0 && it->second.sessions == 0) clients_.erase(it);
+  if (it != clients_.end() && it->second.connections == 0 && it->second.sessions == 0)
+    clients_.erase(it);
 }
 
 }  // namespace shmrepl::server

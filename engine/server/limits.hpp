@@ -44,8 +44,8 @@ class Quota {
   const Limits limits_;
   std::mutex mu_;
   std::map<pid_t, Use> clients_;  // [mu_]
-  uint32_t connections_ = 0;       // [mu_]
-  uint32_t sessions_ = 0;          // [mu_]
+  uint32_t connections_ = 0;      // [mu_]
+  uint32_t sessions_ = 0;         // [mu_]
 };
 
 }  // namespace shmrepl::server

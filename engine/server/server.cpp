@@ -66,7 +66,8 @@ class TaskPool {
  public:
   explicit TaskPool(uint32_t max) : max_(std::max<uint32_t>(max, 1)) {
     std::lock_guard lock(mu_);  // the thread reads threads_ too
-    threads_.emplace_back(&TaskPool::loop, this);  // throws at start only: the engine does not start
+    threads_.emplace_back(&TaskPool::loop,
+                          this);  // throws at start only: the engine does not start
   }
   ~TaskPool() { stop(); }
 
@@ -128,7 +129,8 @@ class TaskPool {
   // could see them here, so each join is immediate.
   void reap() noexcept {
     for (const std::thread::id id : exited_) {
-      auto it = std::find_if(threads_.begin(), threads_.end(), [id](const std::thread& t) { return t.get_id() == id; });
+      auto it = std::find_if(threads_.begin(), threads_.end(),
+                             [id](const std::thread& t) { return t.get_id() == id; });
       if (it == threads_.end()) continue;
       it->join();
       threads_.erase(it);
@@ -140,7 +142,8 @@ class TaskPool {
     std::unique_lock lock(mu_);
     for (;;) {
       ++idle_;
-      const bool woken = cv_.wait_for(lock, kPoolIdle, [this] { return stopping_ || !queue_.empty(); });
+      const bool woken =
+          cv_.wait_for(lock, kPoolIdle, [this] { return stopping_ || !queue_.empty(); });
       --idle_;
       if (queue_.empty() && stopping_) return;
       if (queue_.empty()) {
@@ -172,8 +175,8 @@ class TaskPool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
-  std::list<std::thread> threads_;            // [mu_]
-  std::vector<std::thread::id> exited_;       // [mu_] ended, not joined yet
+  std::list<std::thread> threads_;       // [mu_]
+  std::vector<std::thread::id> exited_;  // [mu_] ended, not joined yet
   std::size_t idle_ = 0;
   bool stopping_ = false;
   Note failed_;
@@ -190,8 +193,8 @@ struct Server::Conn {
   uint64_t id = 0;
   int fd = -1;
   pid_t client = 0;
-  bool counted = false;  // holds a connection in quota_
-  bool spare = false;    // accepted on the spare descriptor
+  bool counted = false;                  // holds a connection in quota_
+  bool spare = false;                    // accepted on the spare descriptor
   shmrepl_status_t refuse = SHMREPL_OK;  // answer the first request with this, then close
   std::string refuse_text;
   std::shared_ptr<Served> dispatcher;
@@ -228,7 +231,9 @@ struct Server::Done {
   Reply reply;
   Done() = default;
   Done(Kind k, uint64_t c, Reply r) : kind(k), conn(c), reply(std::move(r)) {}
-  Done(Done&& o) noexcept : kind(o.kind), conn(o.conn), reply(std::move(o.reply)) { o.reply.pass_fd = -1; }
+  Done(Done&& o) noexcept : kind(o.kind), conn(o.conn), reply(std::move(o.reply)) {
+    o.reply.pass_fd = -1;
+  }
   Done& operator=(Done&& o) noexcept {
     std::swap(kind, o.kind);
     std::swap(conn, o.conn);
@@ -255,11 +260,15 @@ void Server::Throttled::note(std::string_view what, std::string_view detail) noe
   ever = true;
 }
 
-Server::Server(engine::Engine& engine, const Limits& limits) : engine_(&engine), limits_(limits), quota_(limits) {
+Server::Server(engine::Engine& engine, const Limits& limits)
+    : engine_(&engine), limits_(limits), quota_(limits) {
   init();
 }
 
-Server::Server(WorkerPool& pool, const Limits& limits) : pool_(&pool), limits_(limits), quota_(limits) { init(); }
+Server::Server(WorkerPool& pool, const Limits& limits)
+    : pool_(&pool), limits_(limits), quota_(limits) {
+  init();
+}
 
 void Server::init() {
   if (pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe");
@@ -294,7 +303,8 @@ void Server::listen(const std::string& path) {
   struct stat st {};
   if (lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
-      throw std::system_error(EEXIST, std::generic_category(), path + " exists and is not a socket");
+      throw std::system_error(EEXIST, std::generic_category(),
+                              path + " exists and is not a socket");
     ::unlink(path.c_str());  // stale: its engine is gone (we hold the lock)
   }
   // Only our user may connect at all (SO_PEERCRED checks again per connection).
@@ -337,8 +347,10 @@ void Server::run() {
     auto now = Clock::now();
     auto wake_at = next_check;
     if (!listening_ && listen_fd_ >= 0) wake_at = std::min(wake_at, accept_paused_until_);
-    const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(wake_at - now).count() + 1;
-    const int n = epoll_wait(epoll_fd_, events, 64, static_cast<int>(std::clamp<int64_t>(wait_ms, 0, 1000)));
+    const auto wait_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(wake_at - now).count() + 1;
+    const int n =
+        epoll_wait(epoll_fd_, events, 64, static_cast<int>(std::clamp<int64_t>(wait_ms, 0, 1000)));
     if (n < 0 && errno != EINTR) {
       error_log_.note("epoll_wait: ", std::strerror(errno));
       std::this_thread::sleep_for(std::chrono::milliseconds(10));  // never spin
@@ -361,8 +373,10 @@ void Server::run() {
           if (it == conns_.end()) continue;
           Conn& c = *it->second;
           // A reply still going out is finished (or fails) first; then we read on.
-          if (!c.out.empty()) flush(c);
-          else on_readable(c);
+          if (!c.out.empty())
+            flush(c);
+          else
+            on_readable(c);
         }
       } catch (const std::bad_alloc&) {
         error_log_.note("out of memory serving a connection; it is closed");
@@ -421,8 +435,10 @@ void Server::on_accept_error(int err) {
     spare_fd_ = -1;
     // (EMFILE comes before the backlog is looked at: it may be empty.)
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd >= 0) admit(fd, true);
-    else spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+      admit(fd, true);
+    else
+      spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
   }
   // Stop watching the socket for a while: its backlog would wake us at once again.
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr) == 0) listening_ = false;
@@ -439,7 +455,8 @@ void Server::admit(int fd, bool spare) {
   } owned_fd{fd};
   ucred cred{};
   socklen_t len = sizeof cred;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || !control::peer_allowed(cred.uid, geteuid())) {
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+      !control::peer_allowed(cred.uid, geteuid())) {
     refuse_log_.note("refused a connection from uid " + std::to_string(cred.uid) + " pid " +
                      std::to_string(cred.pid));
     if (spare) spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -455,7 +472,8 @@ void Server::admit(int fd, bool spare) {
   std::string why;
   if (spare) {
     c.refuse = SHMREPL_E_LIMIT;
-    c.refuse_text = "the engine has no file descriptor left for another connection (its RLIMIT_NOFILE)";
+    c.refuse_text =
+        "the engine has no file descriptor left for another connection (its RLIMIT_NOFILE)";
   } else if (!quota_.add_connection(c.client, &why)) {
     c.refuse = SHMREPL_E_LIMIT;
     c.refuse_text = why;
@@ -463,7 +481,8 @@ void Server::admit(int fd, bool spare) {
     c.counted = true;
   }
   if (c.refuse != SHMREPL_OK) {
-    refuse_log_.note("refused a connection of pid " + std::to_string(c.client) + ": " + c.refuse_text);
+    refuse_log_.note("refused a connection of pid " + std::to_string(c.client) + ": " +
+                     c.refuse_text);
     if (!spare && refused_open_ >= kMaxRefusedOpen) return;
     ++refused_open_;
   } else {
@@ -487,9 +506,12 @@ void Server::interest(Conn& c, uint32_t events) {
   ev.data.u64 = c.id;
   // Not registered while a request runs: a hung-up peer would wake us for nothing.
   int rc;
-  if (events == 0) rc = epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
-  else if (c.events == 0) rc = epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c.fd, &ev);
-  else rc = epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+  if (events == 0)
+    rc = epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
+  else if (c.events == 0)
+    rc = epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c.fd, &ev);
+  else
+    rc = epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
   if (rc != 0) throw_errno("epoll_ctl");
   c.events = events;
 }
@@ -518,16 +540,18 @@ void Server::on_readable(Conn& c) {
             int got;
             std::memcpy(&got, CMSG_DATA(h) + i * sizeof(int), sizeof got);
             auto slot = std::find(c.msg_fds.begin(), c.msg_fds.end(), -1);
-            if (slot != c.msg_fds.end()) *slot = got;
-            else ::close(got);  // more than a message may carry
+            if (slot != c.msg_fds.end())
+              *slot = got;
+            else
+              ::close(got);  // more than a message may carry
           }
         }
         if (c.prefix_got == 0) c.message_started = Clock::now();
         c.prefix_got += static_cast<std::size_t>(n);
         if (c.prefix_got == control::kPrefixSize) {
           std::string err;
-          shmrepl_status_t st =
-              control::parse_prefix(std::span<const uint8_t, control::kPrefixSize>(c.prefix), &c.length, &err);
+          shmrepl_status_t st = control::parse_prefix(
+              std::span<const uint8_t, control::kPrefixSize>(c.prefix), &c.length, &err);
           if (st == SHMREPL_OK && !c.hello && c.length > kMaxBeforeHello) {
             st = SHMREPL_E_TOO_LARGE;
             err = "a message of " + std::to_string(c.length) + " bytes before Hello (at most " +
@@ -582,7 +606,8 @@ void Server::on_message(Conn& c) {
     close_fds(fds);
     std::string err;
     const control::ctl::Message* m = control::verify(body, &err);
-    send(c, Reply{control::error(m != nullptr ? m->request_id() : 0, c.refuse, c.refuse_text), true, false});
+    send(c, Reply{control::error(m != nullptr ? m->request_id() : 0, c.refuse, c.refuse_text), true,
+                  false});
     return;
   }
   // Before Hello every request is answered at once (Hello, or an error).
@@ -599,7 +624,8 @@ void Server::on_message(Conn& c) {
   submit_request(c, std::move(body), fds);
 }
 
-void Server::submit_request(Conn& c, std::vector<uint8_t> body, std::array<int, control::kMaxPassedFds> fds) {
+void Server::submit_request(Conn& c, std::vector<uint8_t> body,
+                            std::array<int, control::kMaxPassedFds> fds) {
   c.busy = true;
   update_deadline(c);
   interest(c, 0);
@@ -667,7 +693,8 @@ void Server::flush(Conn& c) {
         c.out_fd = -1;
       }
     } else {
-      n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off,
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     if (n > 0) {
       c.out_off += static_cast<std::size_t>(n);
@@ -723,7 +750,8 @@ void Server::drain_done() {
   }
   for (Done& d : done) {
     auto it = conns_.find(d.conn);
-    if (it == conns_.end()) continue;  // gone meanwhile (engine stopping); ~Done closes its descriptor
+    if (it == conns_.end())
+      continue;  // gone meanwhile (engine stopping); ~Done closes its descriptor
     try {
       hand_back(*it->second, d);
     } catch (const std::exception& e) {
@@ -748,11 +776,16 @@ void Server::hand_back(Conn& c, Done& d) {
 
 void Server::update_deadline(Conn& c) {
   const auto limit = std::chrono::milliseconds(limits_.hello_timeout_ms);
-  if (!c.hello) c.deadline = c.accepted + limit;  // Hello, and its reply, within the limit
-  else if (c.busy) c.deadline = Clock::time_point::max();  // a request may wait as long as it must
-  else if (!c.out.empty()) c.deadline = c.out_started + limit;
-  else if (c.prefix_got != 0) c.deadline = c.message_started + limit;
-  else c.deadline = Clock::time_point::max();
+  if (!c.hello)
+    c.deadline = c.accepted + limit;  // Hello, and its reply, within the limit
+  else if (c.busy)
+    c.deadline = Clock::time_point::max();  // a request may wait as long as it must
+  else if (!c.out.empty())
+    c.deadline = c.out_started + limit;
+  else if (c.prefix_got != 0)
+    c.deadline = c.message_started + limit;
+  else
+    c.deadline = Clock::time_point::max();
 }
 
 void Server::check_deadlines(Clock::time_point now) {
@@ -766,7 +799,8 @@ void Server::check_deadlines(Clock::time_point now) {
     Conn& c = *conns_[id];
     (c.hello ? timeout_log_ : hello_log_)
         .note(std::string("closed a connection of pid ") + std::to_string(c.client) +
-              (c.hello ? ": its message or our reply did not finish in time" : ": it did not say Hello in time"));
+              (c.hello ? ": its message or our reply did not finish in time"
+                       : ": it did not say Hello in time"));
     close_conn(id);
   }
 }

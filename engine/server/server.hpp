@@ -65,7 +65,8 @@ class Server {
   void admit(int fd, bool spare);
   void on_readable(Conn& c);
   void on_message(Conn& c);
-  void submit_request(Conn& c, std::vector<uint8_t> body, std::array<int, control::kMaxPassedFds> fds);
+  void submit_request(Conn& c, std::vector<uint8_t> body,
+                      std::array<int, control::kMaxPassedFds> fds);
   void send(Conn& c, Reply reply);
   void flush(Conn& c);
   void after_sent(Conn& c);
@@ -98,7 +99,7 @@ class Server {
   std::vector<Done> done_;  // [done_mu_]
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Conn>> conns_;  // the loop's thread only
-  uint32_t refused_open_ = 0;  // connections kept only to answer E_LIMIT
+  uint32_t refused_open_ = 0;                        // connections kept only to answer E_LIMIT
   Throttled accept_log_, hello_log_, timeout_log_, refuse_log_, error_log_;
 };
 

@@ -42,8 +42,8 @@ int main(int argc, char** argv) {
       std::string err;
       if (control::read_message(fd, &body, &m, &err) == SHMREPL_OK &&
           m->body_type() == control::ctl::Body::Hello) {
-        const control::Frame reply =
-            control::hello_reply(m->request_id(), SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()), "silent");
+        const control::Frame reply = control::hello_reply(
+            m->request_id(), SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()), "silent");
         control::write_all(fd, reply.data(), reply.size(), &err);
       }
       char buf[4096];

@@ -33,7 +33,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // Connects without starting an engine: the status, and the client on success.
-shmrepl_status_t try_connect(const std::string& socket, shmrepl_client_t** out, int64_t timeout_ns = 0) {
+shmrepl_status_t try_connect(const std::string& socket, shmrepl_client_t** out,
+                             int64_t timeout_ns = 0) {
   shmrepl_client_options_t o{};
   o.struct_size = sizeof o;
   o.autostart = SHMREPL_AUTOSTART_OFF;
@@ -83,7 +84,9 @@ uint64_t status_kib(pid_t pid, const std::string& key) {
 std::size_t count_dir(const std::string& path) {
   std::size_t n = 0;
   std::error_code ec;
-  for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
+  for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec))
+    ++n;
   return n;
 }
 
@@ -111,7 +114,8 @@ std::chrono::milliseconds time_until_closed(int fd, std::chrono::milliseconds li
 
 control::Frame prefix_only(uint32_t length) {
   control::Frame f(control::kPrefixSize);
-  for (std::size_t i = 0; i < control::kPrefixSize; ++i) f[i] = static_cast<uint8_t>(length >> (8 * i));
+  for (std::size_t i = 0; i < control::kPrefixSize; ++i)
+    f[i] = static_cast<uint8_t>(length >> (8 * i));
   return f;
 }
 
@@ -176,7 +180,8 @@ TEST_F(ControlPlaneTest, SessionHogGetsELimitOthersAreUnaffected) {
   // A third connection is the limit; a fourth is refused at Hello.
   shmrepl_client_t* c3 = nullptr;
   // (The engine may not have seen the start-up probe's connection end yet.)
-  ASSERT_TRUE(wait_until([&] { return try_connect(socket, &c3) == SHMREPL_OK; }, 5s)) << shmrepl_last_error();
+  ASSERT_TRUE(wait_until([&] { return try_connect(socket, &c3) == SHMREPL_OK; }, 5s))
+      << shmrepl_last_error();
   shmrepl_client_t* c4 = nullptr;
   st = try_connect(socket, &c4);
   EXPECT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
@@ -184,11 +189,13 @@ TEST_F(ControlPlaneTest, SessionHogGetsELimitOthersAreUnaffected) {
       << shmrepl_last_error();
   shmrepl_client_close(c3);
   // The engine saw the connection go: room for one again.
-  EXPECT_TRUE(wait_until([&] {
-    if (try_connect(socket, &c4) != SHMREPL_OK) return false;
-    shmrepl_client_close(c4);
-    return true;
-  }, 5s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        if (try_connect(socket, &c4) != SHMREPL_OK) return false;
+        shmrepl_client_close(c4);
+        return true;
+      },
+      5s));
   shmrepl_client_close(c2);
   shmrepl_client_close(c);
 }
@@ -204,7 +211,8 @@ TEST_F(ControlPlaneTest, LargePrefixWithoutBodyAndSilentConnectionsAreClosed) {
   std::vector<std::unique_ptr<Raw>> raws;
   for (int i = 0; i < kConns; ++i) {
     raws.push_back(std::make_unique<Raw>(socket));
-    ASSERT_TRUE(raws.back()->send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))));
+    ASSERT_TRUE(
+        raws.back()->send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))));
     ASSERT_EQ(raws.back()->reply(), SHMREPL_OK);
     ASSERT_TRUE(raws.back()->send(prefix_only(control::kMaxMessage)));
     ASSERT_TRUE(raws.back()->send_bytes("0123456789abcdef", 16));  // a first bit of the body
@@ -220,7 +228,8 @@ TEST_F(ControlPlaneTest, LargePrefixWithoutBodyAndSilentConnectionsAreClosed) {
   ASSERT_EQ(hello.reply(), SHMREPL_OK);
   // After Hello: a prefix alone, never a body byte.
   Raw stalled(socket);
-  ASSERT_TRUE(stalled.send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))));
+  ASSERT_TRUE(
+      stalled.send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))));
   ASSERT_EQ(stalled.reply(), SHMREPL_OK);
   ASSERT_TRUE(stalled.send(prefix_only(control::kMaxMessage)));
   std::this_thread::sleep_for(300ms);
@@ -236,7 +245,8 @@ TEST_F(ControlPlaneTest, LargePrefixWithoutBodyAndSilentConnectionsAreClosed) {
   // The one that said Hello and then idled is still served.
   ASSERT_TRUE(hello.send(control::open_session(2)));
   ASSERT_EQ(hello.reply(), SHMREPL_OK) << read_file(engine->log());
-  ASSERT_TRUE(hello.send(control::close_session(3, hello.last->body_as_SessionOpened()->session_id())));
+  ASSERT_TRUE(
+      hello.send(control::close_session(3, hello.last->body_as_SessionOpened()->session_id())));
   EXPECT_EQ(hello.reply(), SHMREPL_OK);
   const std::string log = read_file(engine->log());
   EXPECT_NE(log.find("did not say Hello in time"), std::string::npos) << log;
@@ -288,7 +298,8 @@ TEST_F(ControlPlaneTest, DescriptorLimitGivesELimitWithoutSpinning) {
   std::this_thread::sleep_for(1s);
   const uint64_t used = cpu_ticks(pid) - t0;
   const std::size_t log1 = read_file(engine->log()).size();
-  EXPECT_LT(used, static_cast<uint64_t>(sysconf(_SC_CLK_TCK)) / 5) << "engine CPU ticks in 1 s: " << used;
+  EXPECT_LT(used, static_cast<uint64_t>(sysconf(_SC_CLK_TCK)) / 5)
+      << "engine CPU ticks in 1 s: " << used;
   EXPECT_LT(log1 - log0, 4096u) << read_file(engine->log()).substr(log0);
   for (int fd : pending) close(fd);
   for (shmrepl_client_t* c : held) shmrepl_client_close(c);
@@ -332,7 +343,8 @@ TEST_F(ControlPlaneTest, ThreadCreationFailureDoesNotEndTheEngine) {
     std::fprintf(stderr, "note: no control thread was refused in this run\n");
   ASSERT_EQ(kill(pid, 0), 0) << "the engine died; log:\n" << read_file(engine->log());
   ASSERT_EQ(prlimit(pid, RLIMIT_AS, &old, nullptr), 0);
-  EXPECT_TRUE(wait_until([&] { return other_client_runs(socket) == 0; }, 10s)) << read_file(engine->log());
+  EXPECT_TRUE(wait_until([&] { return other_client_runs(socket) == 0; }, 10s))
+      << read_file(engine->log());
 }
 
 // Issue #9 item 7 over the real engine: cancel of an execution whose 4 KiB ring is
@@ -344,7 +356,8 @@ TEST_F(ControlPlaneTest, CancelWithAFullUnreadRingEndsTheExecution) {
   ASSERT_EQ(try_connect(socket, &c), SHMREPL_OK);
   {
     Session s(c);
-    shmrepl_execution_t* e = s.execute("i = 0\nwhile True:\n    print('line', i)\n    i += 1\n", true, {}, {}, 4096);
+    shmrepl_execution_t* e =
+        s.execute("i = 0\nwhile True:\n    print('line', i)\n    i += 1\n", true, {}, {}, 4096);
     std::this_thread::sleep_for(500ms);  // the ring is full long before: the worker waits for space
     ASSERT_EQ(shmrepl_execution_cancel(e), SHMREPL_OK) << shmrepl_last_error();
     shmrepl_reader_t* reader = nullptr;

@@ -31,7 +31,9 @@ namespace {
 std::size_t count_dir(const std::string& path) {
   std::size_t n = 0;
   std::error_code ec;
-  for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
+  for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec))
+    ++n;
   return n;
 }
 
@@ -57,7 +59,9 @@ std::string line_of(int i) { return std::to_string(i) + " " + std::string(60, 'x
 // Prints line_of(0), line_of(1)... for `seconds`, a burst of 10 lines every 50 ms.
 std::string streamer(double seconds) {
   return "import time\n"
-         "end = time.monotonic() + " + std::to_string(seconds) + "\n"
+         "end = time.monotonic() + " +
+         std::to_string(seconds) +
+         "\n"
          "i = 0\n"
          "while time.monotonic() < end:\n"
          "    for _ in range(10):\n"
@@ -122,15 +126,18 @@ TEST(Soak, HundredStreamingSessionsWhileProgramsCrash) {
     readers.emplace_back([&, i] {
       Result& r = results[static_cast<std::size_t>(i)];
       shmrepl_reader_t* reader = nullptr;
-      if (shmrepl_execution_reader(execs[static_cast<std::size_t>(i)], nullptr, &reader) != SHMREPL_OK) {
+      if (shmrepl_execution_reader(execs[static_cast<std::size_t>(i)], nullptr, &reader) !=
+          SHMREPL_OK) {
         r.bad = "no reader: " + std::string(shmrepl_last_error());
         return;
       }
       r.c = collect(reader, shmrepl_execution_id(execs[static_cast<std::size_t>(i)]), false,
-                    std::chrono::seconds(static_cast<int>(seconds) + 120), [&](const shmrepl_record_t& rec) {
+                    std::chrono::seconds(static_cast<int>(seconds) + 120),
+                    [&](const shmrepl_record_t& rec) {
                       if (rec.kind != SHMREPL_RECORD_OUTPUT || !r.bad.empty()) return;
                       const std::string got(reinterpret_cast<const char*>(rec.data), rec.data_len);
-                      if (got != line_of(r.lines)) r.bad = "line " + std::to_string(r.lines) + " is " + got;
+                      if (got != line_of(r.lines))
+                        r.bad = "line " + std::to_string(r.lines) + " is " + got;
                       ++r.lines;
                     });
       shmrepl_reader_close(reader);
@@ -140,7 +147,8 @@ TEST(Soak, HundredStreamingSessionsWhileProgramsCrash) {
   // One crash a second, each in a session of its own, while the others stream.
   int crashes = 0;
   std::string crash_problem;
-  const auto end = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)) - 1s;
+  const auto end =
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)) - 1s;
   for (auto next = Clock::now(); Clock::now() < end; next += 1s) {
     std::this_thread::sleep_until(next);
     // Sanitizers reserve far more than any memory limit: no memory cap there.
@@ -163,7 +171,8 @@ TEST(Soak, HundredStreamingSessionsWhileProgramsCrash) {
     Collected c = collect(reader, shmrepl_execution_id(e), false, 60s);
     shmrepl_reader_close(reader);
     shmrepl_execution_close(e);
-    if (crash_problem.empty() && (c.end != SHMREPL_E_EOF || c.finished != 1 || c.finish_status != k.finish))
+    if (crash_problem.empty() &&
+        (c.end != SHMREPL_E_EOF || c.finished != 1 || c.finish_status != k.finish))
       crash_problem = std::string(k.code) + ": end " + std::to_string(c.end) + ", finished " +
                       std::to_string(c.finished) + ", status " + std::to_string(c.finish_status);
     ++crashes;
@@ -180,11 +189,13 @@ TEST(Soak, HundredStreamingSessionsWhileProgramsCrash) {
     EXPECT_TRUE(r.c.seq_gap_free) << "session " << i;
     EXPECT_EQ(r.c.finished, 1) << "session " << i;
     EXPECT_EQ(r.c.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK)) << "session " << i;
-    EXPECT_EQ(r.c.out.size, [&] {
-      uint64_t n = 0;
-      for (int k = 0; k < r.lines; ++k) n += line_of(k).size();
-      return n;
-    }()) << "session " << i;
+    EXPECT_EQ(r.c.out.size,
+              [&] {
+                uint64_t n = 0;
+                for (int k = 0; k < r.lines; ++k) n += line_of(k).size();
+                return n;
+              }())
+        << "session " << i;
     min_lines = std::min(min_lines, r.lines);
   }
   EXPECT_GE(min_lines, 10) << "a session streamed almost nothing";
@@ -204,10 +215,13 @@ TEST(Soak, HundredStreamingSessionsWhileProgramsCrash) {
     EXPECT_LT(rss1, rss0 + 30 * 1024) << "VmRSS " << rss0 << " -> " << rss1 << " KiB";
   }
   std::vector<std::string> left;
-  EXPECT_TRUE(wait_until([&] {
-    left.clear();
-    for (const std::string& r : rings)
-      if (!r.empty() && ring_exists(r)) left.push_back(r);
-    return left.empty();
-  }, 15s)) << left.size() << " rings left, e.g. " << (left.empty() ? "" : left[0]);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        left.clear();
+        for (const std::string& r : rings)
+          if (!r.empty() && ring_exists(r)) left.push_back(r);
+        return left.empty();
+      },
+      15s))
+      << left.size() << " rings left, e.g. " << (left.empty() ? "" : left[0]);
 }
