@@ -2,7 +2,8 @@
 # Configures, builds and runs every check, one stage after the other; stops at the first
 # stage that fails. CI runs it as is (.ci/run), within a 90-minute limit on 2 cores.
 #
-#   plain  GCC RelWithDebInfo build in build/ + ctest (all but the `abi` label)
+#   plain  GCC RelWithDebInfo build in build/ + ctest (all but the `abi` label; the
+#          `soak` test adds ~65 s)
 #   abi    the ABI checks: exported symbols, header as C99/C++, libabigail baseline
 #          (ctest -L abi in the plain build)
 #   asan   ASan+UBSan build in build/asan + ctest (tests scaled by SHMREPL_TEST_SCALE)

@@ -20,7 +20,9 @@ class Connection {
  public:
   // `worker`: a connection to a session's worker process; its end means the
   // session died (E_SESSION_DIED), not the engine.
-  explicit Connection(int fd, bool worker = false) : fd_(fd), worker_(worker) {}
+  // `request_timeout_ns` > 0: a request whose reply does not come in time fails
+  // with E_TIMEOUT and leaves the connection unusable (E_STATE after).
+  explicit Connection(int fd, bool worker = false, int64_t request_timeout_ns = 0);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -64,6 +66,7 @@ class Connection {
   shmrepl_status_t wait_closed(int64_t timeout_ns);
   // Sets a receive timeout (0: none), e.g. while waiting for Hello.
   void set_receive_timeout(int64_t timeout_ns) noexcept;
+  int64_t request_timeout_ns() const noexcept { return request_timeout_ns_; }
 
   // A descriptor that came with the last reply (SCM_RIGHTS), or -1. Call from
   // the `take` callback of request(); the caller owns it then.
@@ -93,6 +96,8 @@ class Connection {
   int received_fd_ = -1;
   bool closed_ = false;  // by shmrepl_client_close
   bool dead_ = false;    // the engine went away or broke the protocol
+  bool timed_out_ = false;  // a request timed out: the stream is out of step
+  int64_t request_timeout_ns_ = 0;
   uint64_t next_id_ = 1;
   std::vector<uint8_t> body_;  // the last reply
   std::deque<uint64_t> unread_;  // posted requests whose replies are still to be dropped

@@ -119,7 +119,8 @@ SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
     std::lock_guard lock(client->conn->bg_mu);
     client->conn->background_rings[*session_id] = std::move(ring);
     // The session's own worker process: its executions go there directly.
-    if (worker_fd >= 0) client->conn->workers[*session_id] = std::make_shared<shmrepl::client::Connection>(worker_fd, true);
+    if (worker_fd >= 0) client->conn->workers[*session_id] = std::make_shared<shmrepl::client::Connection>(
+        worker_fd, true, client->conn->request_timeout_ns());
     return SHMREPL_OK;
   });
 }

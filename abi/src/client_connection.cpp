@@ -37,12 +37,30 @@ void Connection::close() noexcept {
   received_fd_ = -1;
 }
 
-void Connection::set_receive_timeout(int64_t timeout_ns) noexcept {
-  std::lock_guard lock(mu_);
-  if (fd_ < 0) return;
+namespace {
+timeval to_timeval(int64_t timeout_ns) {
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
   tv.tv_usec = static_cast<suseconds_t>((timeout_ns % 1'000'000'000) / 1000);
+  if (timeout_ns > 0 && tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;  // 0 would mean none
+  return tv;
+}
+}  // namespace
+
+Connection::Connection(int fd, bool worker, int64_t request_timeout_ns)
+    : fd_(fd), worker_(worker), request_timeout_ns_(request_timeout_ns) {
+  if (request_timeout_ns_ > 0) {
+    // Both ways: a peer that stops reading must not hang a request either.
+    const timeval tv = to_timeval(request_timeout_ns_);
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+}
+
+void Connection::set_receive_timeout(int64_t timeout_ns) noexcept {
+  std::lock_guard lock(mu_);
+  if (fd_ < 0) return;
+  const timeval tv = to_timeval(timeout_ns);
   setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
 
@@ -69,6 +87,9 @@ shmrepl_status_t Connection::wait_closed(int64_t timeout_ns) {
 
 shmrepl_status_t Connection::begin(uint64_t* id) {
   if (closed_) return fail(SHMREPL_E_STATE, "the client is closed");
+  if (timed_out_)
+    return fail(SHMREPL_E_STATE,
+                "an earlier request timed out (request_timeout_ns): this connection is unusable; connect again");
   if (dead_)
     return worker_ ? fail(SHMREPL_E_SESSION_DIED, "the session's worker process died; open a new session")
                    : fail(SHMREPL_E_ENGINE_DIED, "the connection to the engine is gone");
@@ -91,6 +112,10 @@ shmrepl_status_t Connection::send(const control::Frame& frame, std::span<const i
   std::string err;
   shmrepl_status_t st = control::write_all_with_fds(fd_, frame.data(), frame.size(),
                                                     pass_fds.data(), pass_fds.size(), &err);
+  if (st == SHMREPL_E_TIMEOUT) {
+    timed_out_ = true;
+    return die(st, "the request could not be sent within request_timeout_ns");
+  }
   if (st != SHMREPL_OK) return die(st == SHMREPL_E_SYSTEM ? st : SHMREPL_E_ENGINE_DIED, err);
   return SHMREPL_OK;
 }
@@ -121,7 +146,12 @@ shmrepl_status_t Connection::exchange(const control::Frame& frame, uint64_t id, 
   st = control::read_message(fd_, &body_, &m, &err, &received_fd_);
   if (st == SHMREPL_E_EOF || st == SHMREPL_E_ENGINE_DIED)
     return die(SHMREPL_E_ENGINE_DIED, "the engine closed the connection");
-  if (st == SHMREPL_E_TIMEOUT) return die(st, "the engine did not reply in time");
+  if (st == SHMREPL_E_TIMEOUT) {
+    // Only a reply read in full keeps the stream in step: a late one would be taken
+    // for the next request's.
+    timed_out_ = true;
+    return die(st, worker_ ? "the session's worker did not reply in time" : "the engine did not reply in time");
+  }
   if (st != SHMREPL_OK) return die(st == SHMREPL_E_SYSTEM ? st : SHMREPL_E_PROTOCOL, err);
   if (m->request_id() != id)
     return die(SHMREPL_E_PROTOCOL, "reply to request " + std::to_string(m->request_id()) +
@@ -290,7 +320,7 @@ shmrepl_status_t hello(const std::shared_ptr<Connection>& conn, int64_t timeout_
           for (const char c : m->body_as_HelloReply()->engine_version()->string_view())
             if (c > ' ' && c < 0x7f && engine_version.size() < 40) engine_version.push_back(c);  // one line
       });
-  conn->set_receive_timeout(0);
+  conn->set_receive_timeout(conn->request_timeout_ns());
   if (st == SHMREPL_OK && abi_version != SHMREPL_ABI_VERSION)
     return other_version(path, is_default, std::to_string(abi_version), engine_version);
   if (st == SHMREPL_E_VERSION) {
@@ -309,12 +339,15 @@ shmrepl_status_t connect(const shmrepl_client_options_t* options, std::shared_pt
   shmrepl_client_options_t o{};
   o.struct_size = sizeof o;
   if (options != nullptr) {
+    // Any size from the first published one (32) up: fields past struct_size are 0.
     if (options->struct_size < offsetof(shmrepl_client_options_t, connect_timeout_ns) + sizeof(int64_t))
       return fail(SHMREPL_E_INVALID, "options->struct_size is too small");
-    o = *options;
+    std::memcpy(&o, options, std::min<std::size_t>(options->struct_size, sizeof o));
+    o.struct_size = sizeof o;
   }
   if (o.autostart > SHMREPL_AUTOSTART_OFF) return fail(SHMREPL_E_INVALID, "unknown options->autostart");
   if (o.connect_timeout_ns < 0) return fail(SHMREPL_E_INVALID, "options->connect_timeout_ns < 0");
+  if (o.request_timeout_ns < 0) return fail(SHMREPL_E_INVALID, "options->request_timeout_ns < 0");
   const int64_t timeout_ns = o.connect_timeout_ns != 0 ? o.connect_timeout_ns : kDefaultTimeoutNs;
 
   bool is_default = false;
@@ -354,7 +387,7 @@ shmrepl_status_t connect(const shmrepl_client_options_t* options, std::shared_pt
     }
     if (st != SHMREPL_OK) return st;
   }
-  auto conn = std::make_shared<Connection>(fd);
+  auto conn = std::make_shared<Connection>(fd, false, o.request_timeout_ns);
   st = hello(conn, timeout_ns, path, is_default);
   if (st != SHMREPL_OK) return st;
   *out = std::move(conn);

@@ -41,6 +41,7 @@ shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string
     }
     if (errno == EINTR) continue;
     *error_text = std::string("write to socket: ") + std::strerror(errno);
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return SHMREPL_E_TIMEOUT;  // SO_SNDTIMEO
     return (errno == EPIPE || errno == ECONNRESET) ? SHMREPL_E_ENGINE_DIED : SHMREPL_E_SYSTEM;
   }
   return SHMREPL_OK;
@@ -77,6 +78,7 @@ shmrepl_status_t write_all_with_fds(int fd, const void* buf, std::size_t len, co
     if (n == 1) break;
     if (n < 0 && errno == EINTR) continue;
     *error_text = std::string("sendmsg: ") + std::strerror(errno);
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return SHMREPL_E_TIMEOUT;  // SO_SNDTIMEO
     return (errno == EPIPE || errno == ECONNRESET) ? SHMREPL_E_ENGINE_DIED : SHMREPL_E_SYSTEM;
   }
   return write_all(fd, static_cast<const uint8_t*>(buf) + 1, len - 1, error_text);

@@ -71,6 +71,7 @@ SHMREPL_API const char* shmrepl_status_str(shmrepl_status_t status) {
     case SHMREPL_E_CONNECT: return "cannot reach an engine";
     case SHMREPL_E_TOO_LARGE: return "request too large";
     case SHMREPL_E_SESSION_DIED: return "the session's worker process died";
+    case SHMREPL_E_LIMIT: return "an engine limit is reached";
     case SHMREPL_E_INTERNAL: return "internal error";
     default: return "unknown status";
   }

@@ -36,6 +36,10 @@ type Options struct {
 	Autostart  Autostart
 	// ConnectTimeout for a started engine to listen. 0: 5 s.
 	ConnectTimeout time.Duration
+	// RequestTimeout for any one request's reply. 0: no limit. When it passes the
+	// call returns ErrTimeout and the connection is unusable (later calls return
+	// ErrState: connect again).
+	RequestTimeout time.Duration
 }
 
 // Client is a connection to an engine. It may be used from several goroutines
@@ -68,6 +72,7 @@ func Connect(o Options) (*Client, error) {
 		socket_path:        sock,
 		engine_path:        eng,
 		connect_timeout_ns: C.int64_t(o.ConnectTimeout.Nanoseconds()),
+		request_timeout_ns: C.int64_t(o.RequestTimeout.Nanoseconds()),
 	}
 	var c *C.shmrepl_client_t
 	runtime.LockOSThread()

@@ -13,7 +13,8 @@ import (
 // Status is a shmrepl_status_t: 0 is success, errors are negative.
 type Status int32
 
-// The status codes of ABI version 1 (StatusSessionDied since 1.1). Newer
+// The status codes of ABI version 1 (StatusSessionDied since 1.1, StatusLimit
+// since 1.2). Newer
 // libraries may return others: they print as their number and match no
 // sentinel below.
 const (
@@ -36,6 +37,7 @@ const (
 	StatusConnect      Status = -16
 	StatusTooLarge     Status = -17
 	StatusSessionDied  Status = -18 // the session's worker process died: open a new session
+	StatusLimit        Status = -19 // an engine limit (connections, sessions) is reached
 	StatusInternal     Status = -99
 )
 
@@ -47,7 +49,7 @@ var statusNames = map[Status]string{
 	StatusNoMem: "E_NOMEM", StatusPermission: "E_PERMISSION", StatusSystem: "E_SYSTEM",
 	StatusEngineDied: "E_ENGINE_DIED", StatusProtocol: "E_PROTOCOL", StatusState: "E_STATE",
 	StatusConnect: "E_CONNECT", StatusTooLarge: "E_TOO_LARGE", StatusSessionDied: "E_SESSION_DIED",
-	StatusInternal: "E_INTERNAL",
+	StatusLimit: "E_LIMIT", StatusInternal: "E_INTERNAL",
 }
 
 // String is the code's name (E_NOT_FOUND), or its number when unknown.
@@ -107,6 +109,7 @@ var (
 	ErrConnect      error = &Error{Status: StatusConnect}
 	ErrTooLarge     error = &Error{Status: StatusTooLarge}
 	ErrSessionDied  error = &Error{Status: StatusSessionDied}
+	ErrLimit        error = &Error{Status: StatusLimit}
 	ErrInternal     error = &Error{Status: StatusInternal}
 )
 

@@ -14,7 +14,7 @@ func TestLayout(t *testing.T) {
 		"record.finish_status": 12, "record.execution_id": 16, "record.seq": 24,
 		"record.timestamp_ns": 32, "record.data": 40, "record.data_len": 48, "record.raw": 56,
 		"record.raw_len": 64, "record.exit_code": 72, "record.duration_ns": 80,
-		"record.reserved": 88, "sizeof reader_options": 8, "sizeof client_options": 32,
+		"record.reserved": 88, "sizeof reader_options": 8, "sizeof client_options": 40,
 		"sizeof execute_options": 88, "execute_options.timeout_ns": 72,
 		"execute_options.memory_limit": 80, "sizeof bytes": 16,
 		"sizeof session_options": 48, "session_options.flags": 4, "session_options.working_dir": 8,

@@ -19,7 +19,7 @@ const ABIVersion = 1
 // reads only that many bytes of each (option structs grow append-only).
 const (
 	readerOptionsSize  = 8
-	clientOptionsSize  = 32
+	clientOptionsSize  = 40 // 1.2: request_timeout_ns (the library accepts 32 up)
 	executeOptionsSize = 88 // 1.1: timeout_ns, memory_limit (the library accepts 72 up)
 	sessionOptionsSize = 48 // 1.2: Stdout, Stderr (the library accepts 40 up)
 )

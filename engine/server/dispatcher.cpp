@@ -50,8 +50,11 @@ Reply Dispatcher::handle(std::span<const uint8_t> body, const int* received_fds)
   } catch (const std::bad_alloc&) {
     return error(request_id, SHMREPL_E_NOMEM, "out of memory");
   } catch (const std::system_error& e) {
-    // ENOSPC: /dev/shm has no room for a ring.
+    // ENOSPC: /dev/shm has no room for a ring. EMFILE/ENFILE: no descriptor left for
+    // a worker's sockets (RLIMIT_NOFILE), a limit like ours.
     const int c = e.code().value();
+    if (c == EMFILE || c == ENFILE)
+      return error(request_id, SHMREPL_E_LIMIT, std::string("the engine is out of file descriptors: ") + e.what());
     return error(request_id, c == ENOSPC || c == ENOMEM ? SHMREPL_E_NOMEM : SHMREPL_E_SYSTEM, e.what());
   } catch (const std::exception& e) {
     return error(request_id, SHMREPL_E_INTERNAL, e.what());
@@ -110,6 +113,16 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
           (o->stderr_tty() && stderr_fd < 0))
         return error(rid, SHMREPL_E_PROTOCOL,
                      "OpenSession names more descriptors than came with it");
+      // Counted before the fork, given back if the session does not come to be.
+      std::string why;
+      if (quota_ != nullptr && !quota_->add_session(client_, &why)) return error(rid, SHMREPL_E_LIMIT, why);
+      struct Counted {
+        Quota* quota;
+        pid_t client;
+        ~Counted() {
+          if (quota != nullptr) quota->remove_session(client);
+        }
+      } counted{quota_, client_};
       if (pool_ != nullptr) {
         WorkerPool::Setup setup;
         setup.working_dir = str(o->working_dir());
@@ -121,6 +134,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
         setup.stderr_fd = stderr_fd;
         WorkerPool::Spawned w = pool_->spawn(setup);
         sessions_.insert(w.session_id);
+        counted.quota = nullptr;
         return Reply{control::session_opened(rid, w.session_id, w.background_ring, static_cast<uint32_t>(w.pid)),
                      false, false, w.client_fd};
       }
@@ -130,6 +144,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
                      "environment, stdin or terminal");
       const uint64_t id = engine_->open_session();
       sessions_.insert(id);
+      counted.quota = nullptr;
       return Reply{control::session_opened(rid, id, engine_->session_background_ring(id)), false, false};
     }
     case ctl::Body::Execute: {
@@ -194,6 +209,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
       if (sessions_.count(id) == 0)
         return error(rid, SHMREPL_E_NOT_FOUND, "unknown session " + std::to_string(id));
       sessions_.erase(id);
+      if (quota_ != nullptr) quota_->remove_session(client_);
       std::erase_if(executions_, [id](const auto& kv) { return kv.second == id; });
       if (pool_ != nullptr) pool_->close(id);
       else engine_->close_session(id);
@@ -214,6 +230,7 @@ void Dispatcher::cleanup() noexcept {
     } catch (...) {
       // Already gone (e.g. the engine is shutting down): nothing left to free.
     }
+    if (quota_ != nullptr) quota_->remove_session(client_);
   }
   sessions_.clear();
   executions_.clear();

@@ -11,6 +11,7 @@
 #include <span>
 
 #include "control.hpp"
+#include "limits.hpp"
 #include "shmrepl/engine/engine.hpp"
 
 namespace shmrepl::server {
@@ -54,6 +55,13 @@ class Dispatcher {
   // The connection ended: close its sessions (which releases their executions).
   void cleanup() noexcept;
 
+  // Sessions opened here count against `quota` as `client`'s (not owned; may be null).
+  void set_quota(Quota* quota, pid_t client) noexcept {
+    quota_ = quota;
+    client_ = client;
+  }
+  bool said_hello() const noexcept { return hello_; }
+
   std::size_t sessions() const noexcept { return sessions_.size(); }
   std::size_t executions() const noexcept { return executions_.size(); }
   bool has_execution(uint64_t id) const { return executions_.count(id) != 0; }
@@ -66,6 +74,8 @@ class Dispatcher {
   uint32_t engine_pid_;
   bool hello_ = false;
   bool worker_ = false;
+  Quota* quota_ = nullptr;
+  pid_t client_ = 0;
   std::set<uint64_t> sessions_;
   std::map<uint64_t, uint64_t> executions_;  // execution id -> session id
 };

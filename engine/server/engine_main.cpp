@@ -96,8 +96,8 @@ int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactor
   else engine = factory(eo);
 
   std::unique_ptr<shmrepl::server::Server> owned_server =
-      pool != nullptr ? std::make_unique<shmrepl::server::Server>(*pool)
-                      : std::make_unique<shmrepl::server::Server>(*engine);
+      pool != nullptr ? std::make_unique<shmrepl::server::Server>(*pool, opt.limits)
+                      : std::make_unique<shmrepl::server::Server>(*engine, opt.limits);
   shmrepl::server::Server& server = *owned_server;
   server.listen(path);
   g_server = &server;
@@ -110,8 +110,8 @@ int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactor
   server.run();
 
   log_line("stopping: cancelling executions");
-  // The engine first: cancelling everything lets connection threads that wait on
-  // it finish; then the connections (their sessions are closed) and the socket.
+  // The engine first: cancelling everything lets requests that wait on it finish;
+  // then the connections (their sessions are closed) and the socket.
   if (pool != nullptr) pool->close_all();
   if (engine != nullptr) engine->shutdown();
   server.close();
@@ -141,7 +141,9 @@ bool guardian_alive(const std::string& path) {
   std::memcpy(&version, page + offsetof(shmrepl::shm::RingHeader, layout_version), sizeof version);
   std::memcpy(&start, page + offsetof(shmrepl::shm::RingHeader, guardian_start_time), sizeof start);
   std::memcpy(&pid, page + offsetof(shmrepl::shm::RingHeader, guardian_pid), sizeof pid);
-  if (!got || magic != shmrepl::shm::kMagic || version != shmrepl::shm::kLayoutVersion || pid == 0) return false;
+  // A start time of 0 is forged (see Reader::producer_alive): no guardian keeps that ring.
+  if (!got || magic != shmrepl::shm::kMagic || version != shmrepl::shm::kLayoutVersion || pid == 0 || start == 0)
+    return false;
   return shmrepl::shm::process_alive(static_cast<pid_t>(pid), start);
 }
 
@@ -199,7 +201,8 @@ int engine_main(int argc, char** argv, const EngineFactory& factory, const Zygot
   shmrepl::server::install_fatal_signal_handlers();
   shmrepl::server::Options opt;
   std::string err;
-  if (!shmrepl::server::parse_options(std::vector<std::string>(argv + 1, argv + argc), &opt, &err)) {
+  if (!shmrepl::server::parse_limits_env(&opt, &err) ||
+      !shmrepl::server::parse_options(std::vector<std::string>(argv + 1, argv + argc), &opt, &err)) {
     std::fprintf(stderr, "shmrepl-engine: %s\n%s", err.c_str(), shmrepl::server::kUsage);
     return 2;
   }

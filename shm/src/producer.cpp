@@ -355,9 +355,25 @@ void Producer::commit(std::size_t length, uint32_t flags) noexcept {
 void Producer::detach_dead_readers() noexcept {
   for (std::size_t i = 0; i < kReaderSlots; ++i) {
     ReaderSlot& s = slots_[i];
-    // The slot becomes ours for a moment (we are alive: nobody else reclaims it),
-    // so `active` is cleared before anyone can claim it again.
-    if (!claim_reader_slot(s, self_pid_, false)) continue;
+    // An owner that is active but never published its start time: a reader stores
+    // it right after its claim, so the same owner word found so one liveness check
+    // later is a forged slot (e.g. pid 1, which always looks alive), not a reader.
+    const uint64_t word = s.owner.load(std::memory_order_acquire);
+    const bool startless = owner_pid(word) != 0 && s.active.load(std::memory_order_acquire) != 0 &&
+                           s.owner_start_time.load(std::memory_order_acquire) == 0;
+    bool forged = false;
+    if (!startless) startless_[i] = 0;
+    else if (startless_[i] != word) startless_[i] = word;
+    else {
+      uint64_t expected = word;  // one CAS from the word judged, as claim_reader_slot
+      forged = s.owner.compare_exchange_strong(expected, make_owner(self_pid_, owner_generation(word) + 1),
+                                               std::memory_order_acq_rel);
+    }
+    // Otherwise the slot becomes ours for a moment if its owner is dead (we are
+    // alive: nobody else reclaims it), so `active` is cleared before anyone can
+    // claim it again.
+    if (!forged && !claim_reader_slot(s, self_pid_, false)) continue;
+    startless_[i] = 0;
     s.active.store(0, std::memory_order_seq_cst);
     s.owner.store(make_owner(0, owner_generation(s.owner.load(std::memory_order_relaxed))),
                   std::memory_order_seq_cst);

@@ -185,9 +185,13 @@ void Reader::wake_producer() noexcept {
 
 // A dead producer with a live guardian is not the end: the guardian is about to
 // write the closing records.
+// A start time of 0 is never a real producer's or guardian's (each records its own,
+// and 0 would make any live process with that pid pass): a forged header.
 bool Reader::producer_alive() const noexcept {
-  if (process_alive(static_cast<pid_t>(producer_pid_), producer_start_time_)) return true;
-  return guardian_pid_ != 0 && process_alive(static_cast<pid_t>(guardian_pid_), guardian_start_time_);
+  if (producer_start_time_ != 0 && process_alive(static_cast<pid_t>(producer_pid_), producer_start_time_))
+    return true;
+  return guardian_pid_ != 0 && guardian_start_time_ != 0 &&
+         process_alive(static_cast<pid_t>(guardian_pid_), guardian_start_time_);
 }
 
 bool Reader::ready() noexcept {

@@ -853,3 +853,114 @@ TEST(ReaderApi, MappingContainsEveryView) {
 }
 
 }  // namespace
+
+// Issue #9 item 10: a header that names another process as the producer (pid 1, start
+// time 0: "alive, whatever its start") must not keep a waiting reader for ever. The
+// same bounded liveness check that finds a dead producer finds it: E_PRODUCER_DIED
+// soon, for next(-1) too. A mismatched start time, and a forged guardian, likewise.
+TEST(ReaderApi, ForgedProducerIsNotTakenForALiveOne) {
+  struct Forgery {
+    uint32_t producer_pid;
+    uint64_t producer_start;
+    uint32_t guardian_pid;
+    uint64_t guardian_start;
+  };
+  const Forgery cases[] = {
+      {1, 0, 0, 0},                                      // pid 1, start time 0
+      {1, shm::process_start_time(1) + 12345, 0, 0},     // pid 1, not its start time
+      {static_cast<uint32_t>(::getppid()), 0, 1, 0},     // a live pid without start, guardian pid 1
+  };
+  for (const Forgery& f : cases) {
+    std::string name = unique_ring_name("forged");
+    auto p = make_ring(name);
+    put(*p, 0, "before");
+    {
+      const int fd = shm_open(("/" + name).c_str(), O_RDWR, 0);
+      ASSERT_GE(fd, 0);
+      void* m = mmap(nullptr, sizeof(shm::RingHeader), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      ::close(fd);
+      ASSERT_NE(m, MAP_FAILED);
+      auto* bytes = static_cast<unsigned char*>(m);
+      std::memcpy(bytes + offsetof(shm::RingHeader, producer_pid), &f.producer_pid, sizeof f.producer_pid);
+      std::memcpy(bytes + offsetof(shm::RingHeader, producer_start_time), &f.producer_start,
+                  sizeof f.producer_start);
+      std::memcpy(bytes + offsetof(shm::RingHeader, guardian_pid), &f.guardian_pid, sizeof f.guardian_pid);
+      std::memcpy(bytes + offsetof(shm::RingHeader, guardian_start_time), &f.guardian_start,
+                  sizeof f.guardian_start);
+      munmap(m, sizeof(shm::RingHeader));
+    }
+    // In a child with an alarm: a hang fails the test instead of stalling it.
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      ::alarm(20);
+      shmrepl_reader_options_t opts{sizeof(shmrepl_reader_options_t), SHMREPL_START_OLDEST};
+      shmrepl_reader_t* r = nullptr;
+      if (shmrepl_reader_open(name.c_str(), &opts, &r) != SHMREPL_OK) ::_exit(10);
+      shmrepl_record_t rec{};
+      if (shmrepl_reader_next(r, -1, &rec) != SHMREPL_OK) ::_exit(11);  // what came before
+      shmrepl_reader_release(r, 1);
+      const auto t0 = std::chrono::steady_clock::now();
+      const shmrepl_status_t st = shmrepl_reader_next(r, -1, &rec);
+      if (st != SHMREPL_E_PRODUCER_DIED) ::_exit(12);
+      if (std::chrono::steady_clock::now() - t0 > 5s) ::_exit(13);
+      ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "pid " << f.producer_pid << " start " << f.producer_start << ": "
+        << (WIFSIGNALED(status) ? "hung (killed by the alarm)" : "exit " + std::to_string(WEXITSTATUS(status)));
+  }
+}
+
+// Issue #9 item 10: a forged reader slot (pid 1, which is always alive, active, no
+// start time, at position 0) must not block the producer for good: the liveness
+// checks find it (a reader publishes its start time right after its claim) and
+// free it; a real reader then gets every record, in order.
+TEST(ReaderApi, ForgedReaderSlotDoesNotBlockTheProducer) {
+  std::string name = unique_ring_name("forgedslot");
+  auto p = make_ring(name, 4096);
+  {
+    const int fd = shm_open(("/" + name).c_str(), O_RDWR, 0);
+    ASSERT_GE(fd, 0);
+    void* m = mmap(nullptr, shm::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, shm::kSlotsOffset);
+    ::close(fd);
+    ASSERT_NE(m, MAP_FAILED);
+    auto* slot = static_cast<shm::ReaderSlot*>(m);
+    slot->read_pos.store(0);
+    slot->owner_start_time.store(0);
+    slot->owner.store(shm::make_owner(1, 7));
+    slot->active.store(1);
+    munmap(m, shm::kPageSize);
+  }
+  auto r = open_reader(name);
+  constexpr uint64_t kCount = 2000;  // many rings' worth
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (uint64_t i = 0; i < kCount; ++i) put(*p, i, "line " + std::to_string(i) + "\n");
+    finish_ring(*p, kCount);
+    done = true;
+  });
+  shmrepl_record_t rec{};
+  uint64_t seq = 0;
+  shmrepl_status_t st;
+  const auto t0 = std::chrono::steady_clock::now();
+  while ((st = shmrepl_reader_next(r.get(), 20'000'000'000, &rec)) == SHMREPL_OK) {
+    if (rec.kind == SHMREPL_RECORD_OUTPUT) {
+      EXPECT_EQ(data_of(rec), "line " + std::to_string(seq) + "\n");
+      ++seq;
+    }
+    shmrepl_reader_release(r.get(), 1);
+  }
+  EXPECT_EQ(st, SHMREPL_E_EOF) << shmrepl_status_str(st) << " " << shmrepl_last_error();
+  EXPECT_EQ(seq, kCount);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  if (!done) {
+    // Still blocked by the forged slot (the test failed): leave the writer and its ring.
+    writer.detach();
+    (void)p.release();
+    return;
+  }
+  writer.join();
+}

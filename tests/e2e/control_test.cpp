@@ -11,6 +11,7 @@
 #include "dispatcher.hpp"
 #include "fake_engine.hpp"
 #include "harness.hpp"
+#include "limits.hpp"
 #include "options.hpp"
 
 namespace ctl = shmrepl::ctl;
@@ -238,6 +239,72 @@ TEST(EngineOptions, Parse) {
   err.clear();
   EXPECT_FALSE(shmrepl::server::parse_options({"--bogus"}, &o3, &err));
   EXPECT_NE(err.find("--bogus"), std::string::npos);
+}
+
+// The limits: defaults, flags (also as --flag=value), the environment, bad values.
+TEST(EngineOptions, Limits) {
+  shmrepl::server::Options o;
+  std::string err;
+  EXPECT_EQ(o.limits.max_client_sessions, 128u);
+  EXPECT_EQ(o.limits.hello_timeout_ms, 5000);
+  EXPECT_TRUE(shmrepl::server::parse_options({"--max-sessions", "7", "--max-client-sessions=3", "--max-connections",
+                                              "9", "--max-client-connections", "2", "--hello-timeout", "0.25"},
+                                             &o, &err))
+      << err;
+  EXPECT_EQ(o.limits.max_sessions, 7u);
+  EXPECT_EQ(o.limits.max_client_sessions, 3u);
+  EXPECT_EQ(o.limits.max_connections, 9u);
+  EXPECT_EQ(o.limits.max_client_connections, 2u);
+  EXPECT_EQ(o.limits.hello_timeout_ms, 250);
+  for (const char* bad : {"0", "-1", "x", "4294967296"}) {
+    shmrepl::server::Options b;
+    err.clear();
+    EXPECT_FALSE(shmrepl::server::parse_options({"--max-sessions", bad}, &b, &err)) << bad;
+    EXPECT_NE(err.find("--max-sessions"), std::string::npos) << err;
+  }
+  shmrepl::server::Options b;
+  err.clear();
+  EXPECT_FALSE(shmrepl::server::parse_options({"--hello-timeout", "0"}, &b, &err));
+  setenv("SHMREPL_MAX_CLIENT_SESSIONS", "5", 1);
+  shmrepl::server::Options e;
+  err.clear();
+  EXPECT_TRUE(shmrepl::server::parse_limits_env(&e, &err)) << err;
+  EXPECT_EQ(e.limits.max_client_sessions, 5u);
+  EXPECT_TRUE(shmrepl::server::parse_options({"--max-client-sessions", "6"}, &e, &err));  // the flag wins
+  EXPECT_EQ(e.limits.max_client_sessions, 6u);
+  setenv("SHMREPL_MAX_CLIENT_SESSIONS", "many", 1);
+  shmrepl::server::Options f;
+  err.clear();
+  EXPECT_FALSE(shmrepl::server::parse_limits_env(&f, &err));
+  EXPECT_NE(err.find("SHMREPL_MAX_CLIENT_SESSIONS"), std::string::npos) << err;
+  unsetenv("SHMREPL_MAX_CLIENT_SESSIONS");
+}
+
+// The quota: per client and in all, given back on removal.
+TEST(EngineLimits, QuotaCountsPerClientAndInAll) {
+  shmrepl::server::Limits l;
+  l.max_sessions = 3;
+  l.max_client_sessions = 2;
+  l.max_connections = 2;
+  l.max_client_connections = 1;
+  shmrepl::server::Quota q(l);
+  std::string why;
+  EXPECT_TRUE(q.add_session(10, &why));
+  EXPECT_TRUE(q.add_session(10, &why));
+  EXPECT_FALSE(q.add_session(10, &why));
+  EXPECT_NE(why.find("--max-client-sessions"), std::string::npos);
+  EXPECT_TRUE(q.add_session(11, &why));
+  EXPECT_FALSE(q.add_session(12, &why));
+  EXPECT_NE(why.find("--max-sessions"), std::string::npos);
+  q.remove_session(10);
+  EXPECT_TRUE(q.add_session(12, &why));
+  EXPECT_TRUE(q.add_connection(10, &why));
+  EXPECT_FALSE(q.add_connection(10, &why));
+  EXPECT_TRUE(q.add_connection(11, &why));
+  EXPECT_FALSE(q.add_connection(12, &why));
+  q.remove_connection(10);
+  q.remove_connection(10);  // once too often: ignored
+  EXPECT_TRUE(q.add_connection(12, &why));
 }
 
 // ---- the Dispatcher over a fake engine ----

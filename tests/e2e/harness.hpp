@@ -22,6 +22,7 @@ namespace shmrepl::test {
 inline const char* engine_binary() { return SHMREPL_TEST_ENGINE; }
 inline const char* fake_engine_binary() { return SHMREPL_TEST_FAKE_ENGINE; }
 inline const char* cli_binary() { return SHMREPL_TEST_CLI; }
+inline const char* silent_engine_binary() { return SHMREPL_TEST_SILENT_ENGINE; }
 inline std::string workload(const std::string& name) {
   return std::string(SHMREPL_TEST_WORKLOADS) + "/" + name;
 }

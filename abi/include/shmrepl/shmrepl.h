@@ -58,6 +58,8 @@ typedef int32_t shmrepl_status_t;
 #define SHMREPL_E_TOO_LARGE (-17)     /* a request exceeds a documented limit */
 #define SHMREPL_E_SESSION_DIED (-18)  /* the session's worker process died (crash, kill,
                                        * os._exit): open a new session */
+#define SHMREPL_E_LIMIT (-19)         /* an engine limit (connections, sessions) is reached:
+                                       * retry after closing some (since 1.2) */
 #define SHMREPL_E_INTERNAL (-99)      /* a bug in shmrepl: please report it */
 
 /* ---- records ---------------------------------------------------------- */
@@ -248,6 +250,11 @@ typedef struct shmrepl_client_options {
   const char* engine_path;
   /* How long to wait for a started engine to listen. 0: 5 s. */
   int64_t connect_timeout_ns;
+  /* Since 1.2 (a struct_size of 32, the 1.0 size, leaves it 0). How long any one
+   * request may wait for its reply (to the engine or a session's worker); 0: no limit.
+   * A request that times out returns SHMREPL_E_TIMEOUT and leaves that connection
+   * unusable: later requests on it return SHMREPL_E_STATE; connect again. */
+  int64_t request_timeout_ns;
 } shmrepl_client_options_t;
 
 /* Connects (starting an engine if none listens and autostart is on; a started

@@ -17,6 +17,10 @@ namespace Shmrepl
         public bool Autostart { get; set; } = true;
         // How long to wait for a started engine to listen. Zero: the library's default (5 s).
         public TimeSpan ConnectTimeout { get; set; } = TimeSpan.Zero;
+        // How long any one request may wait for its reply (libshmrepl 1.2). Zero: no limit.
+        // When it passes the call throws ShmreplTimeoutException and the connection is
+        // unusable: later calls throw with Status.State (connect again).
+        public TimeSpan RequestTimeout { get; set; } = TimeSpan.Zero;
     }
 
     // Where and how a session's worker process runs (shmrepl_session_options_t, libshmrepl
@@ -110,6 +114,7 @@ namespace Shmrepl
                     SocketPath = (IntPtr)s,
                     EnginePath = (IntPtr)e,
                     ConnectTimeoutNs = options.ConnectTimeout <= TimeSpan.Zero ? 0 : Reader.Nanoseconds(options.ConnectTimeout),
+                    RequestTimeoutNs = options.RequestTimeout <= TimeSpan.Zero ? 0 : Math.Max(1, Reader.Nanoseconds(options.RequestTimeout)),
                 };
                 Check.Ok(Native.shmrepl_client_connect(&o, out h));
             }

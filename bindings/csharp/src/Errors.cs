@@ -27,6 +27,7 @@ namespace Shmrepl
         Connect = -16,
         TooLarge = -17,
         SessionDied = -18,  // since 1.1
+        Limit = -19,        // since 1.2
         Internal = -99,
     }
 
@@ -73,6 +74,7 @@ namespace Shmrepl
                 case Status.ProducerDied: return new ProducerDiedException(status, detail);
                 case Status.EngineDied: return new EngineDiedException(status, detail);
                 case Status.SessionDied: return new SessionDiedException(status, detail);
+                case Status.Limit: return new LimitException(status, detail);
                 case Status.Connect: return new ConnectException(status, detail);
                 case Status.Version: return new VersionException(status, detail);
                 default: return new ShmreplException(status, detail);
@@ -101,6 +103,12 @@ namespace Shmrepl
     // session. The session's rings end with FINISHED Aborted (Record.Signal says the signal).
     public class SessionDiedException : ShmreplException
     { public SessionDiedException(Status s, string d) : base(s, d) { } }
+
+    // E_LIMIT (1.2): an engine limit (connections or sessions of this process or in all,
+    // the engine's descriptors) is reached; Detail names the engine option. Retry after
+    // closing some.
+    public class LimitException : ShmreplException
+    { public LimitException(Status s, string d) : base(s, d) { } }
 
     // E_CONNECT: no engine listens and none could be started.
     public class ConnectException : ShmreplException

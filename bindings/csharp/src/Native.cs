@@ -41,6 +41,7 @@ namespace Shmrepl.Interop
         public IntPtr SocketPath;
         public IntPtr EnginePath;
         public long ConnectTimeoutNs;
+        public long RequestTimeoutNs;  // since 1.2 (the library accepts 32 bytes without it)
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -94,7 +95,7 @@ namespace Shmrepl.Interop
         public const string Lib = "shmrepl";
         // The size of each options struct this binding was written against (ABI 1.0).
         public const uint ReaderOptionsSize = 8;
-        public const uint ClientOptionsSize = 32;
+        public const uint ClientOptionsSize = 40;  // 1.2: RequestTimeoutNs (1.0: 32)
         // ABI 1.2 (1.1: 40).
         public const uint SessionOptionsSize = 48;
         // ABI 1.1: shmrepl_execute_options_t with timeout_ns and memory_limit (1.0: 72).

@@ -23,7 +23,7 @@ namespace Shmrepl.Tests
             Assert.AreEqual(72, (int)Marshal.OffsetOf(typeof(NativeRecord), "ExitCode"));
             Assert.AreEqual(88, (int)Marshal.OffsetOf(typeof(NativeRecord), "Reserved0"));
             Assert.AreEqual(8, Marshal.SizeOf(typeof(NativeReaderOptions)));
-            Assert.AreEqual(32, Marshal.SizeOf(typeof(NativeClientOptions)));
+            Assert.AreEqual(40, Marshal.SizeOf(typeof(NativeClientOptions)));  // 32 in 1.0
             // shmrepl_execute_options_t grew in 1.1 (72 -> 88): timeout_ns, memory_limit at
             // its end, so the 1.0 prefix (72 bytes, still accepted) is unchanged.
             Assert.AreEqual(88, Marshal.SizeOf(typeof(NativeExecuteOptions)));

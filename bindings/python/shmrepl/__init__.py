@@ -11,7 +11,7 @@ from . import _lib
 from .errors import (ShmreplError, InvalidArgument, NotFound, Again, Timeout, EndOfStream,
                      Corrupt, VersionMismatch, ProducerDied, NoSlot, OutOfMemory,
                      PermissionDenied, SystemCallError, EngineDied, ProtocolError, StateError,
-                     Closed, ConnectError, TooLarge, SessionDied, InternalError)
+                     Closed, ConnectError, TooLarge, SessionDied, LimitReached, InternalError)
 from .reader import (Reader, Batch, Record, RecordKind, Stream, FinishStatus, Start, OLDEST,
                      NEWEST, ErrorInfo)
 from .client import Client, ClientSession, Execution
@@ -38,7 +38,7 @@ __all__ = [
     "ShmreplError", "InvalidArgument", "NotFound", "Again", "Timeout", "EndOfStream",
     "Corrupt", "VersionMismatch", "ProducerDied", "NoSlot", "OutOfMemory", "PermissionDenied",
     "SystemCallError", "EngineDied", "ProtocolError", "StateError", "Closed", "ConnectError",
-    "TooLarge", "SessionDied", "InternalError", "LibraryError", "library_path", "version",
+    "TooLarge", "SessionDied", "LimitReached", "InternalError", "LibraryError", "library_path", "version",
     "abi_version", "ABI_VERSION",
 ]
 __version__ = "0.1.0"

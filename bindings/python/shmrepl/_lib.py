@@ -32,6 +32,7 @@ E_STATE = -15
 E_CONNECT = -16
 E_TOO_LARGE = -17
 E_SESSION_DIED = -18
+E_LIMIT = -19
 E_INTERNAL = -99
 
 # ---- enums as the ABI carries them (uint32_t) ----
@@ -81,6 +82,7 @@ class shmrepl_client_options_t(ctypes.Structure):
         ("socket_path", ctypes.c_char_p),
         ("engine_path", ctypes.c_char_p),
         ("connect_timeout_ns", ctypes.c_int64),
+        ("request_timeout_ns", ctypes.c_int64),  # 1.2
     ]
 
 

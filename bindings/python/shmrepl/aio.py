@@ -149,15 +149,15 @@ class Session:
     autostart=True, connect_timeout=None): None means the library's defaults
     ($SHMREPL_SOCKET / $SHMREPL_ENGINE, then the per-user socket / the engine next to
     libshmrepl). working_dir, env, stdin, stdout, stderr: the session's, as
-    Client.open_session takes them.
+    Client.open_session takes them; request_timeout: as Client's.
     start() connects and opens the session; stop() closes both (and, with
     shutdown_engine=True, stops the engine)."""
 
     def __init__(self, socket_path=None, engine_path=None, autostart=True, connect_timeout=None,
                  wait_slice=0.1, max_batch=DEFAULT_BATCH, *, working_dir=None, env=None,
-                 stdin=None, stdout=None, stderr=None):
+                 stdin=None, stdout=None, stderr=None, request_timeout=None):
         self._opts = dict(socket_path=socket_path, engine_path=engine_path, autostart=autostart,
-                          connect_timeout=connect_timeout)
+                          connect_timeout=connect_timeout, request_timeout=request_timeout)
         self._session_opts = dict(working_dir=working_dir, env=env, stdin=stdin, stdout=stdout,
                                   stderr=stderr)
         self._slice = wait_slice

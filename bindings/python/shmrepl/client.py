@@ -99,18 +99,22 @@ class Client:
 
     socket_path: None = $SHMREPL_SOCKET, else the per-user default. engine_path: None =
     $SHMREPL_ENGINE, else next to libshmrepl. connect_timeout: seconds to wait for a
-    started engine (None: the library's 5 s). Thread-safe: requests are serialized by
+    started engine (None: the library's 5 s). request_timeout: seconds any one request
+    may wait for its reply (None: no limit); when it passes the call raises Timeout and
+    the connection is unusable (later calls raise StateError: connect again). Thread-safe: requests are serialized by
     the library; close() waits for calls in flight on other threads.
     """
 
-    def __init__(self, socket_path=None, engine_path=None, autostart=True, connect_timeout=None):
+    def __init__(self, socket_path=None, engine_path=None, autostart=True, connect_timeout=None,
+                 request_timeout=None):
         self.socket_path = socket_path
         self._keep = (_enc(socket_path), _enc(engine_path))
         opts = _lib.shmrepl_client_options_t(
             ctypes.sizeof(_lib.shmrepl_client_options_t),
             _lib.AUTOSTART_ON if autostart else _lib.AUTOSTART_OFF,
             self._keep[0], self._keep[1],
-            0 if connect_timeout is None else max(1, timeout_ns(connect_timeout)))
+            0 if connect_timeout is None else max(1, timeout_ns(connect_timeout)),
+            0 if request_timeout is None else max(1, timeout_ns(request_timeout)))
         h = _lib.client_p()
         st = _L.shmrepl_client_connect(ctypes.byref(opts), ctypes.byref(h))
         if st:

@@ -107,6 +107,12 @@ class TooLarge(ShmreplError):
     """E_TOO_LARGE: a request exceeds a documented limit."""
 
 
+class LimitReached(ShmreplError):
+    """E_LIMIT: an engine limit (connections or sessions of this process or in all, the
+    engine's descriptors) is reached; `detail` names the engine option. Retry after
+    closing some."""
+
+
 class InternalError(ShmreplError):
     """E_INTERNAL: a bug in shmrepl."""
 
@@ -130,6 +136,7 @@ _BY_STATUS = {
     _lib.E_CONNECT: ConnectError,
     _lib.E_TOO_LARGE: TooLarge,
     _lib.E_SESSION_DIED: SessionDied,
+    _lib.E_LIMIT: LimitReached,
     _lib.E_INTERNAL: InternalError,
 }
 

@@ -18,7 +18,7 @@ class StructLayout(unittest.TestCase):
     def test_sizes(self):
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_record_t), 104)
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_reader_options_t), 8)
-        self.assertEqual(ctypes.sizeof(_lib.shmrepl_client_options_t), 32)
+        self.assertEqual(ctypes.sizeof(_lib.shmrepl_client_options_t), 40)  # 32 in 1.0
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_execute_options_t), 88)
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_bytes_t), 16)
         self.assertEqual(ctypes.sizeof(_lib.shmrepl_session_options_t), 48)
@@ -33,7 +33,8 @@ class StructLayout(unittest.TestCase):
     def test_option_offsets(self):
         c = _lib.shmrepl_client_options_t
         self.assertEqual([c.struct_size.offset, c.autostart.offset, c.socket_path.offset,
-                          c.engine_path.offset, c.connect_timeout_ns.offset], [0, 4, 8, 16, 24])
+                          c.engine_path.offset, c.connect_timeout_ns.offset,
+                          c.request_timeout_ns.offset], [0, 4, 8, 16, 24, 32])
         e = _lib.shmrepl_execute_options_t
         self.assertEqual([e.struct_size.offset, e.script.offset, e.session_id.offset,
                           e.code.offset, e.code_len.offset, e.client_execution_id.offset,

@@ -28,6 +28,7 @@ pub struct ClientOptions {
     engine_path: Option<PathBuf>,
     autostart: Option<bool>,
     connect_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
 }
 
 impl ClientOptions {
@@ -58,6 +59,14 @@ impl ClientOptions {
     /// How long to wait for a started engine to listen (default and zero: 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> ClientOptions {
         self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long any one request may wait for its reply (default: no limit). When it
+    /// passes the call fails with `Timeout` and the connection is unusable: later
+    /// calls fail with `State` (connect again). Since ABI 1.2.
+    pub fn request_timeout(mut self, timeout: Duration) -> ClientOptions {
+        self.request_timeout = Some(timeout);
         self
     }
 
@@ -110,6 +119,8 @@ impl Client {
             socket_path: opt_ptr(&socket),
             engine_path: opt_ptr(&engine),
             connect_timeout_ns: options.connect_timeout.map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64),
+            // At least 1 ns: 0 would mean no limit.
+            request_timeout_ns: options.request_timeout.map_or(0, |d| d.as_nanos().clamp(1, i64::MAX as u128) as i64),
         };
         let mut out = std::ptr::null_mut();
         // SAFETY: options and the strings it points to outlive the call.

@@ -49,6 +49,10 @@ pub enum ErrorKind {
     /// was killed): the session is gone, open a new one. `SHMREPL_E_SESSION_DIED`
     /// (since ABI 1.1).
     SessionDied,
+    /// An engine limit (connections or sessions of this process or in all, the
+    /// engine's descriptors) is reached; the message names the engine option. Retry
+    /// after closing some. `SHMREPL_E_LIMIT` (since ABI 1.2).
+    Limit,
     /// A bug in shmrepl. `SHMREPL_E_INTERNAL`.
     Internal,
     /// A status code newer than this binding.
@@ -77,6 +81,7 @@ impl ErrorKind {
             ffi::SHMREPL_E_CONNECT => ErrorKind::Connect,
             ffi::SHMREPL_E_TOO_LARGE => ErrorKind::TooLarge,
             ffi::SHMREPL_E_SESSION_DIED => ErrorKind::SessionDied,
+            ffi::SHMREPL_E_LIMIT => ErrorKind::Limit,
             ffi::SHMREPL_E_INTERNAL => ErrorKind::Internal,
             other => ErrorKind::Unknown(other),
         }
@@ -103,6 +108,7 @@ impl ErrorKind {
             ErrorKind::Connect => ffi::SHMREPL_E_CONNECT,
             ErrorKind::TooLarge => ffi::SHMREPL_E_TOO_LARGE,
             ErrorKind::SessionDied => ffi::SHMREPL_E_SESSION_DIED,
+            ErrorKind::Limit => ffi::SHMREPL_E_LIMIT,
             ErrorKind::Internal => ffi::SHMREPL_E_INTERNAL,
             ErrorKind::Unknown(code) => code,
         }

@@ -33,6 +33,8 @@ pub const SHMREPL_E_CONNECT: shmrepl_status_t = -16;
 pub const SHMREPL_E_TOO_LARGE: shmrepl_status_t = -17;
 /// Since ABI 1.1.
 pub const SHMREPL_E_SESSION_DIED: shmrepl_status_t = -18;
+/// Since ABI 1.2.
+pub const SHMREPL_E_LIMIT: shmrepl_status_t = -19;
 pub const SHMREPL_E_INTERNAL: shmrepl_status_t = -99;
 
 pub const SHMREPL_RECORD_UNKNOWN: u32 = 0;
@@ -126,6 +128,8 @@ pub struct shmrepl_client_options_t {
     pub socket_path: *const c_char,
     pub engine_path: *const c_char,
     pub connect_timeout_ns: i64,
+    /// Since ABI 1.2 (the library accepts the 1.0 size, 32, without it).
+    pub request_timeout_ns: i64,
 }
 
 /// `shmrepl_session_options_t` (since 1.1). `env` NULL: the engine's environment;
@@ -206,7 +210,7 @@ const _: () = {
     assert!(size_of::<shmrepl_record_t>() == 104);
     assert!(align_of::<shmrepl_record_t>() == 8);
     assert!(size_of::<shmrepl_reader_options_t>() == 8);
-    assert!(size_of::<shmrepl_client_options_t>() == 32);
+    assert!(size_of::<shmrepl_client_options_t>() == 40);
     assert!(size_of::<shmrepl_execute_options_t>() == 88);
     assert!(size_of::<shmrepl_session_options_t>() == 48);
     assert!(align_of::<shmrepl_session_options_t>() == 8);

@@ -47,7 +47,8 @@ fn option_struct_layouts() {
     assert_eq!(size_of::<shmrepl_reader_options_t>(), 8);
     assert_eq!(offset!(shmrepl_reader_options_t, start), 4);
 
-    assert_eq!(size_of::<shmrepl_client_options_t>(), 32);
+    assert_eq!(size_of::<shmrepl_client_options_t>(), 40); // 32 in 1.0
+    assert_eq!(offset!(shmrepl_client_options_t, request_timeout_ns), 32);
     assert_eq!(offset!(shmrepl_client_options_t, autostart), 4);
     assert_eq!(offset!(shmrepl_client_options_t, socket_path), 8);
     assert_eq!(offset!(shmrepl_client_options_t, engine_path), 16);
@@ -113,6 +114,7 @@ fn status_codes_map_both_ways() {
         (-16, ErrorKind::Connect),
         (-17, ErrorKind::TooLarge),
         (-18, ErrorKind::SessionDied),
+        (-19, ErrorKind::Limit),
         (-99, ErrorKind::Internal),
     ];
     for (code, kind) in known.iter() {
@@ -121,9 +123,9 @@ fn status_codes_map_both_ways() {
         assert!(!kind.description().is_empty());
     }
     // A code newer than this binding keeps its value.
-    assert_eq!(ErrorKind::from_code(-19), ErrorKind::Unknown(-19));
-    assert_eq!(ErrorKind::Unknown(-19).code(), -19);
-    assert!(!ErrorKind::Unknown(-19).description().is_empty());
+    assert_eq!(ErrorKind::from_code(-42), ErrorKind::Unknown(-42));
+    assert_eq!(ErrorKind::Unknown(-42).code(), -42);
+    assert!(!ErrorKind::Unknown(-42).description().is_empty());
     assert_eq!(ErrorKind::SessionDied.description(), "the session's worker process died");
     let e = shmrepl::Error::new(ErrorKind::Timeout, "waited");
     let text = e.to_string();

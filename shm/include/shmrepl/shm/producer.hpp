@@ -116,6 +116,9 @@ class Producer {
   uint64_t limit_ = 0;      // cached: nothing at or beyond limit_ + capacity_ may be written
   uint64_t reserved_at_ = 0;  // frame start of the current reservation
   uint64_t last_liveness_check_ = 0;  // monotonic ns of the last detach_dead_readers()
+  // Per slot: the owner word last seen active without a start time (a reader
+  // publishes its start right after its claim; seen so at two checks: forged).
+  uint64_t startless_[kReaderSlots] = {};
   bool unlink_on_close_ = true;
 };
 

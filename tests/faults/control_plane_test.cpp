@@ -1,0 +1,379 @@
+// The supervisor's control plane under careless and hostile peers (issue #9 items
+// 3-5): a session hog, a 64 MiB length prefix without a body, a silent connection,
+// the engine at its descriptor limit, threads that cannot be created. Each test runs
+// its own engine on a private socket.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.hpp"
+
+using namespace shmrepl::test;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace control = shmrepl::control;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Connects without starting an engine: the status, and the client on success.
+shmrepl_status_t try_connect(const std::string& socket, shmrepl_client_t** out,
+                             int64_t timeout_ns = 0) {
+  shmrepl_client_options_t o{};
+  o.struct_size = sizeof o;
+  o.autostart = SHMREPL_AUTOSTART_OFF;
+  o.socket_path = socket.c_str();
+  o.connect_timeout_ns = timeout_ns;
+  *out = nullptr;
+  return shmrepl_client_connect(&o, out);
+}
+
+// A bare connection that says nothing (-1 if connect fails).
+int socket_fd_connect(const std::string& path) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+uint64_t cpu_ticks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::size_t close = all.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(all.substr(close + 2));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  // Field 3 (state) is the first after ") "; utime and stime are fields 14 and 15.
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return utime + stime;
+}
+
+uint64_t status_kib(pid_t pid, const std::string& key) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stoull(line.substr(key.size() + 1));
+  return 0;
+}
+
+std::size_t count_dir(const std::string& path) {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec))
+    ++n;
+  return n;
+}
+
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!cond()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+// Waits until the peer closes `fd` (read returns 0 or an error); how long it took.
+std::chrono::milliseconds time_until_closed(int fd, std::chrono::milliseconds limit) {
+  const auto t0 = Clock::now();
+  timeval tv{0, 50'000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[256];
+  while (Clock::now() - t0 < limit) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) break;
+  }
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+}
+
+control::Frame prefix_only(uint32_t length) {
+  control::Frame f(control::kPrefixSize);
+  for (std::size_t i = 0; i < control::kPrefixSize; ++i)
+    f[i] = static_cast<uint8_t>(length >> (8 * i));
+  return f;
+}
+
+// A session opened and a line printed and read back, in a child process (another
+// client, as the engine counts them).
+int other_client_runs(const std::string& socket) {
+  const pid_t child = fork();
+  if (child == 0) {
+    alarm(60);
+    shmrepl_client_t* c = nullptr;
+    if (try_connect(socket, &c) != SHMREPL_OK) _exit(10);
+    Session s(c);
+    Collected r = execute_and_collect(s, "print('other')\n");
+    _exit(r.end == SHMREPL_E_EOF && r.out.head == "other\n" ? 0 : 11);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+class ControlPlaneTest : public ::testing::Test {
+ protected:
+  void start(const std::vector<std::string>& args) {
+    engine = std::make_unique<EngineProcess>(engine_binary(), socket, args);
+  }
+  TempDir dir;
+  std::string socket = dir.file("engine.sock");
+  std::unique_ptr<EngineProcess> engine;
+};
+
+}  // namespace
+
+// A client that opens sessions without end gets E_LIMIT at its limit, with the
+// limit's name; another client still gets its session; a closed session frees room.
+// Connections per client likewise.
+TEST_F(ControlPlaneTest, SessionHogGetsELimitOthersAreUnaffected) {
+  start({"--max-client-sessions", "3", "--max-client-connections", "3"});
+  shmrepl_client_t* c = nullptr;
+  ASSERT_EQ(try_connect(socket, &c), SHMREPL_OK) << shmrepl_last_error();
+  std::vector<uint64_t> ids;
+  shmrepl_status_t st = SHMREPL_OK;
+  for (int i = 0; i < 10 && st == SHMREPL_OK; ++i) {
+    uint64_t id = 0;
+    st = shmrepl_session_open(c, &id);
+    if (st == SHMREPL_OK) ids.push_back(id);
+  }
+  EXPECT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
+  EXPECT_NE(std::string(shmrepl_last_error()).find("--max-client-sessions"), std::string::npos)
+      << shmrepl_last_error();
+  EXPECT_EQ(ids.size(), 3u);
+  EXPECT_STREQ(shmrepl_status_str(SHMREPL_E_LIMIT), "an engine limit is reached");
+  // The hog's other connection counts as its own too, and is refused the same.
+  shmrepl_client_t* c2 = nullptr;
+  ASSERT_EQ(try_connect(socket, &c2), SHMREPL_OK);
+  uint64_t more = 0;
+  EXPECT_EQ(shmrepl_session_open(c2, &more), SHMREPL_E_LIMIT);
+  EXPECT_EQ(other_client_runs(socket), 0);
+  // Room again once a session is closed.
+  ASSERT_EQ(shmrepl_session_close(c, ids.back()), SHMREPL_OK);
+  ids.pop_back();
+  EXPECT_EQ(shmrepl_session_open(c2, &more), SHMREPL_OK) << shmrepl_last_error();
+  // A third connection is the limit; a fourth is refused at Hello.
+  shmrepl_client_t* c3 = nullptr;
+  // (The engine may not have seen the start-up probe's connection end yet.)
+  ASSERT_TRUE(wait_until([&] { return try_connect(socket, &c3) == SHMREPL_OK; }, 5s))
+      << shmrepl_last_error();
+  shmrepl_client_t* c4 = nullptr;
+  st = try_connect(socket, &c4);
+  EXPECT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
+  EXPECT_NE(std::string(shmrepl_last_error()).find("--max-client-connections"), std::string::npos)
+      << shmrepl_last_error();
+  shmrepl_client_close(c3);
+  // The engine saw the connection go: room for one again.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        if (try_connect(socket, &c4) != SHMREPL_OK) return false;
+        shmrepl_client_close(c4);
+        return true;
+      },
+      5s));
+  shmrepl_client_close(c2);
+  shmrepl_client_close(c);
+}
+
+// A length prefix that announces 64 MiB and then nothing costs the engine nothing
+// like 64 MiB per connection, and the connection is closed after the timeout; a
+// connection that never says Hello likewise. A connection that said Hello may idle.
+TEST_F(ControlPlaneTest, LargePrefixWithoutBodyAndSilentConnectionsAreClosed) {
+  start({"--hello-timeout", "1"});
+  const pid_t pid = engine->pid();
+  const uint64_t rss0 = status_kib(pid, "VmRSS");
+  constexpr int kConns = 8;
+  std::vector<std::unique_ptr<Raw>> raws;
+  for (int i = 0; i < kConns; ++i) {
+    raws.push_back(std::make_unique<Raw>(socket));
+    ASSERT_TRUE(
+        raws.back()->send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))));
+    ASSERT_EQ(raws.back()->reply(), SHMREPL_OK);
+    ASSERT_TRUE(raws.back()->send(prefix_only(control::kMaxMessage)));
+    ASSERT_TRUE(raws.back()->send_bytes("0123456789abcdef", 16));  // a first bit of the body
+  }
+  // Before Hello nothing that large is even begun: refused at once.
+  Raw early(socket);
+  ASSERT_TRUE(early.send(prefix_only(control::kMaxMessage)));
+  EXPECT_EQ(early.reply(), SHMREPL_E_TOO_LARGE);
+  EXPECT_TRUE(early.closed_by_peer());
+  Raw silent(socket);
+  Raw hello(socket);
+  ASSERT_TRUE(hello.send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))));
+  ASSERT_EQ(hello.reply(), SHMREPL_OK);
+  // After Hello: a prefix alone, never a body byte.
+  Raw stalled(socket);
+  ASSERT_TRUE(
+      stalled.send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))));
+  ASSERT_EQ(stalled.reply(), SHMREPL_OK);
+  ASSERT_TRUE(stalled.send(prefix_only(control::kMaxMessage)));
+  std::this_thread::sleep_for(300ms);
+  const uint64_t rss1 = status_kib(pid, "VmRSS");
+  // Before: 64 MiB allocated and zero-filled per connection, 512 MiB here.
+  EXPECT_LT(rss1, rss0 + 16 * 1024) << "VmRSS " << rss0 << " -> " << rss1 << " KiB";
+  for (auto& r : raws) {
+    const auto took = time_until_closed(r->fd, 10s);
+    EXPECT_LT(took, 8s) << "a 64 MiB prefix without its body kept its connection";
+  }
+  EXPECT_LT(time_until_closed(silent.fd, 10s), 8s) << "a silent connection was kept";
+  EXPECT_LT(time_until_closed(stalled.fd, 10s), 8s) << "an unfinished message kept its connection";
+  // The one that said Hello and then idled is still served.
+  ASSERT_TRUE(hello.send(control::open_session(2)));
+  ASSERT_EQ(hello.reply(), SHMREPL_OK) << read_file(engine->log());
+  ASSERT_TRUE(
+      hello.send(control::close_session(3, hello.last->body_as_SessionOpened()->session_id())));
+  EXPECT_EQ(hello.reply(), SHMREPL_OK);
+  const std::string log = read_file(engine->log());
+  EXPECT_NE(log.find("did not say Hello in time"), std::string::npos) << log;
+}
+
+// At the engine's descriptor limit (RLIMIT_NOFILE lowered under it): clients get
+// E_LIMIT, not a hang or E_INTERNAL; the engine does not spin (little CPU over a
+// second) and its log does not flood; once descriptors are free again it serves.
+TEST_F(ControlPlaneTest, DescriptorLimitGivesELimitWithoutSpinning) {
+  start({});
+  const pid_t pid = engine->pid();
+  const std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd";
+  rlimit old{};
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, nullptr, &old), 0);
+  const rlimit low{count_dir(fd_dir) + 6, old.rlim_max};
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &low, nullptr), 0) << std::strerror(errno);
+  std::vector<shmrepl_client_t*> held;
+  int limited = 0, other = 0;
+  std::string other_text;
+  for (int i = 0; i < 20; ++i) {
+    shmrepl_client_t* c = nullptr;
+    const shmrepl_status_t st = try_connect(socket, &c, 10'000'000'000);
+    if (st == SHMREPL_OK) {
+      held.push_back(c);
+      // A session needs descriptors too: E_LIMIT when none is left.
+      uint64_t id = 0;
+      const shmrepl_status_t so = shmrepl_session_open(c, &id);
+      if (so != SHMREPL_OK && so != SHMREPL_E_LIMIT) {
+        ++other;
+        other_text = status_text(so);
+      }
+    } else if (st == SHMREPL_E_LIMIT) {
+      ++limited;
+    } else {
+      ++other;
+      other_text = status_text(st);
+    }
+  }
+  EXPECT_GT(limited, 0) << read_file(engine->log());
+  EXPECT_EQ(other, 0) << other_text;
+  // A backlog that the engine cannot accept must not make it spin.
+  std::vector<int> pending;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = socket_fd_connect(socket);
+    if (fd >= 0) pending.push_back(fd);
+  }
+  const std::size_t log0 = read_file(engine->log()).size();
+  const uint64_t t0 = cpu_ticks(pid);
+  std::this_thread::sleep_for(1s);
+  const uint64_t used = cpu_ticks(pid) - t0;
+  const std::size_t log1 = read_file(engine->log()).size();
+  EXPECT_LT(used, static_cast<uint64_t>(sysconf(_SC_CLK_TCK)) / 5)
+      << "engine CPU ticks in 1 s: " << used;
+  EXPECT_LT(log1 - log0, 4096u) << read_file(engine->log()).substr(log0);
+  for (int fd : pending) close(fd);
+  for (shmrepl_client_t* c : held) shmrepl_client_close(c);
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &old, nullptr), 0);
+  EXPECT_TRUE(wait_until([&] { return other_client_runs(socket) == 0; }, 10s));
+}
+
+// Threads cannot be created (RLIMIT_AS just above what the engine maps): many
+// clients opening sessions at once get answers, and the engine lives and serves
+// once the limit is lifted.
+TEST_F(ControlPlaneTest, ThreadCreationFailureDoesNotEndTheEngine) {
+  start({});
+  const pid_t pid = engine->pid();
+  rlimit old{};
+  ASSERT_EQ(prlimit(pid, RLIMIT_AS, nullptr, &old), 0);
+  const rlim_t vm = status_kib(pid, "VmSize") * 1024;
+  const rlimit low{vm + (2u << 20), old.rlim_max};
+  ASSERT_EQ(prlimit(pid, RLIMIT_AS, &low, nullptr), 0) << std::strerror(errno);
+  constexpr int kClients = 8;
+  std::atomic<int> internal{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kClients; ++t) {
+    threads.emplace_back([&] {
+      shmrepl_client_t* c = nullptr;
+      const shmrepl_status_t st = try_connect(socket, &c, 10'000'000'000);
+      if (st == SHMREPL_E_INTERNAL) ++internal;
+      if (st != SHMREPL_OK) return;
+      for (int i = 0; i < 3; ++i) {
+        uint64_t id = 0;
+        const shmrepl_status_t so = shmrepl_session_open(c, &id);
+        if (so == SHMREPL_E_INTERNAL) ++internal;
+        if (so == SHMREPL_OK) shmrepl_session_close(c, id);
+      }
+      shmrepl_client_close(c);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(internal.load(), 0);
+  // (Whether a thread was refused depends on how many requests overlapped; the log says.)
+  if (read_file(engine->log()).find("cannot start a control thread") == std::string::npos)
+    std::fprintf(stderr, "note: no control thread was refused in this run\n");
+  ASSERT_EQ(kill(pid, 0), 0) << "the engine died; log:\n" << read_file(engine->log());
+  ASSERT_EQ(prlimit(pid, RLIMIT_AS, &old, nullptr), 0);
+  EXPECT_TRUE(wait_until([&] { return other_client_runs(socket) == 0; }, 10s))
+      << read_file(engine->log());
+}
+
+// Issue #9 item 7 over the real engine: cancel of an execution whose 4 KiB ring is
+// full and that no reader ever attached to. The closing records (KeyboardInterrupt,
+// FINISHED Cancelled) still go in, and the session's next execution runs whole.
+TEST_F(ControlPlaneTest, CancelWithAFullUnreadRingEndsTheExecution) {
+  start({});
+  shmrepl_client_t* c = nullptr;
+  ASSERT_EQ(try_connect(socket, &c), SHMREPL_OK);
+  {
+    Session s(c);
+    shmrepl_execution_t* e =
+        s.execute("i = 0\nwhile True:\n    print('line', i)\n    i += 1\n", true, {}, {}, 4096);
+    std::this_thread::sleep_for(500ms);  // the ring is full long before: the worker waits for space
+    ASSERT_EQ(shmrepl_execution_cancel(e), SHMREPL_OK) << shmrepl_last_error();
+    shmrepl_reader_t* reader = nullptr;
+    ASSERT_EQ(shmrepl_execution_reader(e, nullptr, &reader), SHMREPL_OK);
+    Collected got = collect(reader, shmrepl_execution_id(e), false, 30s);
+    shmrepl_reader_close(reader);
+    shmrepl_execution_close(e);
+    EXPECT_EQ(got.end, SHMREPL_E_EOF) << got.first_problem;
+    EXPECT_EQ(got.finished, 1);
+    EXPECT_EQ(got.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+    EXPECT_NE(got.err.head.find("KeyboardInterrupt"), std::string::npos) << got.err.head;
+    EXPECT_TRUE(got.seq_gap_free);
+    Collected next = execute_and_collect(s, "print('after')\n");
+    EXPECT_EQ(next.end, SHMREPL_E_EOF);
+    EXPECT_EQ(next.out.head, "after\n");
+    EXPECT_EQ(next.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  }
+  shmrepl_client_close(c);
+}
