@@ -134,7 +134,10 @@ shmrepl_status_t Connection::exchange(const control::Frame& frame, uint64_t id, 
     st = control::read_message(fd_, &body_, &m, &err, &received_fd_);
     if (st == SHMREPL_E_EOF || st == SHMREPL_E_ENGINE_DIED)
       return die(SHMREPL_E_ENGINE_DIED, "the engine closed the connection");
-    if (st == SHMREPL_E_TIMEOUT) return die(st, "the engine did not reply in time");
+    if (st == SHMREPL_E_TIMEOUT) {
+      timed_out_ = true;
+      return die(st, worker_ ? "the session's worker did not reply in time" : "the engine did not reply in time");
+    }
     if (st != SHMREPL_OK) return die(st == SHMREPL_E_SYSTEM ? st : SHMREPL_E_PROTOCOL, err);
     if (m->request_id() != unread_.front())
       return die(SHMREPL_E_PROTOCOL, "reply to request " + std::to_string(m->request_id()) + ", expected " +
