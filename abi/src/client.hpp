@@ -88,6 +88,7 @@ class Connection {
   shmrepl_status_t exchange(const control::Frame& frame, uint64_t id, control::ctl::Body expected,
                             const control::ctl::Message** reply, std::span<const int> pass_fds);
   shmrepl_status_t send(const control::Frame& frame, std::span<const int> pass_fds);
+  shmrepl_status_t read_reply(uint64_t id, const control::ctl::Message** out);
   shmrepl_status_t die(shmrepl_status_t status, std::string text);
 
   std::mutex mu_;

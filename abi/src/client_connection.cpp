@@ -120,33 +120,13 @@ shmrepl_status_t Connection::send(const control::Frame& frame, std::span<const i
   return SHMREPL_OK;
 }
 
-shmrepl_status_t Connection::exchange(const control::Frame& frame, uint64_t id, ctl::Body expected,
-                                      const ctl::Message** reply, std::span<const int> pass_fds) {
+// Reads the reply to request `id` into body_ (and received_fd_).
+shmrepl_status_t Connection::read_reply(uint64_t id, const ctl::Message** out) {
   std::string err;
-  shmrepl_status_t st = send(frame, pass_fds);
-  if (st != SHMREPL_OK) return st;
   const ctl::Message* m = nullptr;
   if (received_fd_ >= 0) ::close(received_fd_);  // not taken by the last caller
   received_fd_ = -1;
-  // Replies to posted requests come first (the peer answers in order); any answer
-  // will do, but it must be theirs.
-  while (!unread_.empty()) {
-    st = control::read_message(fd_, &body_, &m, &err, &received_fd_);
-    if (st == SHMREPL_E_EOF || st == SHMREPL_E_ENGINE_DIED)
-      return die(SHMREPL_E_ENGINE_DIED, "the engine closed the connection");
-    if (st == SHMREPL_E_TIMEOUT) {
-      timed_out_ = true;
-      return die(st, worker_ ? "the session's worker did not reply in time" : "the engine did not reply in time");
-    }
-    if (st != SHMREPL_OK) return die(st == SHMREPL_E_SYSTEM ? st : SHMREPL_E_PROTOCOL, err);
-    if (m->request_id() != unread_.front())
-      return die(SHMREPL_E_PROTOCOL, "reply to request " + std::to_string(m->request_id()) + ", expected " +
-                                         std::to_string(unread_.front()));
-    unread_.pop_front();
-    if (received_fd_ >= 0) ::close(received_fd_);
-    received_fd_ = -1;
-  }
-  st = control::read_message(fd_, &body_, &m, &err, &received_fd_);
+  shmrepl_status_t st = control::read_message(fd_, &body_, &m, &err, &received_fd_);
   if (st == SHMREPL_E_EOF || st == SHMREPL_E_ENGINE_DIED)
     return die(SHMREPL_E_ENGINE_DIED, "the engine closed the connection");
   if (st == SHMREPL_E_TIMEOUT) {
@@ -159,6 +139,20 @@ shmrepl_status_t Connection::exchange(const control::Frame& frame, uint64_t id, 
   if (m->request_id() != id)
     return die(SHMREPL_E_PROTOCOL, "reply to request " + std::to_string(m->request_id()) +
                                        ", expected " + std::to_string(id));
+  *out = m;
+  return SHMREPL_OK;
+}
+
+shmrepl_status_t Connection::exchange(const control::Frame& frame, uint64_t id, ctl::Body expected,
+                                      const ctl::Message** reply, std::span<const int> pass_fds) {
+  shmrepl_status_t st = send(frame, pass_fds);
+  if (st != SHMREPL_OK) return st;
+  const ctl::Message* m = nullptr;
+  // Replies to posted requests come first (the peer answers in order); any answer
+  // will do, but it must be theirs.
+  for (; !unread_.empty(); unread_.pop_front())
+    if ((st = read_reply(unread_.front(), &m)) != SHMREPL_OK) return st;
+  if ((st = read_reply(id, &m)) != SHMREPL_OK) return st;
   if (m->body_type() == ctl::Body::Error) {
     const ctl::Error* e = m->body_as_Error();
     shmrepl_status_t code = e->code() < 0 ? e->code() : SHMREPL_E_PROTOCOL;

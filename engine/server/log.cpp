@@ -29,4 +29,19 @@ void log_line(std::string_view line) noexcept {
   }
 }
 
+void ThrottledLog::note(std::string_view what, std::string_view detail) noexcept {
+  ++count_;
+  const auto now = std::chrono::steady_clock::now();
+  if (ever_ && now - last_ < std::chrono::seconds(10)) return;
+  try {
+    log_line(std::string(what) + std::string(detail) +
+             (count_ > 1 ? " (" + std::to_string(count_) + " times since the last report)" : ""));
+  } catch (...) {
+    log_line(what);  // no memory for the rest
+  }
+  count_ = 0;
+  last_ = now;
+  ever_ = true;
+}
+
 }  // namespace shmrepl::server

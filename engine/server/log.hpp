@@ -3,6 +3,8 @@
 // before the core starts.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <string_view>
 
 namespace shmrepl::server {
@@ -13,5 +15,18 @@ void log_init() noexcept;
 void log_line(std::string_view line) noexcept;
 // The log's descriptor (for the fatal-signal handler, which may only write(2)).
 int log_fd() noexcept;
+
+// Logs a kind of event at most once per interval (10 s), with how often it happened
+// since the last line: a client or a full system that repeats a failure cannot flood
+// the log.
+class ThrottledLog {
+ public:
+  void note(std::string_view what, std::string_view detail = {}) noexcept;
+
+ private:
+  uint64_t count_ = 0;
+  std::chrono::steady_clock::time_point last_{};
+  bool ever_ = false;
+};
 
 }  // namespace shmrepl::server

@@ -36,7 +36,6 @@ constexpr uint64_t kListenKey = 0;  // epoll keys; connections count from 1
 constexpr uint64_t kWakeKey = ~0ull;
 constexpr uint64_t kDoneKey = ~0ull - 1;
 constexpr auto kAcceptPause = std::chrono::milliseconds(100);
-constexpr auto kLogInterval = std::chrono::seconds(10);
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr uint32_t kMaxRefusedOpen = 64;  // beyond: refused connections are closed unanswered
 // Hello is a few dozen bytes: before it, nobody gets to make us hold more.
@@ -105,26 +104,6 @@ class TaskPool {
 
  private:
   static constexpr auto kPoolIdle = std::chrono::seconds(1);
-  struct Note {
-    uint64_t count = 0;
-    std::chrono::steady_clock::time_point last{};
-    bool ever = false;
-    void note(std::string_view what, std::string_view detail) noexcept {
-      ++count;
-      const auto now = std::chrono::steady_clock::now();
-      if (ever && now - last < kLogInterval) return;
-      try {
-        log_line(std::string(what) + std::string(detail) +
-                 (count > 1 ? " (" + std::to_string(count) + " times since the last report)" : ""));
-      } catch (...) {
-        log_line(what);  // no memory for the rest
-      }
-      count = 0;
-      last = now;
-      ever = true;
-    }
-  };
-
   // Joins the threads that ended after idling [mu_]. They released mu_ before we
   // could see them here, so each join is immediate.
   void reap() noexcept {
@@ -179,7 +158,7 @@ class TaskPool {
   std::vector<std::thread::id> exited_;  // [mu_] ended, not joined yet
   std::size_t idle_ = 0;
   bool stopping_ = false;
-  Note failed_;
+  ThrottledLog failed_;
 };
 
 // A connection's Dispatcher, shared with the pool's tasks: a request and the
@@ -244,21 +223,6 @@ struct Server::Done {
     if (reply.pass_fd >= 0) ::close(reply.pass_fd);  // never sent
   }
 };
-
-void Server::Throttled::note(std::string_view what, std::string_view detail) noexcept {
-  ++count;
-  const auto now = Clock::now();
-  if (ever && now - last < kLogInterval) return;
-  try {
-    log_line(std::string(what) + std::string(detail) +
-             (count > 1 ? " (" + std::to_string(count) + " times since the last report)" : ""));
-  } catch (...) {
-    log_line(what);  // no memory for the rest
-  }
-  count = 0;
-  last = now;
-  ever = true;
-}
 
 Server::Server(engine::Engine& engine, const Limits& limits)
     : engine_(&engine), limits_(limits), quota_(limits) {

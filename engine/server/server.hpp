@@ -19,6 +19,7 @@
 
 #include "dispatcher.hpp"
 #include "limits.hpp"
+#include "log.hpp"
 #include "shmrepl/engine/engine.hpp"
 
 namespace shmrepl::server {
@@ -51,13 +52,6 @@ class Server {
   using Clock = std::chrono::steady_clock;
   struct Conn;
   struct Done;
-  // Logs a kind of event at most once per interval, with how often it happened.
-  struct Throttled {
-    uint64_t count = 0;
-    Clock::time_point last{};
-    bool ever = false;
-    void note(std::string_view what, std::string_view detail = {}) noexcept;
-  };
 
   void init();
   void accept_ready();
@@ -100,7 +94,7 @@ class Server {
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Conn>> conns_;  // the loop's thread only
   uint32_t refused_open_ = 0;                        // connections kept only to answer E_LIMIT
-  Throttled accept_log_, hello_log_, timeout_log_, refuse_log_, error_log_;
+  ThrottledLog accept_log_, hello_log_, timeout_log_, refuse_log_, error_log_;
 };
 
 }  // namespace shmrepl::server

@@ -9,12 +9,9 @@ warm worker (forked from the zygote), one run without them (or with them empty) 
 other values a fresh one (`--fresh-worker` in its /proc/self/cmdline), and each must
 print what python3 prints with that environment. The last line is `N passed, M failed`.
 """
-import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as diff  # noqa: E402  (base_env, start_engine)
@@ -29,35 +26,21 @@ print(fresh, file=sys.stderr)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cli", required=True)
-    ap.add_argument("--engine", required=True)
-    ap.add_argument("--python", default="/usr/bin/python3")
-    ap.add_argument("--lib-dir")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
-    args.cli = os.path.abspath(args.cli)
-    args.engine = os.path.abspath(args.engine)
-    root = tempfile.mkdtemp(prefix="shmrepl-fresh-")
-    env = diff.base_env(args, os.path.join(root, "engine.sock"))
-    engine_env = dict(env, PYTHONHASHSEED="5", PYTHONWARNINGS="error")
-    engine = diff.start_engine(args, root, engine_env)
-    work = os.path.join(root, "work")
-    os.mkdir(work)
-    with open(os.path.join(work, "prog.py"), "w") as f:
-        f.write(PROGRAM)
-    passed = failed = 0
-    # (name, extra environment, argv, fresh expected)
-    cases = [
-        ("the engine's values", {"PYTHONHASHSEED": "5", "PYTHONWARNINGS": "error"}, ["fixed"], False),
-        ("neither set", {}, [], True),
-        ("both empty", {"PYTHONHASHSEED": "", "PYTHONWARNINGS": ""}, [], True),
-        ("another seed", {"PYTHONHASHSEED": "6", "PYTHONWARNINGS": "error"}, ["fixed"], True),
-        ("only the seed", {"PYTHONHASHSEED": "5"}, ["fixed"], True),
-        ("the engine's values and another variable", {"PYTHONHASHSEED": "5", "PYTHONWARNINGS": "error",
-                                                      "PYTHONDEVMODE": "1"}, ["fixed"], True),
-    ]
-    try:
+    args = diff.driver_args(__doc__.splitlines()[0])
+    with diff.private_engine(args, "shmrepl-fresh-", PYTHONHASHSEED="5", PYTHONWARNINGS="error") as (env, work):
+        with open(os.path.join(work, "prog.py"), "w") as f:
+            f.write(PROGRAM)
+        passed = failed = 0
+        # (name, extra environment, argv, fresh expected)
+        cases = [
+            ("the engine's values", {"PYTHONHASHSEED": "5", "PYTHONWARNINGS": "error"}, ["fixed"], False),
+            ("neither set", {}, [], True),
+            ("both empty", {"PYTHONHASHSEED": "", "PYTHONWARNINGS": ""}, [], True),
+            ("another seed", {"PYTHONHASHSEED": "6", "PYTHONWARNINGS": "error"}, ["fixed"], True),
+            ("only the seed", {"PYTHONHASHSEED": "5"}, ["fixed"], True),
+            ("the engine's values and another variable", {"PYTHONHASHSEED": "5", "PYTHONWARNINGS": "error",
+                                                          "PYTHONDEVMODE": "1"}, ["fixed"], True),
+        ]
         for name, extra, argv, fresh in cases:
             e = dict(env, **extra)
             ref = subprocess.run([args.python, "-u", "prog.py"] + argv, cwd=work, env=e, stdin=subprocess.DEVNULL,
@@ -76,14 +59,6 @@ def main():
                 print(f"FAIL {name} (want {'fresh' if fresh else 'warm'}):\n"
                       f"  python3: {(ref.stdout, ref.stderr, ref.returncode)!r}\n"
                       f"  shmrepl: {(got.stdout, got.stderr, got.returncode)!r}")
-    finally:
-        subprocess.run([args.cli, "shutdown"], env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=60)
-        try:
-            engine.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            engine.kill()
-        shutil.rmtree(root, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -12,6 +12,7 @@ the programs of pending/manifest.json (known differences) instead. The last line
 `N passed, M failed`; the exit status is non-zero when anything failed.
 """
 import argparse
+import contextlib
 import difflib
 import json
 import os
@@ -76,6 +77,44 @@ def start_engine(args, root, env):
             s.close()
     proc.kill()
     raise SystemExit("the engine did not listen within 20 s")
+
+
+def driver_args(description):
+    """The options of the drivers beside the suite (signals, venv, fresh workers)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--cli", required=True, help="the shmrepl CLI")
+    p.add_argument("--engine", required=True, help="shmrepl-engine")
+    p.add_argument("--python", default="/usr/bin/python3", help="the reference python3")
+    p.add_argument("--lib-dir", help="put DIR on LD_LIBRARY_PATH (for both runs)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args()
+    args.cli = os.path.abspath(args.cli)
+    args.engine = os.path.abspath(args.engine)
+    return args
+
+
+@contextlib.contextmanager
+def private_engine(args, prefix, **engine_env):
+    """An engine of its own in a temporary folder (its environment: the clients' plus
+    engine_env). Yields (the clients' environment, a work folder); then shuts the
+    engine down and removes the folder."""
+    root = tempfile.mkdtemp(prefix=prefix)
+    try:
+        env = base_env(args, os.path.join(root, "engine.sock"))
+        engine = start_engine(args, root, dict(env, **engine_env))
+        work = os.path.join(root, "work")
+        os.mkdir(work)
+        try:
+            yield env, work
+        finally:
+            subprocess.run([args.cli, "shutdown"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60)
+            try:
+                engine.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                engine.kill()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def stop_engine(args, proc, env):

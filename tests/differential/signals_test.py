@@ -9,14 +9,11 @@ stdout, stderr and the wait status. Also: `timeout -s SIG 2 ... PROG` both ways,
 `shmrepl run` killed with SIGKILL, whose worker must end. The last line is
 `N passed, M failed`.
 """
-import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -110,25 +107,12 @@ def workers(cli, env):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cli", required=True)
-    ap.add_argument("--engine", required=True)
-    ap.add_argument("--python", default="/usr/bin/python3")
-    ap.add_argument("--lib-dir")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
-    args.cli = os.path.abspath(args.cli)
-    args.engine = os.path.abspath(args.engine)
-    root = tempfile.mkdtemp(prefix="shmrepl-signals-")
-    env = diff.base_env(args, os.path.join(root, "engine.sock"))
-    engine = diff.start_engine(args, root, env)
-    work = os.path.join(root, "work")
-    os.mkdir(work)
-    for name, text in PROGRAMS.items():
-        with open(os.path.join(work, name), "w") as f:
-            f.write(text)
-    passed = failed = 0
-    try:
+    args = diff.driver_args(__doc__.splitlines()[0])
+    with diff.private_engine(args, "shmrepl-signals-") as (env, work):
+        for name, text in PROGRAMS.items():
+            with open(os.path.join(work, name), "w") as f:
+                f.write(text)
+        passed = failed = 0
         for prog, sig in CASES:
             ref = drive([args.python, "-u", prog], work, env, sig)
             got = drive([args.cli, "run", prog], work, env, sig)
@@ -172,14 +156,6 @@ def main():
             print(f"ok   SIGKILL of shmrepl run: worker {mine} ended")
         passed += ok
         failed += not ok
-    finally:
-        subprocess.run([args.cli, "shutdown"], env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=60)
-        try:
-            engine.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            engine.kill()
-        shutil.rmtree(root, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -9,12 +9,9 @@ through a fresh worker (PYTHONHASHSEED set). stdout, stderr and the exit status 
 equal. A venv of another Python (pyvenv.cfg's home elsewhere) is refused: one line on
 stderr, exit code 2, no traceback. The last line is `N passed, M failed`.
 """
-import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as diff  # noqa: E402  (base_env, start_engine)
@@ -31,35 +28,23 @@ print(subprocess.run([sys.executable, "-c", "import sys; print(sys.prefix)"],
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cli", required=True)
-    ap.add_argument("--engine", required=True)
-    ap.add_argument("--python", default="/usr/bin/python3")
-    ap.add_argument("--lib-dir")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
-    args.cli = os.path.abspath(args.cli)
-    args.engine = os.path.abspath(args.engine)
-    root = tempfile.mkdtemp(prefix="shmrepl-venv-")
-    env = diff.base_env(args, os.path.join(root, "engine.sock"))
-    engine = diff.start_engine(args, root, env)
-    work = os.path.join(root, "work")
-    os.mkdir(work)
-    with open(os.path.join(work, "prog.py"), "w") as f:
-        f.write(PROGRAM)
-    passed = failed = 0
+    args = diff.driver_args(__doc__.splitlines()[0])
+    with diff.private_engine(args, "shmrepl-venv-") as (env, work):
+        root = os.path.dirname(work)  # the venvs go beside the work folder
+        with open(os.path.join(work, "prog.py"), "w") as f:
+            f.write(PROGRAM)
+        passed = failed = 0
 
-    def check(name, ok, detail=""):
-        nonlocal passed, failed
-        if ok:
-            passed += 1
-            if args.verbose:
-                print(f"ok   {name}")
-        else:
-            failed += 1
-            print(f"FAIL {name}{detail}")
+        def check(name, ok, detail=""):
+            nonlocal passed, failed
+            if ok:
+                passed += 1
+                if args.verbose:
+                    print(f"ok   {name}")
+            else:
+                failed += 1
+                print(f"FAIL {name}{detail}")
 
-    try:
         for system in (False, True):
             venv = os.path.join(root, "venv-system" if system else "venv")
             cmd = [args.python, "-m", "venv", "--without-pip"] + (["--system-site-packages"] if system else [])
@@ -101,14 +86,6 @@ def main():
         got = subprocess.run([args.cli, "run", "-c", "print('still here')"], cwd=work, env=env,
                              stdout=subprocess.PIPE, timeout=120)
         check("a session after the refusal", got.stdout == b"still here\n" and got.returncode == 0)
-    finally:
-        subprocess.run([args.cli, "shutdown"], env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=60)
-        try:
-            engine.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            engine.kill()
-        shutil.rmtree(root, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
