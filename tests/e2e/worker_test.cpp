@@ -366,13 +366,18 @@ TEST(WorkerShm, FullDevShmIsAClearError) {
       "mount -t tmpfs -o size=2m tmpfs /dev/shm || exit 90\n"
       "export SHMREPL_SOCKET=" + sock + "\n" + engine_binary() + " --socket " + sock +
       " --ring-capacity 8388608 2>/dev/null &\n"
+      "engine=$!\n"
       "for i in $(seq 500); do [ -S " + sock + " ] && break; sleep 0.01; done\n" +
       // A ring that cannot grow: the writing code gets OSError(ENOSPC), the engine lives.
       cli + " run -c 'print(\"x\" * 4_000_000)' >/dev/null 2>" + dir.file("big.err") + "; echo big=$?\n" +
       cli + " run -c 'print(\"small works\")'; echo small=$?\n" +
       // No room even for a new ring: a clear error from execute.
-      // (once the earlier sessions' rings are gone: their space would come back)
+      // (once the earlier sessions' rings are gone and their workers have exited: an
+      // unlinked ring's memory comes back only when its last mapping goes)
       "for i in $(seq 500); do ls /dev/shm | grep -q '^shmrepl' || break; sleep 0.02; done\n"
+      "zygote=$(cat /proc/$engine/task/$engine/children 2>/dev/null | tr -d ' ')\n"
+      "for i in $(seq 500); do [ -z \"$(cat /proc/$zygote/task/$zygote/children 2>/dev/null)\" ] && break; "
+      "sleep 0.02; done\n"
       "dd if=/dev/zero of=/dev/shm/fill bs=64k count=40 2>/dev/null\n" +
       cli + " run -c 'pass' 2>" + dir.file("full.err") + "; echo full=$?\n" +
       "rm -f /dev/shm/fill\n" + cli + " run -c 'print(\"after\")'; echo after=$?\n" +
