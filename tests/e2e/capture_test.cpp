@@ -16,12 +16,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct Client {
-  explicit Client(const std::string& socket) : c(connect_to(socket)) {}
-  ~Client() { shmrepl_client_close(c); }
-  shmrepl_client_t* c;
-};
-
 class CaptureTest : public ::testing::Test {
  protected:
   TempDir dir;

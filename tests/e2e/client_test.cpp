@@ -29,12 +29,6 @@ namespace {
 // inherits them, so they can be waited for.
 const int g_subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1);
 
-struct Client {
-  explicit Client(const std::string& socket) : c(connect_to(socket)) {}
-  ~Client() { shmrepl_client_close(c); }
-  shmrepl_client_t* c;
-};
-
 class FakeEngineTest : public ::testing::Test {
  protected:
   TempDir dir;

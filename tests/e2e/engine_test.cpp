@@ -17,12 +17,6 @@ namespace control = shmrepl::control;
 
 namespace {
 
-struct Client {
-  explicit Client(const std::string& socket) : c(connect_to(socket)) {}
-  ~Client() { shmrepl_client_close(c); }
-  shmrepl_client_t* c;
-};
-
 class EngineTest : public ::testing::Test {
  protected:
   TempDir dir;

@@ -179,6 +179,20 @@ Collected execute_and_collect(Session& s, const std::string& code, bool script =
 
 std::string status_text(shmrepl_status_t st);  // "E_... (last error)"
 
+// A client connected to `socket` (connect_to), closed with the object.
+struct Client {
+  explicit Client(const std::string& socket) : c(connect_to(socket)) {}
+  ~Client() { shmrepl_client_close(c); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  shmrepl_client_t* c;
+};
+
+// Entries of a folder (e.g. /proc/<pid>/fd); 0 if it cannot be read.
+std::size_t count_dir(const std::string& path);
+// A "Key:   N kB" field of /proc/<pid>/status (VmRSS, VmSize...); 0 if absent.
+uint64_t status_kib(pid_t pid, const std::string& key);
+
 // A raw connection, for sending what a well-behaved client never would.
 struct Raw {
   explicit Raw(const std::string& path);

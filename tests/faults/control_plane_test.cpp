@@ -73,23 +73,6 @@ uint64_t cpu_ticks(pid_t pid) {
   return utime + stime;
 }
 
-uint64_t status_kib(pid_t pid, const std::string& key) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stoull(line.substr(key.size() + 1));
-  return 0;
-}
-
-std::size_t count_dir(const std::string& path) {
-  std::size_t n = 0;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator();
-       it.increment(ec))
-    ++n;
-  return n;
-}
-
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (!cond()) {

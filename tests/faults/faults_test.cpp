@@ -39,14 +39,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Client {
-  explicit Client(const std::string& socket) : c(connect_to(socket)) {}
-  ~Client() { shmrepl_client_close(c); }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
-  shmrepl_client_t* c;
-};
-
 // Loop counts scaled by SHMREPL_TEST_SCALE (harness.hpp; sanitizer runs set it lower).
 int scaled(int n) {
   const int v = static_cast<int>(n * test_scale());
@@ -74,13 +66,6 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return true;
-}
-
-std::size_t count_dir(const std::string& path) {
-  std::size_t n = 0;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
-  return n;
 }
 
 uint64_t rss_bytes(pid_t pid) {

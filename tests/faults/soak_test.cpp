@@ -28,23 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::size_t count_dir(const std::string& path) {
-  std::size_t n = 0;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(path, ec); !ec && it != fs::directory_iterator();
-       it.increment(ec))
-    ++n;
-  return n;
-}
-
-uint64_t rss_kib(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
-  return 0;
-}
-
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (!cond()) {
@@ -105,7 +88,7 @@ TEST(Soak, HundredStreamingSessionsWhileProgramsCrash) {
   }
   std::this_thread::sleep_for(1500ms);  // control threads that grew have idled out
   const std::size_t fds0 = count_dir(fd_dir), tasks0 = count_dir(task_dir);
-  const uint64_t rss0 = rss_kib(pid);
+  const uint64_t rss0 = status_kib(pid, "VmRSS");
 
   std::vector<std::string> rings;  // every ring the test saw: none may remain
   std::vector<std::unique_ptr<Session>> streams;
@@ -210,7 +193,7 @@ TEST(Soak, HundredStreamingSessionsWhileProgramsCrash) {
       << count_dir(fd_dir) << " descriptors, " << fds0 << " at the start";
   EXPECT_TRUE(wait_until([&] { return count_dir(task_dir) <= tasks0 + 1; }, 15s))
       << count_dir(task_dir) << " threads, " << tasks0 << " at the start";
-  const uint64_t rss1 = rss_kib(pid);
+  const uint64_t rss1 = status_kib(pid, "VmRSS");
   if (!kSanitized) {  // sanitizers keep freed memory in quarantine
     EXPECT_LT(rss1, rss0 + 30 * 1024) << "VmRSS " << rss0 << " -> " << rss1 << " KiB";
   }
