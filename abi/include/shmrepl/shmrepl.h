@@ -386,7 +386,9 @@ SHMREPL_API shmrepl_status_t shmrepl_execution_cancel(shmrepl_execution_t* execu
 SHMREPL_API shmrepl_status_t shmrepl_execution_send_input(shmrepl_execution_t* execution,
                                                           const char* text, size_t len);
 /* Releases the ring (the engine unlinks its name once the execution has finished;
- * open readers keep working) and frees the handle. Accepts NULL. */
+ * open readers keep working) and frees the handle. Does not wait for the engine's
+ * answer: that is read with the next request's reply on the same connection.
+ * Accepts NULL. */
 SHMREPL_API void shmrepl_execution_close(shmrepl_execution_t* execution);
 
 /* Asks the engine to stop: it cancels every execution, unlinks its rings and its
