@@ -956,9 +956,12 @@ TEST(ReaderApi, ForgedReaderSlotDoesNotBlockTheProducer) {
   EXPECT_EQ(st, SHMREPL_E_EOF) << shmrepl_status_str(st) << " " << shmrepl_last_error();
   EXPECT_EQ(seq, kCount);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  // The reader can see FINISHED before the writer's thread sets `done`: give it time.
+  for (auto until = std::chrono::steady_clock::now() + 10s; !done && std::chrono::steady_clock::now() < until;)
+    std::this_thread::sleep_for(1ms);
   if (!done) {
-    // Still blocked by the forged slot (the test failed): leave the writer and its ring.
-    writer.detach();
+    ADD_FAILURE() << "the writer is still blocked by the forged slot";
+    writer.detach();  // leave the writer and its ring
     (void)p.release();
     return;
   }
