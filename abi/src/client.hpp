@@ -64,8 +64,8 @@ class Connection {
   // Waits until the engine closes the connection (after a Shutdown request), at
   // most timeout_ns. OK or E_TIMEOUT.
   shmrepl_status_t wait_closed(int64_t timeout_ns);
-  // Sets a receive timeout (0: none), e.g. while waiting for Hello.
-  void set_receive_timeout(int64_t timeout_ns) noexcept;
+  // Sets the time the next requests may take (0: none), e.g. Hello's.
+  void set_timeout(int64_t timeout_ns) noexcept;
   int64_t request_timeout_ns() const noexcept { return request_timeout_ns_; }
 
   // A descriptor that came with the last reply (SCM_RIGHTS), or -1. Call from
@@ -98,7 +98,9 @@ class Connection {
   bool closed_ = false;  // by shmrepl_client_close
   bool dead_ = false;    // the engine went away or broke the protocol
   bool timed_out_ = false;  // a request timed out: the stream is out of step
-  int64_t request_timeout_ns_ = 0;
+  int64_t request_timeout_ns_ = 0;  // from the options
+  int64_t timeout_ns_ = 0;          // what the next request may take
+  int64_t deadline_ns_ = 0;         // the current request's (control::deadline_after)
   uint64_t next_id_ = 1;
   std::vector<uint8_t> body_;  // the last reply
   std::deque<uint64_t> unread_;  // posted requests whose replies are still to be dropped

@@ -37,31 +37,12 @@ void Connection::close() noexcept {
   received_fd_ = -1;
 }
 
-namespace {
-timeval to_timeval(int64_t timeout_ns) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
-  tv.tv_usec = static_cast<suseconds_t>((timeout_ns % 1'000'000'000) / 1000);
-  if (timeout_ns > 0 && tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;  // 0 would mean none
-  return tv;
-}
-}  // namespace
-
 Connection::Connection(int fd, bool worker, int64_t request_timeout_ns)
-    : fd_(fd), worker_(worker), request_timeout_ns_(request_timeout_ns) {
-  if (request_timeout_ns_ > 0) {
-    // Both ways: a peer that stops reading must not hang a request either.
-    const timeval tv = to_timeval(request_timeout_ns_);
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  }
-}
+    : fd_(fd), worker_(worker), request_timeout_ns_(request_timeout_ns), timeout_ns_(request_timeout_ns) {}
 
-void Connection::set_receive_timeout(int64_t timeout_ns) noexcept {
+void Connection::set_timeout(int64_t timeout_ns) noexcept {
   std::lock_guard lock(mu_);
-  if (fd_ < 0) return;
-  const timeval tv = to_timeval(timeout_ns);
-  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  timeout_ns_ = timeout_ns;
 }
 
 shmrepl_status_t Connection::wait_closed(int64_t timeout_ns) {
@@ -94,6 +75,9 @@ shmrepl_status_t Connection::begin(uint64_t* id) {
     return worker_ ? fail(SHMREPL_E_SESSION_DIED, "the session's worker process died; open a new session")
                    : fail(SHMREPL_E_ENGINE_DIED, "the connection to the engine is gone");
   *id = next_id_++;
+  // One deadline for the whole request, sending and reading its reply (and the
+  // replies to posted requests before it), however the peer trickles its bytes.
+  deadline_ns_ = control::deadline_after(timeout_ns_);
   return SHMREPL_OK;
 }
 
@@ -111,7 +95,7 @@ shmrepl_status_t Connection::die(shmrepl_status_t status, std::string text) {
 shmrepl_status_t Connection::send(const control::Frame& frame, std::span<const int> pass_fds) {
   std::string err;
   shmrepl_status_t st = control::write_all_with_fds(fd_, frame.data(), frame.size(),
-                                                    pass_fds.data(), pass_fds.size(), &err);
+                                                    pass_fds.data(), pass_fds.size(), &err, deadline_ns_);
   if (st == SHMREPL_E_TIMEOUT) {
     timed_out_ = true;
     return die(st, "the request could not be sent within request_timeout_ns");
@@ -126,7 +110,7 @@ shmrepl_status_t Connection::read_reply(uint64_t id, const ctl::Message** out) {
   const ctl::Message* m = nullptr;
   if (received_fd_ >= 0) ::close(received_fd_);  // not taken by the last caller
   received_fd_ = -1;
-  shmrepl_status_t st = control::read_message(fd_, &body_, &m, &err, &received_fd_);
+  shmrepl_status_t st = control::read_message(fd_, &body_, &m, &err, &received_fd_, deadline_ns_);
   if (st == SHMREPL_E_EOF || st == SHMREPL_E_ENGINE_DIED)
     return die(SHMREPL_E_ENGINE_DIED, "the engine closed the connection");
   if (st == SHMREPL_E_TIMEOUT) {
@@ -302,7 +286,7 @@ shmrepl_status_t other_version(const std::string& path, bool is_default, const s
 shmrepl_status_t hello(const std::shared_ptr<Connection>& conn, int64_t timeout_ns, const std::string& path,
                        bool is_default) {
   // Something that accepts but never answers must not hang us.
-  conn->set_receive_timeout(timeout_ns);
+  conn->set_timeout(timeout_ns);
   uint32_t abi_version = 0;
   std::string engine_version;
   shmrepl_status_t st = conn->request(
@@ -317,7 +301,7 @@ shmrepl_status_t hello(const std::shared_ptr<Connection>& conn, int64_t timeout_
           for (const char c : m->body_as_HelloReply()->engine_version()->string_view())
             if (c > ' ' && c < 0x7f && engine_version.size() < 40) engine_version.push_back(c);  // one line
       });
-  conn->set_receive_timeout(conn->request_timeout_ns());
+  conn->set_timeout(conn->request_timeout_ns());
   if (st == SHMREPL_OK && abi_version != SHMREPL_ABI_VERSION)
     return other_version(path, is_default, std::to_string(abi_version), engine_version);
   if (st == SHMREPL_E_VERSION) {

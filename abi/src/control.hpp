@@ -100,15 +100,24 @@ shmrepl_status_t ensure_private_dir(const std::string& dir, std::string* error_t
 bool peer_allowed(uid_t peer_uid, uid_t engine_uid) noexcept;
 
 // ---- blocking socket helpers (EINTR-safe; send never raises SIGPIPE) ----
+// `deadline_ns`: 0 = none; else a CLOCK_MONOTONIC time (deadline_after()) by which the
+// whole call must be done, however the peer trickles its bytes: E_TIMEOUT after it.
 // OK, E_EOF (peer closed before the first byte), E_ENGINE_DIED (closed mid-way or
-// reset), E_TIMEOUT (SO_RCVTIMEO expired) or E_SYSTEM.
-shmrepl_status_t read_exact(int fd, void* buf, std::size_t len, std::string* error_text);
-shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string* error_text);
+// reset), E_TIMEOUT (the deadline, or SO_RCVTIMEO/SO_SNDTIMEO, expired) or E_SYSTEM.
+int64_t monotonic_ns() noexcept;
+inline int64_t deadline_after(int64_t timeout_ns) noexcept {
+  return timeout_ns > 0 ? monotonic_ns() + timeout_ns : 0;
+}
+shmrepl_status_t read_exact(int fd, void* buf, std::size_t len, std::string* error_text,
+                            int64_t deadline_ns = 0);
+shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string* error_text,
+                           int64_t deadline_ns = 0);
 // Reads one whole message into *body (aligned storage) and verifies it.
 // With `received_fd`: also takes a descriptor passed with the message (SCM_RIGHTS,
 // close-on-exec) into *received_fd (left as is if none came; the caller sets -1).
 shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
-                              std::string* error_text, int* received_fd = nullptr);
+                              std::string* error_text, int* received_fd = nullptr,
+                              int64_t deadline_ns = 0);
 // The most descriptors one message carries (OpenSession: stdin, stdout, stderr).
 inline constexpr std::size_t kMaxPassedFds = 3;
 // Reads a 4-byte prefix, taking the descriptors that came with it (close-on-exec, in
@@ -120,6 +129,6 @@ shmrepl_status_t write_all_with_fd(int fd, const void* buf, std::size_t len, int
                                    std::string* error_text);
 // write_all, with descriptors fds[0..nfds) passed along (nfds <= kMaxPassedFds).
 shmrepl_status_t write_all_with_fds(int fd, const void* buf, std::size_t len, const int* fds,
-                                    std::size_t nfds, std::string* error_text);
+                                    std::size_t nfds, std::string* error_text, int64_t deadline_ns = 0);
 
 }  // namespace shmrepl::control

@@ -220,6 +220,11 @@ class Canceller {
   _exit(137);
 }
 
+// How long one message to or from the client may take once begun: a client that
+// sends half a request, or stops taking replies until the socket is full, must not
+// stall the loop that runs timeouts and cancels. The session ends then.
+constexpr int64_t kPeerIoTimeoutNs = 5'000'000'000;
+
 // The worker's connection to its client (Execute, Cancel, Release) and to the
 // supervisor (close). Returns when either side ends the session.
 void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, int sup_fd) {
@@ -276,7 +281,9 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     }
     if (p[0].revents == 0) continue;
     const control::ctl::Message* m = nullptr;
-    if (const shmrepl_status_t st = control::read_message(client_fd, &body, &m, &err); st != SHMREPL_OK) {
+    if (const shmrepl_status_t st = control::read_message(client_fd, &body, &m, &err, nullptr,
+                                                          control::deadline_after(kPeerIoTimeoutNs));
+        st != SHMREPL_OK) {
       if (st != SHMREPL_E_EOF) log_line("session " + std::to_string(session_id) + ": " + err);
       break;
     }
@@ -288,11 +295,14 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
         canceller->post(id);
       }
       control::Frame ok = control::ok(m->request_id());
-      if (control::write_all(client_fd, ok.data(), ok.size(), &err) != SHMREPL_OK) break;
+      if (control::write_all(client_fd, ok.data(), ok.size(), &err, control::deadline_after(kPeerIoTimeoutNs)) !=
+          SHMREPL_OK)
+        break;
       continue;
     }
     Reply reply = dispatcher.handle(body);
-    const shmrepl_status_t sent = control::write_all(client_fd, reply.frame.data(), reply.frame.size(), &err);
+    const shmrepl_status_t sent = control::write_all(client_fd, reply.frame.data(), reply.frame.size(), &err,
+                                                     control::deadline_after(kPeerIoTimeoutNs));
     if (reply.held_execution != 0) {
       if (reply.timeout_ns > 0)
         deadlines.push_back({now_ms() + static_cast<uint64_t>(reply.timeout_ns) / 1'000'000, reply.held_execution,

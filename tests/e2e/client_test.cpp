@@ -376,3 +376,30 @@ TEST_F(FakeEngineTest, RequestTimeoutEndsAHungRequest) {
   kill(peer, SIGTERM);
   wait_exit(peer, std::chrono::seconds(5));
 }
+
+// The timeout bounds the whole request, not each read: a peer that sends its reply
+// one byte per 100 ms (never silent for 300 ms, done only after seconds) still ends
+// the request with E_TIMEOUT in about request_timeout_ns.
+TEST_F(FakeEngineTest, RequestTimeoutBoundsAReplyThatTrickles) {
+  const pid_t peer = spawn({silent_engine_binary(), socket, "--trickle"}, {}, dir.file("trickle.log"));
+  shmrepl_client_options_t o{};
+  o.struct_size = sizeof o;
+  o.autostart = SHMREPL_AUTOSTART_OFF;
+  o.socket_path = socket.c_str();
+  o.request_timeout_ns = 300'000'000;
+  shmrepl_client_t* c = nullptr;
+  const auto up = Clock::now() + std::chrono::seconds(10);
+  while (shmrepl_client_connect(&o, &c) != SHMREPL_OK && Clock::now() < up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_NE(c, nullptr) << shmrepl_last_error();
+  uint64_t id = 0;
+  const auto t0 = Clock::now();
+  EXPECT_EQ(shmrepl_session_open(c, &id), SHMREPL_E_TIMEOUT) << shmrepl_last_error();
+  const auto took = Clock::now() - t0;
+  EXPECT_GE(took, std::chrono::milliseconds(250));
+  EXPECT_LT(took, std::chrono::milliseconds(1500));  // the Ok would take > 2 s to arrive
+  EXPECT_EQ(shmrepl_session_open(c, &id), SHMREPL_E_STATE);
+  shmrepl_client_close(c);
+  kill(peer, SIGTERM);
+  wait_exit(peer, std::chrono::seconds(5));
+}

@@ -4,6 +4,7 @@
 // its own engine on a private socket.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -233,6 +234,66 @@ TEST_F(ControlPlaneTest, LargePrefixWithoutBodyAndSilentConnectionsAreClosed) {
   EXPECT_EQ(hello.reply(), SHMREPL_OK);
   const std::string log = read_file(engine->log());
   EXPECT_NE(log.find("did not say Hello in time"), std::string::npos) << log;
+}
+
+// A session's worker connection, from a raw Hello + OpenSession (SCM_RIGHTS).
+int raw_worker_connection(Raw& r) {
+  if (!r.send(control::hello(1, SHMREPL_ABI_VERSION, static_cast<uint32_t>(getpid()))) ||
+      r.reply() != SHMREPL_OK || !r.send(control::open_session(2)))
+    return -1;
+  std::string err;
+  const control::ctl::Message* m = nullptr;
+  int fd = -1;
+  if (control::read_message(r.fd, &r.body, &m, &err, &fd) != SHMREPL_OK ||
+      m->body_type() != control::ctl::Body::SessionOpened) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The worker's loop also runs timeouts and cancels, so a client may not stall it: half
+// a request that never ends, or replies never taken until the socket is full, end that
+// session after the worker's I/O timeout (5 s); without it the worker blocked for good.
+TEST_F(ControlPlaneTest, StalledWorkerConnectionsEndTheirSession) {
+  start({});
+  Raw a(socket), b(socket);
+  const int half = raw_worker_connection(a);
+  const int flood = raw_worker_connection(b);
+  ASSERT_GE(half, 0) << read_file(engine->log());
+  ASSERT_GE(flood, 0) << read_file(engine->log());
+  // A prefix that announces 100 bytes, and 10 of them.
+  const control::Frame p = prefix_only(100);
+  ASSERT_EQ(write(half, p.data(), p.size()), static_cast<ssize_t>(p.size()));
+  ASSERT_EQ(write(half, "0123456789", 10), 10);
+  // Requests sent without reading a reply until nothing more goes in for 0.5 s: the
+  // worker is stuck writing a reply nobody takes.
+  ASSERT_EQ(fcntl(flood, F_SETFL, fcntl(flood, F_GETFL) | O_NONBLOCK), 0);
+  const control::Frame req = control::release(3, 999'999);
+  std::size_t sent_in_frame = 0;
+  std::size_t requests = 0;
+  for (;;) {
+    const ssize_t n = send(flood, req.data() + sent_in_frame, req.size() - sent_in_frame, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent_in_frame += static_cast<std::size_t>(n);
+      if (sent_in_frame == req.size()) {
+        sent_in_frame = 0;
+        ++requests;
+      }
+      continue;
+    }
+    ASSERT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) << std::strerror(errno);
+    pollfd pf{flood, POLLOUT, 0};
+    if (poll(&pf, 1, 500) == 0) break;
+  }
+  EXPECT_GT(requests, 100u);
+  std::this_thread::sleep_for(7s);  // past the worker's I/O timeout, reading nothing
+  EXPECT_LT(time_until_closed(half, 5s), 4s) << "a half-sent request stalled the worker";
+  EXPECT_LT(time_until_closed(flood, 5s), 4s) << "replies nobody took stalled the worker";
+  close(half);
+  close(flood);
+  // The engine serves on.
+  EXPECT_EQ(other_client_runs(socket), 0);
 }
 
 // At the engine's descriptor limit (RLIMIT_NOFILE lowered under it): clients get
