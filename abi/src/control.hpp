@@ -54,6 +54,7 @@ Frame release(uint64_t request_id, uint64_t execution_id);
 Frame close_session(uint64_t request_id, uint64_t session_id);
 Frame shutdown(uint64_t request_id);
 Frame input_reply(uint64_t request_id, uint64_t execution_id, std::string_view text);
+Frame open_ring(uint64_t request_id, std::string_view name);
 Frame hello_reply(uint64_t request_id, uint32_t abi_version, uint32_t engine_pid,
                   std::string_view engine_version);
 Frame session_opened(uint64_t request_id, uint64_t session_id, std::string_view background_ring,
@@ -73,7 +74,7 @@ shmrepl_status_t parse_prefix(std::span<const uint8_t, kPrefixSize> prefix, uint
 // 8-byte aligned (as a std::vector's storage is). Never reads outside body.
 const ctl::Message* verify(std::span<const uint8_t> body, std::string* error_text) noexcept;
 
-// True for the bodies a client may send (Hello ... Shutdown, InputReply).
+// True for the bodies a client may send (Hello ... Shutdown, InputReply, OpenRing).
 bool is_request(ctl::Body type) noexcept;
 // "Hello", "Execute"... for messages and logs.
 const char* body_name(ctl::Body type) noexcept;
@@ -109,6 +110,10 @@ shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string
 // close-on-exec) into *received_fd (left as is if none came; the caller sets -1).
 shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
                               std::string* error_text, int* received_fd = nullptr);
+// The same taking up to `max_fds` descriptors into received_fds[0..max_fds), in the
+// order sent (those still -1 are filled; the caller sets them -1 first).
+shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
+                              std::string* error_text, int* received_fds, std::size_t max_fds);
 // The most descriptors one message carries (OpenSession: stdin, stdout, stderr).
 inline constexpr std::size_t kMaxPassedFds = 3;
 // Reads a 4-byte prefix, taking the descriptors that came with it (close-on-exec, in

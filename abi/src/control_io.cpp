@@ -141,12 +141,16 @@ shmrepl_status_t read_prefix(int fd, uint8_t* prefix, int* received_fds, std::st
 
 shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
                               std::string* error_text, int* received_fd) {
+  return read_message(fd, body, out, error_text, received_fd, received_fd != nullptr ? 1 : 0);
+}
+
+shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
+                              std::string* error_text, int* received_fds, std::size_t max_fds) {
   *out = nullptr;
   uint8_t prefix[kPrefixSize];
-  shmrepl_status_t st = received_fd != nullptr
-                            ? read_prefix_fd(fd, prefix, received_fd, 1, error_text)
-                            : read_exact(fd, prefix, sizeof prefix, error_text);
-  if (st == SHMREPL_E_EOF && received_fd != nullptr && *received_fd >= 0) st = SHMREPL_E_ENGINE_DIED;
+  shmrepl_status_t st = max_fds > 0 ? read_prefix_fd(fd, prefix, received_fds, max_fds, error_text)
+                                    : read_exact(fd, prefix, sizeof prefix, error_text);
+  if (st == SHMREPL_E_EOF && max_fds > 0 && received_fds[0] >= 0) st = SHMREPL_E_ENGINE_DIED;
   if (st != SHMREPL_OK) return st;
   uint32_t len = 0;
   st = parse_prefix(std::span<const uint8_t, kPrefixSize>(prefix), &len, error_text);
