@@ -105,6 +105,7 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
     if (fd < 0) throw_errno(errno, "creating ring " + name);
     p->map_->fd = fd;
     p->unlink_on_close_ = false;
+    ::fchmod(fd, 0600);  // memfds start 0777; reopening through /proc checks this too
   } else {
     fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) throw_errno(errno, "creating ring " + name);
