@@ -68,11 +68,11 @@ class Connection {
   void set_timeout(int64_t timeout_ns) noexcept;
   int64_t request_timeout_ns() const noexcept { return request_timeout_ns_; }
 
-  // A descriptor that came with the last reply (SCM_RIGHTS), or -1. Call from
-  // the `take` callback of request(); the caller owns it then.
-  int take_received_fd() noexcept {
-    int fd = received_fd_;
-    received_fd_ = -1;
+  // The i-th descriptor that came with the last reply (SCM_RIGHTS), or -1. Call
+  // from the `take` callback of request(); the caller owns it then.
+  int take_received_fd(std::size_t i = 0) noexcept {
+    int fd = received_fds_[i];
+    received_fds_[i] = -1;
     return fd;
   }
 
@@ -94,7 +94,8 @@ class Connection {
   std::mutex mu_;
   int fd_;
   bool worker_ = false;
-  int received_fd_ = -1;
+  int received_fds_[2] = {-1, -1};  // at most: SessionOpened's worker connection and background ring
+  void close_received() noexcept;
   bool closed_ = false;  // by shmrepl_client_close
   bool dead_ = false;    // the engine went away or broke the protocol
   bool timed_out_ = false;  // a request timed out: the stream is out of step
@@ -120,4 +121,5 @@ struct shmrepl_execution {
   std::shared_ptr<shmrepl::client::Connection> conn;
   uint64_t id = 0;
   std::string ring_name;
+  bool ring_registered = false;  // its descriptor is in the ring registry (abi/src/rings.hpp)
 };

@@ -1,5 +1,6 @@
 // The client side of the C ABI: sessions and executions over a Connection.
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <tuple>
 
 #include "client.hpp"
+#include "rings.hpp"
 #include "status.hpp"
 
 namespace {
@@ -106,16 +108,22 @@ SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
     }
     std::string ring;
     int worker_fd = -1;
+    int ring_fd = -1;
     shmrepl_status_t st = client->conn->request(
         [&](uint64_t id) { return control::open_session(id, f); }, ctl::Body::SessionOpened,
         [&](const ctl::Message* m) {
           const ctl::SessionOpened* so = m->body_as_SessionOpened();
           *session_id = so->session_id();
           if (so->background_ring() != nullptr) ring = so->background_ring()->str();
-          worker_fd = client->conn->take_received_fd();
+          worker_fd = client->conn->take_received_fd(0);
+          ring_fd = client->conn->take_received_fd(1);
         },
         std::span<const int>(pass, npass));
     if (st != SHMREPL_OK) return st;
+    if (ring_fd >= 0) {
+      if (!ring.empty()) shmrepl::abi::register_ring(ring, ring_fd);
+      else ::close(ring_fd);
+    }
     std::lock_guard lock(client->conn->bg_mu);
     client->conn->background_rings[*session_id] = std::move(ring);
     // The session's own worker process: its executions go there directly.
@@ -133,7 +141,10 @@ SHMREPL_API shmrepl_status_t shmrepl_session_close(shmrepl_client_t* client, uin
         [](const ctl::Message*) {});
     if (st == SHMREPL_OK) {
       std::lock_guard lock(client->conn->bg_mu);
-      client->conn->background_rings.erase(session_id);
+      if (auto bg = client->conn->background_rings.find(session_id); bg != client->conn->background_rings.end()) {
+        shmrepl::abi::forget_ring(bg->second);
+        client->conn->background_rings.erase(bg);
+      }
       auto it = client->conn->workers.find(session_id);
       if (it != client->conn->workers.end()) {
         it->second->close();
@@ -194,6 +205,11 @@ SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,
           const ctl::Accepted* a = m->body_as_Accepted();
           e->id = a->execution_id();
           e->ring_name = a->ring_name() != nullptr ? a->ring_name()->str() : "";
+          // A worker's ring comes as a descriptor: what this process's readers map.
+          if (const int fd = e->conn->take_received_fd(); fd >= 0) {
+            shmrepl::abi::register_ring(e->ring_name, fd);
+            e->ring_registered = true;
+          }
         });
     if (st != SHMREPL_OK) return st;
     *out = e.release();
@@ -250,6 +266,7 @@ SHMREPL_API void shmrepl_execution_close(shmrepl_execution_t* execution) {
     execution->conn->post([&](uint64_t id) { return control::release(id, execution->id); });
     return SHMREPL_OK;
   });
+  if (execution->ring_registered) shmrepl::abi::forget_ring(execution->ring_name);
   delete execution;
 }
 

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "client.hpp"
+#include "rings.hpp"
 #include "status.hpp"
 
 namespace shmrepl::client {
@@ -26,15 +27,25 @@ namespace shmrepl::client {
 namespace ctl = control::ctl;
 using abi::fail;
 
-Connection::~Connection() { close(); }
+Connection::~Connection() {
+  close();
+  for (auto& [id, ring] : background_rings)
+    if (!ring.empty()) abi::forget_ring(ring);
+}
 
 void Connection::close() noexcept {
   std::lock_guard lock(mu_);
   closed_ = true;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  if (received_fd_ >= 0) ::close(received_fd_);
-  received_fd_ = -1;
+  close_received();
+}
+
+void Connection::close_received() noexcept {
+  for (int& fd : received_fds_) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
 }
 
 Connection::Connection(int fd, bool worker, int64_t request_timeout_ns)
@@ -108,9 +119,8 @@ shmrepl_status_t Connection::send(const control::Frame& frame, std::span<const i
 shmrepl_status_t Connection::read_reply(uint64_t id, const ctl::Message** out) {
   std::string err;
   const ctl::Message* m = nullptr;
-  if (received_fd_ >= 0) ::close(received_fd_);  // not taken by the last caller
-  received_fd_ = -1;
-  shmrepl_status_t st = control::read_message(fd_, &body_, &m, &err, &received_fd_, deadline_ns_);
+  close_received();  // not taken by the last caller
+  shmrepl_status_t st = control::read_message(fd_, &body_, &m, &err, received_fds_, 2, deadline_ns_);
   if (st == SHMREPL_E_EOF || st == SHMREPL_E_ENGINE_DIED)
     return die(SHMREPL_E_ENGINE_DIED, "the engine closed the connection");
   if (st == SHMREPL_E_TIMEOUT) {

@@ -96,6 +96,12 @@ Frame input_reply(uint64_t request_id, uint64_t execution_id, std::string_view t
                 ctl::CreateInputReply(fbb, execution_id, t));
 }
 
+Frame open_ring(uint64_t request_id, std::string_view name) {
+  flatbuffers::FlatBufferBuilder fbb(name.size() + 96);
+  auto n = str(fbb, name);
+  return finish(fbb, request_id, ctl::Body::OpenRing, ctl::CreateOpenRing(fbb, n));
+}
+
 Frame hello_reply(uint64_t request_id, uint32_t abi_version, uint32_t engine_pid,
                   std::string_view engine_version) {
   flatbuffers::FlatBufferBuilder fbb(128);
@@ -179,6 +185,7 @@ bool is_request(ctl::Body type) noexcept {
     case ctl::Body::CloseSession:
     case ctl::Body::Shutdown:
     case ctl::Body::InputReply:
+    case ctl::Body::OpenRing:
       return true;
     default:
       return false;

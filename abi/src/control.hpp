@@ -54,6 +54,7 @@ Frame release(uint64_t request_id, uint64_t execution_id);
 Frame close_session(uint64_t request_id, uint64_t session_id);
 Frame shutdown(uint64_t request_id);
 Frame input_reply(uint64_t request_id, uint64_t execution_id, std::string_view text);
+Frame open_ring(uint64_t request_id, std::string_view name);
 Frame hello_reply(uint64_t request_id, uint32_t abi_version, uint32_t engine_pid,
                   std::string_view engine_version);
 Frame session_opened(uint64_t request_id, uint64_t session_id, std::string_view background_ring,
@@ -73,7 +74,7 @@ shmrepl_status_t parse_prefix(std::span<const uint8_t, kPrefixSize> prefix, uint
 // 8-byte aligned (as a std::vector's storage is). Never reads outside body.
 const ctl::Message* verify(std::span<const uint8_t> body, std::string* error_text) noexcept;
 
-// True for the bodies a client may send (Hello ... Shutdown, InputReply).
+// True for the bodies a client may send (Hello ... Shutdown, InputReply, OpenRing).
 bool is_request(ctl::Body type) noexcept;
 // "Hello", "Execute"... for messages and logs.
 const char* body_name(ctl::Body type) noexcept;
@@ -116,7 +117,12 @@ shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string
 // With `received_fd`: also takes a descriptor passed with the message (SCM_RIGHTS,
 // close-on-exec) into *received_fd (left as is if none came; the caller sets -1).
 shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
-                              std::string* error_text, int* received_fd = nullptr,
+                              std::string* error_text, int* received_fd = nullptr);
+// The same taking up to `max_fds` descriptors into received_fds[0..max_fds), in the
+// order sent (those still -1 are filled; the caller sets them -1 first), within
+// `deadline_ns` (as read_exact).
+shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
+                              std::string* error_text, int* received_fds, std::size_t max_fds,
                               int64_t deadline_ns = 0);
 // The most descriptors one message carries (OpenSession: stdin, stdout, stderr).
 inline constexpr std::size_t kMaxPassedFds = 3;
@@ -126,7 +132,7 @@ inline constexpr std::size_t kMaxPassedFds = 3;
 shmrepl_status_t read_prefix(int fd, uint8_t* prefix, int* received_fds, std::string* error_text);
 // write_all, with descriptor `pass_fd` passed along (SCM_RIGHTS).
 shmrepl_status_t write_all_with_fd(int fd, const void* buf, std::size_t len, int pass_fd,
-                                   std::string* error_text);
+                                   std::string* error_text, int64_t deadline_ns = 0);
 // write_all, with descriptors fds[0..nfds) passed along (nfds <= kMaxPassedFds).
 shmrepl_status_t write_all_with_fds(int fd, const void* buf, std::size_t len, const int* fds,
                                     std::size_t nfds, std::string* error_text, int64_t deadline_ns = 0);

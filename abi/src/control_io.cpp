@@ -97,8 +97,8 @@ shmrepl_status_t write_all(int fd, const void* buf, std::size_t len, std::string
 }
 
 shmrepl_status_t write_all_with_fd(int fd, const void* buf, std::size_t len, int pass_fd,
-                                   std::string* error_text) {
-  return write_all_with_fds(fd, buf, len, &pass_fd, 1, error_text);
+                                   std::string* error_text, int64_t deadline_ns) {
+  return write_all_with_fds(fd, buf, len, &pass_fd, 1, error_text, deadline_ns);
 }
 
 shmrepl_status_t write_all_with_fds(int fd, const void* buf, std::size_t len, const int* fds,
@@ -198,13 +198,18 @@ shmrepl_status_t read_prefix(int fd, uint8_t* prefix, int* received_fds, std::st
 }
 
 shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
-                              std::string* error_text, int* received_fd, int64_t deadline_ns) {
+                              std::string* error_text, int* received_fd) {
+  return read_message(fd, body, out, error_text, received_fd, received_fd != nullptr ? 1 : 0);
+}
+
+shmrepl_status_t read_message(int fd, std::vector<uint8_t>* body, const ctl::Message** out,
+                              std::string* error_text, int* received_fds, std::size_t max_fds,
+                              int64_t deadline_ns) {
   *out = nullptr;
   uint8_t prefix[kPrefixSize];
-  shmrepl_status_t st = received_fd != nullptr
-                            ? read_prefix_fd(fd, prefix, received_fd, 1, error_text, deadline_ns)
-                            : read_exact(fd, prefix, sizeof prefix, error_text, deadline_ns);
-  if (st == SHMREPL_E_EOF && received_fd != nullptr && *received_fd >= 0) st = SHMREPL_E_ENGINE_DIED;
+  shmrepl_status_t st = max_fds > 0 ? read_prefix_fd(fd, prefix, received_fds, max_fds, error_text, deadline_ns)
+                                    : read_exact(fd, prefix, sizeof prefix, error_text, deadline_ns);
+  if (st == SHMREPL_E_EOF && max_fds > 0 && received_fds[0] >= 0) st = SHMREPL_E_ENGINE_DIED;
   if (st != SHMREPL_OK) return st;
   uint32_t len = 0;
   st = parse_prefix(std::span<const uint8_t, kPrefixSize>(prefix), &len, error_text);

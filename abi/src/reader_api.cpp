@@ -2,11 +2,19 @@
 // the record verifier.
 #include <flatbuffers/flatbuffers.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstddef>
+#include <map>
 #include <memory>
+#include <mutex>
 
+#include "client.hpp"
 #include "records.hpp"
+#include "rings.hpp"
+#include "shmrepl/shm/producer.hpp"  // valid_ring_name
 #include "shmrepl/shm/reader.hpp"
 #include "shmrepl/shmrepl.h"
 #include "shmrepl/shmrepl_generated.h"
@@ -103,7 +111,60 @@ void set_bytes(shmrepl_bytes_t* out, const flatbuffers::String* s) {
   out->len = s != nullptr ? s->size() : 0;
 }
 
+struct Registry {
+  std::mutex mu;
+  std::map<std::string, int> fds;
+};
+Registry& registry() {
+  static auto* r = new Registry();  // never destroyed: handles may outlive static destruction
+  return *r;
+}
+
+// A ring nobody handed this process: the engine at the default socket (as
+// shmrepl_client_connect with NULL options finds it, but never started for this)
+// gives its descriptor. -1 with *status set if it cannot.
+int ask_engine(const std::string& name, shmrepl_status_t* status) {
+  shmrepl_client_options_t o{};
+  o.struct_size = sizeof o;
+  o.autostart = SHMREPL_AUTOSTART_OFF;
+  std::shared_ptr<shmrepl::client::Connection> conn;
+  *status = shmrepl::client::connect(&o, &conn);
+  if (*status != SHMREPL_OK) return -1;
+  int fd = -1;
+  namespace ctl = shmrepl::control::ctl;
+  *status = conn->request([&](uint64_t id) { return shmrepl::control::open_ring(id, name); }, ctl::Body::Ok,
+                          [&](const ctl::Message*) { fd = conn->take_received_fd(); });
+  if (*status == SHMREPL_OK && fd < 0)
+    *status = fail(SHMREPL_E_PROTOCOL, "the engine sent no descriptor for ring '" + name + "'");
+  return *status == SHMREPL_OK ? fd : -1;
+}
+
 }  // namespace
+
+namespace shmrepl::abi {
+
+void register_ring(const std::string& name, int fd) noexcept {
+  try {
+    std::lock_guard l(registry().mu);
+    auto [it, added] = registry().fds.emplace(name, fd);
+    if (!added) {
+      ::close(it->second);
+      it->second = fd;
+    }
+  } catch (...) {
+    ::close(fd);
+  }
+}
+
+void forget_ring(const std::string& name) noexcept {
+  std::lock_guard l(registry().mu);
+  auto it = registry().fds.find(name);
+  if (it == registry().fds.end()) return;
+  ::close(it->second);
+  registry().fds.erase(it);
+}
+
+}  // namespace shmrepl::abi
 
 extern "C" {
 
@@ -123,7 +184,33 @@ SHMREPL_API shmrepl_status_t shmrepl_reader_open(const char* ring_name,
     }
     auto r = std::make_unique<shmrepl_reader>();
     shmrepl_status_t st = SHMREPL_OK;
-    r->ring = shmrepl::shm::Reader::open(ring_name, start, &st, &r->error);
+    const std::string name = ring_name;
+    {
+      // A ring this process was handed: its descriptor, no name, no engine.
+      std::lock_guard l(registry().mu);
+      if (auto it = registry().fds.find(name); it != registry().fds.end()) {
+        r->ring = shmrepl::shm::Reader::open_fd(it->second, name, start, &st, &r->error);
+        if (st != SHMREPL_OK) return fail(st, r->error);
+        *out = r.release();
+        return SHMREPL_OK;
+      }
+    }
+    struct stat named {};
+    if (!shmrepl::shm::valid_ring_name(name) || ::stat(("/dev/shm/" + name).c_str(), &named) == 0) {
+      // A named ring (tests, engines before sealed rings), or a bad name (refused there).
+      r->ring = shmrepl::shm::Reader::open(name, start, &st, &r->error);
+    } else {
+      // A late reader: the engine holds every live ring and hands it over.
+      const int fd = ask_engine(name, &st);
+      if (fd < 0) {
+        if (st == SHMREPL_E_CONNECT)
+          return fail(SHMREPL_E_NOT_FOUND, "no ring named '" + name + "' in /dev/shm, and no engine to ask: " +
+                                               shmrepl::abi::t_last_error_cstr());
+        return st;  // the last error says why
+      }
+      r->ring = shmrepl::shm::Reader::open_fd(fd, name, start, &st, &r->error);
+      ::close(fd);
+    }
     if (st != SHMREPL_OK) return fail(st, r->error);
     *out = r.release();
     return SHMREPL_OK;

@@ -56,7 +56,10 @@ func TestBenchReader(t *testing.T) {
 		}
 		records += n
 	}
-	out, err := exec.Command(bin, x.RingName()).CombinedOutput()
+	// Another process: it gets the sealed ring from the test engine (OpenRing).
+	cmd := exec.Command(bin, x.RingName())
+	cmd.Env = append(os.Environ(), "SHMREPL_SOCKET="+filepath.Join(testDir, "engine.sock"))
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

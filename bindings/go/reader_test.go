@@ -34,14 +34,17 @@ func execute(t *testing.T, s *Session, o ExecuteOptions) (*Execution, *Reader) {
 	return x, rd
 }
 
-// mapsEntry is the /proc/self/maps line whose range holds [base, base+n).
-func mapsEntry(t *testing.T, base uintptr, n int) string {
+// mapsCovering is the /proc/self/maps lines whose ranges, end to end, hold
+// [base, base+n) (the ring's header pages and its read-only data area), or nil.
+func mapsCovering(t *testing.T, base uintptr, n int) []string {
 	t.Helper()
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	var lines []string
+	var end uint64
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
@@ -51,11 +54,21 @@ func mapsEntry(t *testing.T, base uintptr, n int) string {
 		if err1 != nil || err2 != nil {
 			t.Fatalf("bad maps line %q", line)
 		}
-		if uint64(base) >= lo && uint64(base)+uint64(n) <= hi {
-			return line
+		if lo < uint64(base)+uint64(n) && hi > uint64(base) {
+			if len(lines) == 0 && lo > uint64(base) {
+				return nil
+			}
+			if len(lines) > 0 && lo != end {
+				return nil // a gap
+			}
+			lines = append(lines, line)
+			end = hi
 		}
 	}
-	return ""
+	if end < uint64(base)+uint64(n) {
+		return nil
+	}
+	return lines
 }
 
 // Every view lies inside the reader's mapping, which is the ring's shared
@@ -71,13 +84,15 @@ func TestZeroCopy(t *testing.T) {
 	if base == 0 || length <= 0 {
 		t.Fatalf("mapping %#x+%d", base, length)
 	}
-	line := mapsEntry(t, base, length)
-	t.Logf("mapping %#x+%d: %s", base, length, line)
-	if line == "" {
-		t.Fatalf("no /proc/self/maps entry holds %#x+%d", base, length)
+	lines := mapsCovering(t, base, length)
+	t.Logf("mapping %#x+%d: %q", base, length, lines)
+	if lines == nil {
+		t.Fatalf("no /proc/self/maps entries hold %#x+%d", base, length)
 	}
-	if f := strings.Fields(line); len(f) < 6 || f[1][3] != 's' || !strings.Contains(f[5], x.RingName()) {
-		t.Errorf("the mapping is not the shared mapping of ring %s: %s", x.RingName(), line)
+	for _, line := range lines {
+		if f := strings.Fields(line); len(f) < 6 || f[1][3] != 's' || !strings.Contains(f[5], x.RingName()) {
+			t.Errorf("the mapping is not the shared mapping of ring %s: %s", x.RingName(), line)
+		}
 	}
 	inside := func(b []byte) bool {
 		if len(b) == 0 {

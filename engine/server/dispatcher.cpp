@@ -1,5 +1,6 @@
 #include "dispatcher.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <new>
@@ -136,7 +137,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
         sessions_.insert(w.session_id);
         counted.quota = nullptr;
         return Reply{control::session_opened(rid, w.session_id, w.background_ring, static_cast<uint32_t>(w.pid)),
-                     false, false, w.client_fd};
+                     false, false, w.client_fd, w.background_ring_fd};
       }
       if (options)
         return error(rid, SHMREPL_E_INVALID,
@@ -173,6 +174,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
       engine::Accepted a = engine_->execute(req);
       executions_[a.execution_id] = req.session_id;
       Reply r{control::accepted(rid, a.execution_id, a.ring_name), false, false};
+      if (a.ring_fd >= 0) r.pass_fd = ::fcntl(a.ring_fd, F_DUPFD_CLOEXEC, 0);
       if (worker_) {
         r.held_execution = a.execution_id;
         r.timeout_ns = x->timeout_ns();
@@ -214,6 +216,15 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
       if (pool_ != nullptr) pool_->close(id);
       else engine_->close_session(id);
       return ok(rid);
+    }
+    case ctl::Body::OpenRing: {
+      // The peer's uid was checked at accept: any process of ours may read any ring.
+      const std::string ring = str(m.body_as_OpenRing()->name());
+      const int fd = pool_ != nullptr ? pool_->open_ring(ring) : -1;
+      if (fd < 0) return error(rid, SHMREPL_E_NOT_FOUND, "no live ring named '" + ring + "'");
+      Reply r{control::ok(rid), false, false};
+      r.pass_fd = fd;
+      return r;
     }
     case ctl::Body::Shutdown:
       return Reply{control::ok(rid), false, true};

@@ -21,6 +21,7 @@ struct Reply {
   bool close = false;         // close the connection after sending it
   bool stop_engine = false;   // a Shutdown request: stop after sending it
   int pass_fd = -1;           // a descriptor sent with the frame, then closed (owned)
+  int pass_fd2 = -1;          // a second one, after it (owned)
   uint64_t held_execution = 0;  // a worker's Execute: call engine.go(id) once the reply is out
   int64_t timeout_ns = 0;       // ... and stop it after this long (0: never)
 };

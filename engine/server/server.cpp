@@ -192,6 +192,7 @@ struct Server::Conn {
   control::Frame out;
   std::size_t out_off = 0;
   int out_fd = -1;
+  int out_fd2 = -1;
   bool close_after = false;
   bool stop_after = false;
   Clock::time_point out_started{};
@@ -200,6 +201,7 @@ struct Server::Conn {
   ~Conn() {
     close_fds(msg_fds);
     if (out_fd >= 0) ::close(out_fd);
+    if (out_fd2 >= 0) ::close(out_fd2);
   }
 };
 
@@ -212,6 +214,7 @@ struct Server::Done {
   Done(Kind k, uint64_t c, Reply r) : kind(k), conn(c), reply(std::move(r)) {}
   Done(Done&& o) noexcept : kind(o.kind), conn(o.conn), reply(std::move(o.reply)) {
     o.reply.pass_fd = -1;
+    o.reply.pass_fd2 = -1;
   }
   Done& operator=(Done&& o) noexcept {
     std::swap(kind, o.kind);
@@ -221,6 +224,7 @@ struct Server::Done {
   }
   ~Done() {
     if (reply.pass_fd >= 0) ::close(reply.pass_fd);  // never sent
+    if (reply.pass_fd2 >= 0) ::close(reply.pass_fd2);
   }
 };
 
@@ -622,7 +626,9 @@ void Server::send(Conn& c, Reply reply) {
   c.out = std::move(reply.frame);
   c.out_off = 0;
   c.out_fd = reply.pass_fd;
+  c.out_fd2 = reply.pass_fd2;
   reply.pass_fd = -1;
+  reply.pass_fd2 = -1;
   c.close_after = reply.close;
   c.stop_after = reply.stop_engine;
   c.out_started = Clock::now();
@@ -640,21 +646,25 @@ void Server::flush(Conn& c) {
     if (c.out_fd >= 0) {
       // The descriptor rides on the first byte, as control::write_all_with_fd sends it.
       iovec iov{c.out.data(), 1};
-      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+      const int fds[2] = {c.out_fd, c.out_fd2};
+      const std::size_t nfds = c.out_fd2 >= 0 ? 2 : 1;
+      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof fds)] = {};
       msghdr msg{};
       msg.msg_iov = &iov;
       msg.msg_iovlen = 1;
       msg.msg_control = cbuf;
-      msg.msg_controllen = sizeof cbuf;
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
       cmsghdr* h = CMSG_FIRSTHDR(&msg);
       h->cmsg_level = SOL_SOCKET;
       h->cmsg_type = SCM_RIGHTS;
-      h->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(h), &c.out_fd, sizeof(int));
+      h->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+      std::memcpy(CMSG_DATA(h), fds, sizeof(int) * nfds);
       n = ::sendmsg(c.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         ::close(c.out_fd);
         c.out_fd = -1;
+        if (c.out_fd2 >= 0) ::close(c.out_fd2);
+        c.out_fd2 = -1;
       }
     } else {
       n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off,
@@ -735,6 +745,7 @@ void Server::hand_back(Conn& c, Done& d) {
   c.busy = false;
   Reply r = std::move(d.reply);
   d.reply.pass_fd = -1;  // the connection owns it now
+  d.reply.pass_fd2 = -1;
   send(c, std::move(r));
 }
 

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -53,12 +54,14 @@ struct ExitNotice {
   int32_t status;
 };
 // Worker -> supervisor, on the supervisor channel.
+// kRingCreated comes with the ring's descriptor (SCM_RIGHTS); kRingGone: the worker
+// released it (finished, and released by its client).
 enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4, kNoMemory = 5,
-                  kKillingForTimeout = 6, kRefused = 7 };
+                  kKillingForTimeout = 6, kRefused = 7, kRingCreated = 8, kRingGone = 9 };
 struct WorkerMessage {
   uint32_t kind;
   int32_t pid;
-  char text[240];  // kReady: the background ring; kFailed: why
+  char text[240];  // kReady: the background ring; kFailed: why; kRing*: the ring's name
 };
 // Supervisor -> worker: end the session.
 enum : uint32_t { kClose = 1 };
@@ -85,7 +88,7 @@ void send_fds(int sock, const void* data, std::size_t len, const int* fds, std::
 }
 
 // One datagram, and up to kMaxSpawnFds descriptors (close-on-exec). 0 at end of stream.
-ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* nfds) {
+ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* nfds, int flags = 0) {
   iovec iov{data, len};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxSpawnFds + 1))] = {};
   msghdr msg{};
@@ -94,7 +97,7 @@ ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* n
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
   ssize_t n;
-  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
   while (n < 0 && errno == EINTR);
   std::size_t got = 0;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
@@ -117,11 +120,19 @@ ssize_t recv_fds(int sock, void* data, std::size_t len, int* fds, std::size_t* n
   return n;
 }
 
-void send_message(int sock, uint32_t kind, const std::string& text) {
+void send_message(int sock, uint32_t kind, const std::string& text, int fd = -1) {
   WorkerMessage m{};
   m.kind = kind;
   m.pid = static_cast<int32_t>(::getpid());
   std::strncpy(m.text, text.c_str(), sizeof m.text - 1);
+  if (fd >= 0) {
+    try {
+      send_fds(sock, &m, sizeof m, &fd, 1);
+    } catch (const std::exception&) {
+      // The supervisor is gone: the worker ends with it.
+    }
+    return;
+  }
   ssize_t ignored = ::send(sock, &m, sizeof m, MSG_NOSIGNAL);
   (void)ignored;
 }
@@ -281,7 +292,7 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
     }
     if (p[0].revents == 0) continue;
     const control::ctl::Message* m = nullptr;
-    if (const shmrepl_status_t st = control::read_message(client_fd, &body, &m, &err, nullptr,
+    if (const shmrepl_status_t st = control::read_message(client_fd, &body, &m, &err, nullptr, 0,
                                                           control::deadline_after(kPeerIoTimeoutNs));
         st != SHMREPL_OK) {
       if (st != SHMREPL_E_EOF) log_line("session " + std::to_string(session_id) + ": " + err);
@@ -301,8 +312,13 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
       continue;
     }
     Reply reply = dispatcher.handle(body);
-    const shmrepl_status_t sent = control::write_all(client_fd, reply.frame.data(), reply.frame.size(), &err,
-                                                     control::deadline_after(kPeerIoTimeoutNs));
+    // An Accepted reply carries its ring (SCM_RIGHTS): the client maps that, never a name.
+    const int64_t deadline = control::deadline_after(kPeerIoTimeoutNs);
+    const shmrepl_status_t sent =
+        reply.pass_fd >= 0 ? control::write_all_with_fd(client_fd, reply.frame.data(), reply.frame.size(),
+                                                        reply.pass_fd, &err, deadline)
+                           : control::write_all(client_fd, reply.frame.data(), reply.frame.size(), &err, deadline);
+    if (reply.pass_fd >= 0) ::close(reply.pass_fd);
     if (reply.held_execution != 0) {
       if (reply.timeout_ns > 0)
         deadlines.push_back({now_ms() + static_cast<uint64_t>(reply.timeout_ns) / 1'000'000, reply.held_execution,
@@ -395,6 +411,11 @@ void start_fresh_interpreter(const ZygoteHooks& hooks, engine::EngineOptions* eo
   eo.terminal_fds[1] = terminal_fds[1];
   eo.set_environment = setup.set_env;
   eo.environment = std::move(setup.env);
+  // Every ring is a sealed memfd; the supervisor gets each one (the guardian's
+  // takeover, late readers) and hears when the worker is done with it.
+  eo.sealed_rings = true;
+  eo.ring_created = [sup_fd](const std::string& name, int fd) { send_message(sup_fd, kRingCreated, name, fd); };
+  eo.ring_gone = [sup_fd](const std::string& name) { send_message(sup_fd, kRingGone, name); };
   std::unique_ptr<engine::Engine> engine;
   std::string bg;
   try {
@@ -563,6 +584,8 @@ std::unique_ptr<WorkerPool> WorkerPool::start(const ZygoteHooks& hooks, const En
   ::close(ids_fd);
   pool->zygote_fd_ = sv[0];
   pool->zygote_pid_ = pid;
+  pool->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (pool->wake_fd_ < 0) throw_errno("eventfd");
   pool->reaper_ = std::thread([p = pool.get()] { p->reaper_loop(); });
   return pool;
 }
@@ -572,6 +595,7 @@ WorkerPool::~WorkerPool() {
   ::shutdown(zygote_fd_, SHUT_RDWR);  // the zygote exits; the reaper sees the end
   if (reaper_.joinable()) reaper_.join();
   ::close(zygote_fd_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
   int status;
   while (::waitpid(zygote_pid_, &status, 0) < 0 && errno == EINTR) {
   }
@@ -620,10 +644,33 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
   int rc;
   do rc = ::poll(&p, 1, 30'000);
   while (rc < 0 && errno == EINTR);
+  // Its rings come first (the background ring), each with its descriptor.
+  std::map<std::string, int> rings;
+  auto close_rings_fds = [&] {
+    for (auto& [name, fd] : rings) ::close(fd);
+    rings.clear();
+  };
   WorkerMessage m{};
-  const ssize_t n = rc > 0 ? ::recv(sup[0], &m, sizeof m, 0) : -1;
-  if (n != static_cast<ssize_t>(sizeof m)) fail("the session's worker process did not start");
+  ssize_t n = -1;
+  for (;;) {
+    int fd = -1;
+    std::size_t nfd = 0;
+    n = rc > 0 ? recv_fds(sup[0], &m, sizeof m, &fd, &nfd) : -1;
+    if (n != static_cast<ssize_t>(sizeof m) || m.kind != kRingCreated) {
+      if (nfd > 0) ::close(fd);
+      break;
+    }
+    m.text[sizeof m.text - 1] = '\0';
+    if (nfd == 1) rings[m.text] = fd;
+    do rc = ::poll(&p, 1, 30'000);
+    while (rc < 0 && errno == EINTR);
+  }
+  if (n != static_cast<ssize_t>(sizeof m)) {
+    close_rings_fds();
+    fail("the session's worker process did not start");
+  }
   m.text[sizeof m.text - 1] = '\0';
+  if (m.kind != kReady) close_rings_fds();
   if (m.kind == kNoSuchFolder || m.kind == kNoMemory) {
     ::close(client[0]);
     ::close(sup[0]);
@@ -640,12 +687,16 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
   w->pid = m.pid;
   w->session_id = session_id;
   w->sup_fd = sup[0];
+  w->rings = std::move(rings);
+  int bg_fd = -1;
+  if (auto it = w->rings.find(m.text); it != w->rings.end()) bg_fd = ::fcntl(it->second, F_DUPFD_CLOEXEC, 0);
   {
     std::lock_guard<std::mutex> l(mu_);
     sessions_[session_id] = w;
     pids_[w->pid] = w;
   }
-  return Spawned{session_id, w->pid, client[0], m.text};
+  wake_reaper();  // its channel joins the polled ones
+  return Spawned{session_id, w->pid, client[0], m.text, bg_fd};
 }
 
 bool WorkerPool::needs_fresh(const Setup& setup) const {
@@ -696,7 +747,68 @@ void WorkerPool::close(uint64_t session_id) {
   sessions_.erase(session_id);
   pids_.erase(w->pid);
   ::close(w->sup_fd);
-  for (const std::string& name : w->rings) ::shm_unlink(("/" + name).c_str());
+  w->sup_fd = -1;
+  // The last descriptors of its rings here: their memory goes with the last mapping.
+  for (auto& [name, fd] : w->rings) ::close(fd);
+  w->rings.clear();
+  wake_reaper();
+}
+
+void WorkerPool::wake_reaper() {
+  const uint64_t one = 1;
+  ssize_t ignored = ::write(wake_fd_, &one, sizeof one);
+  (void)ignored;
+}
+
+void WorkerPool::drain(Worker& w) {
+  if (w.sup_fd < 0) return;
+  for (;;) {
+    WorkerMessage m{};
+    int fd = -1;
+    std::size_t nfd = 0;
+    const ssize_t n = recv_fds(w.sup_fd, &m, sizeof m, &fd, &nfd, MSG_DONTWAIT);
+    if (n != static_cast<ssize_t>(sizeof m)) {
+      if (nfd > 0) ::close(fd);
+      if (n < 0 && errno == EMSGSIZE) continue;  // a cut-off descriptor: next message
+      if (n == 0) w.hung_up = true;
+      return;
+    }
+    m.text[sizeof m.text - 1] = '\0';
+    if (m.kind == kRingCreated && nfd == 1) {
+      auto [it, added] = w.rings.emplace(m.text, fd);
+      if (!added) ::close(fd);
+      continue;
+    }
+    if (nfd > 0) ::close(fd);
+    if (m.kind == kRingGone) {
+      if (auto it = w.rings.find(m.text); it != w.rings.end()) {
+        ::close(it->second);
+        w.rings.erase(it);
+      }
+    } else if (m.kind == kKillingForCancel) {
+      w.killing_for_cancel = true;
+    } else if (m.kind == kKillingForTimeout) {
+      w.killing_for_timeout = true;
+    }
+  }
+}
+
+int WorkerPool::open_ring(const std::string& name) {
+  // shmrepl.<uid>.<worker pid>.<id>.<random>: the pid says whose channel to read
+  // first (the worker sent the ring before anyone could learn its name).
+  pid_t pid = 0;
+  if (const std::size_t a = name.find('.', name.find('.') + 1); a != std::string::npos)
+    pid = static_cast<pid_t>(std::strtol(name.c_str() + a + 1, nullptr, 10));
+  std::lock_guard<std::mutex> l(mu_);
+  auto find = [&](Worker& w) -> int {
+    auto it = w.rings.find(name);
+    return it == w.rings.end() ? -1 : ::fcntl(it->second, F_DUPFD_CLOEXEC, 0);
+  };
+  if (auto it = pids_.find(pid); it != pids_.end()) {
+    drain(*it->second);
+    return find(*it->second);
+  }
+  return -1;
 }
 
 void WorkerPool::close_all() {
@@ -714,11 +826,43 @@ void WorkerPool::close_all() {
 }
 
 void WorkerPool::reaper_loop() {
+  // The zygote's exit notices, and every worker's channel (its rings come and go
+  // there), so a worker never waits long for room on its channel.
+  std::vector<pollfd> polled;
+  std::vector<std::shared_ptr<Worker>> polled_workers;
   for (;;) {
+    polled.assign({{zygote_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}});
+    polled_workers.clear();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [pid, w] : pids_)
+        if (w->sup_fd >= 0 && !w->exited && !w->hung_up) {
+          polled.push_back({w->sup_fd, POLLIN, 0});
+          polled_workers.push_back(w);
+        }
+    }
+    if (::poll(polled.data(), polled.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (polled[1].revents != 0) {
+      uint64_t count;
+      ssize_t ignored = ::read(wake_fd_, &count, sizeof count);
+      (void)ignored;
+    }
+    for (std::size_t i = 2; i < polled.size(); ++i)
+      if (polled[i].revents != 0) {
+        std::lock_guard<std::mutex> l(mu_);
+        Worker& w = *polled_workers[i - 2];
+        // A closed session's descriptor may be another's now: only its own.
+        if (w.sup_fd == polled[i].fd) drain(w);
+      }
+    if (polled[0].revents == 0) continue;
     ExitNotice n{};
     ssize_t got;
-    do got = ::recv(zygote_fd_, &n, sizeof n, 0);
+    do got = ::recv(zygote_fd_, &n, sizeof n, MSG_DONTWAIT);
     while (got < 0 && errno == EINTR);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (got <= 0) break;
     if (got == static_cast<ssize_t>(sizeof n)) on_exit(n.pid, n.status);
   }
@@ -740,12 +884,16 @@ void WorkerPool::on_exit(pid_t pid, int status) {
       cancelled = w->closing;
     }
   }
+  std::map<std::string, int> rings;
   if (w != nullptr) {
     // A kill it asked for after a cancel's grace period is a cancel too.
-    WorkerMessage m{};
-    while (::recv(w->sup_fd, &m, sizeof m, MSG_DONTWAIT) == static_cast<ssize_t>(sizeof m))
-      if (m.kind == kKillingForCancel) cancelled = true;
-      else if (m.kind == kKillingForTimeout) timed_out = true;
+    std::lock_guard<std::mutex> l(mu_);
+    drain(*w);
+    cancelled = cancelled || w->killing_for_cancel;
+    timed_out = w->killing_for_timeout;
+    // Its descriptors stay open until the session closes (close() needs `exited`,
+    // set below): late readers still get these rings, ended.
+    rings = w->rings;
   }
   const int32_t code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
   const int32_t sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
@@ -753,17 +901,13 @@ void WorkerPool::on_exit(pid_t pid, int status) {
   if (w != nullptr && !cancelled && !timed_out)
     log_line("the worker of session " + std::to_string(w->session_id) + " (pid " + std::to_string(pid) +
              ") died: " + (sig != 0 ? "signal " + std::to_string(sig) : "exit " + std::to_string(code)));
-  std::vector<std::string> rings =
-      close_rings_of(pid,
-                     timed_out   ? SHMREPL_FINISH_TIMEOUT
-                     : cancelled ? SHMREPL_FINISH_CANCELLED
-                                 : SHMREPL_FINISH_ABORTED,
-                     code, sig);
+  close_rings(pid, rings,
+              timed_out   ? SHMREPL_FINISH_TIMEOUT
+              : cancelled ? SHMREPL_FINISH_CANCELLED
+                          : SHMREPL_FINISH_ABORTED,
+              code, sig);
   std::lock_guard<std::mutex> l(mu_);
-  if (w != nullptr) {
-    w->exited = true;
-    w->rings = std::move(rings);
-  }
+  if (w != nullptr) w->exited = true;
   cv_.notify_all();
 }
 
@@ -799,17 +943,11 @@ void fresh_worker_main(int argc, char** argv, const EngineFactory& factory, cons
   worker_main(session_id, client_fd, sup_fd, stdin_fd, terminal_fds, zygote, factory, eo, true, &hooks);
 }
 
-std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit_code, int32_t signal) {
-  std::vector<std::string> names;
-  const std::string prefix = "shmrepl." + std::to_string(::geteuid()) + "." + std::to_string(pid) + ".";
-  DIR* d = ::opendir("/dev/shm");
-  if (d == nullptr) return names;
-  while (dirent* e = ::readdir(d))
-    if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) names.emplace_back(e->d_name);
-  ::closedir(d);
-  for (const std::string& name : names) {
+void close_rings(pid_t pid, const std::map<std::string, int>& rings, uint32_t status, int32_t exit_code,
+                 int32_t signal) {
+  for (const auto& [name, fd] : rings) {
     try {
-      std::unique_ptr<shm::Producer> p = shm::Producer::take_over(name);
+      std::unique_ptr<shm::Producer> p = shm::Producer::take_over(fd, name);
       if (p->finished() || p->producer_pid() != static_cast<uint32_t>(pid)) continue;
       // The next seq follows the last record the worker published.
       // An empty ring (a background ring nobody wrote to) starts at seq 0.
@@ -845,12 +983,11 @@ std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit
       p->finish();
     } catch (const std::exception& e) {
       // Readers must not wait for a FINISHED record that will never come.
-      const bool ended = shm::Producer::force_finish(name);
+      const bool ended = shm::Producer::force_finish(fd);
       log_line("closing ring " + name + " of dead worker " + std::to_string(pid) + ": " + e.what() +
                (ended ? "; ended without FINISHED" : ""));
     }
   }
-  return names;
 }
 
 }  // namespace shmrepl::server

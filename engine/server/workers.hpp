@@ -79,6 +79,7 @@ class WorkerPool {
     pid_t pid = 0;
     int client_fd = -1;  // the client's end of the connection to the worker (owned)
     std::string background_ring;
+    int background_ring_fd = -1;  // its descriptor (owned), -1 if none
   };
   // Where the session's worker runs.
   struct Setup {
@@ -101,6 +102,9 @@ class WorkerPool {
   void close_all();
   // The worker's pid, 0 if the session is unknown or its worker is gone.
   pid_t worker_pid(uint64_t session_id);
+  // A new descriptor (close-on-exec, the caller's) of the live ring `name` of one of
+  // the workers, or -1 if no worker holds such a ring (late readers: OpenRing).
+  int open_ring(const std::string& name);
 
  private:
   WorkerPool() = default;
@@ -110,11 +114,19 @@ class WorkerPool {
     int sup_fd = -1;
     bool exited = false;
     bool closing = false;  // we asked it to end: a kill after that is a cancel
-    std::vector<std::string> rings;  // left open at its death, closed by us
+    bool killing_for_cancel = false;   // it said so before killing itself
+    bool killing_for_timeout = false;
+    bool hung_up = false;  // its channel ended (it died): polled no more
+    // Its live rings (sealed memfds it sent us), by name: kept until it says it is
+    // done with one, or until the session closes (after its death: taken over).
+    std::map<std::string, int> rings;
   };
   void reaper_loop();
   void on_exit(pid_t pid, int status);
   void end_worker(const std::shared_ptr<Worker>& w, bool ask);
+  // [mu_ held] Takes what the worker sent on its supervisor channel so far.
+  void drain(Worker& w);
+  void wake_reaper();
 
   int zygote_fd_ = -1;
   pid_t zygote_pid_ = 0;
@@ -125,12 +137,14 @@ class WorkerPool {
   std::condition_variable cv_;  // a worker exited
   std::map<uint64_t, std::shared_ptr<Worker>> sessions_;  // [mu_]
   std::map<pid_t, std::shared_ptr<Worker>> pids_;         // [mu_]
+  int wake_fd_ = -1;  // an eventfd: the set of workers changed (the reaper polls their channels)
   std::thread reaper_;
 };
 
-// Closes every ring named shmrepl.<uid>.<pid>.* that is still open with a Finished
-// record of `status` (the guardian's job after its producer died). Returns the
-// names it found (closed or not).
-std::vector<std::string> close_rings_of(pid_t pid, uint32_t status, int32_t exit_code, int32_t signal);
+// Closes every ring of `rings` (name -> descriptor) whose producer `pid` left it
+// open, with a Finished record of `status` (the guardian's job after its producer
+// died). The descriptors stay open.
+void close_rings(pid_t pid, const std::map<std::string, int>& rings, uint32_t status, int32_t exit_code,
+                 int32_t signal);
 
 }  // namespace shmrepl::server

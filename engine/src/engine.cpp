@@ -55,7 +55,8 @@ std::string random_suffix() {
 // Creates the ring `base` + a random suffix. Its name taken already means someone
 // squats it: another suffix. Out of memory in /dev/shm is a system_error (ENOSPC).
 std::unique_ptr<shm::Producer> create_ring(const std::string& base, uint64_t capacity,
-                                           uint64_t execution_id, pid_t guardian) {
+                                           uint64_t execution_id, pid_t guardian,
+                                           const EngineOptions& options) {
   // The guardian (the supervisor) outlives this worker: one /proc read serves every ring.
   static std::mutex mu;
   static pid_t known = 0;
@@ -74,9 +75,12 @@ std::unique_ptr<shm::Producer> create_ring(const std::string& base, uint64_t cap
   o.execution_id = execution_id;
   o.guardian_pid = static_cast<uint32_t>(guardian);
   o.guardian_start_time = guardian_start;
+  o.sealed = options.sealed_rings;
   for (int attempt = 0;; ++attempt) {
     try {
-      return shm::Producer::create(base + random_suffix(), o);
+      auto p = shm::Producer::create(base + random_suffix(), o);
+      if (options.ring_created) options.ring_created(p->name(), p->fd());
+      return p;
     } catch (const std::system_error& e) {
       if (e.code().value() != EEXIST || attempt == 8) throw;
     }
@@ -432,6 +436,7 @@ class EngineImpl final : public Engine {
   void release(uint64_t execution_id) override;
   void shutdown() override;
   std::string session_background_ring(uint64_t session_id) override;
+  int session_background_ring_fd(uint64_t session_id) override;
   void open_session_as(uint64_t session_id) override;
   void run_session(uint64_t session_id) override;
   bool finished(uint64_t execution_id) override;
@@ -475,7 +480,7 @@ uint64_t EngineImpl::add_session(uint64_t id, bool caller_runs) {
   s->caller_runs = caller_runs;
   s->background = std::make_shared<Sink>();
   init_sink(*s->background, create_ring(prefix_ + "bg" + std::to_string(s->id), options_.ring_capacity, 0,
-                                        options_.guardian_pid));
+                                        options_.guardian_pid, options_));
   s->background_name = s->background->producer->name();
   if (options_.worker) {
     // The program's namespace is __main__ itself: pickle (multiprocessing) finds its
@@ -574,6 +579,13 @@ std::string EngineImpl::session_background_ring(uint64_t session_id) {
   return it->second->background_name;
 }
 
+int EngineImpl::session_background_ring_fd(uint64_t session_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) throw std::invalid_argument("unknown session");
+  return options_.sealed_rings ? it->second->background->producer->fd() : -1;
+}
+
 Accepted EngineImpl::execute(const ExecuteRequest& request) {
   std::lock_guard<std::mutex> l(mu_);
   auto sit = sessions_.find(request.session_id);
@@ -588,7 +600,7 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   uint64_t capacity = request.ring_capacity != 0 ? request.ring_capacity : options_.ring_capacity;
   try {
     init_sink(ex->sink, create_ring(prefix_ + std::to_string(ex->id), capacity, ex->id,
-                                    options_.guardian_pid));
+                                    options_.guardian_pid, options_));
   } catch (const std::system_error& e) {
     // ENOSPC/ENOMEM: /dev/shm is full; a clear status for the client.
     throw;
@@ -608,7 +620,7 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   // A held execution is woken by go(); waking the executor now would only send it
   // back to sleep (a context switch per execution).
   if (!ex->held) s.cv.notify_one();
-  return {ex->id, name};
+  return {ex->id, name, options_.sealed_rings ? ex->sink.producer->fd() : -1};
 }
 
 void EngineImpl::executor_main(const std::shared_ptr<Session>& s) {
@@ -976,6 +988,7 @@ void EngineImpl::finish_queued(Execution& ex) {
 void EngineImpl::forget_if_done(Execution& ex) {
   if (ex.state != ExecState::kFinished || !ex.released) return;
   ex.sink.producer->unlink();
+  if (options_.ring_gone) options_.ring_gone(ex.sink.producer->name());
   executions_.erase(ex.id);  // may destroy ex
 }
 

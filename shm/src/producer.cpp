@@ -6,8 +6,7 @@
 #include <unistd.h>
 
 #include <bit>
-#include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
 #include <climits>
 #include <cstring>
 #include <mutex>
@@ -16,8 +15,6 @@
 #include <system_error>
 
 #include "shmrepl/shm/sys.hpp"
-
-namespace bip = boost::interprocess;
 
 namespace shmrepl::shm {
 
@@ -41,9 +38,27 @@ uint64_t own_start_time() {
 }  // namespace
 
 struct Producer::Mapping {
-  bip::shared_memory_object object;
-  bip::mapped_region region;
+  void* base = nullptr;
+  std::size_t size = 0;
+  int fd = -1;  // owned
+  ~Mapping() {
+    if (base != nullptr) ::munmap(base, size);
+    if (fd >= 0) ::close(fd);
+  }
 };
+
+namespace {
+[[noreturn]] void throw_errno(int e, const std::string& what) {
+  throw std::system_error(e, std::system_category(), what);
+}
+
+// Maps `size` bytes of `fd` read-write, shared.
+void* map_shared(int fd, std::size_t size, const std::string& name) {
+  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) throw_errno(errno, "mapping ring " + name);
+  return base;
+}
+}  // namespace
 
 bool valid_ring_name(std::string_view name) noexcept {
   if (name.empty() || name.size() > 200 || name.front() == '.') return false;
@@ -82,36 +97,47 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
 
   std::unique_ptr<Producer> p(new Producer());
   p->map_ = std::make_unique<Mapping>();
-  try {
-    p->map_->object = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
-                                                bip::permissions(0600));
-  } catch (const bip::interprocess_exception& e) {
-    throw std::system_error(e.get_native_error(), std::system_category(),
-                            "creating ring " + name);
+  const std::size_t size = kDataOffset + capacity;
+  int fd;
+  if (options.sealed) {
+    // Nobody else can resize it once sealed: no SIGBUS for any process that maps it.
+    fd = ::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) throw_errno(errno, "creating ring " + name);
+    p->map_->fd = fd;
+    p->unlink_on_close_ = false;
+    ::fchmod(fd, 0600);  // memfds start 0777; reopening through /proc checks this too
+  } else {
+    fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) throw_errno(errno, "creating ring " + name);
+    p->map_->fd = fd;
+    // shm_open applies the umask; the ring must be exactly owner-only.
+    ::fchmod(fd, 0600);
   }
   p->name_ = std::move(name);
-  // From here the destructor unlinks the name if anything below throws.
-  // shm_open applies the umask; the ring must be exactly owner-only.
-  ::fchmod(p->map_->object.get_mapping_handle().handle, 0600);
-  const int fd = p->map_->object.get_mapping_handle().handle;
-  p->map_->object.truncate(static_cast<bip::offset_t>(kDataOffset + capacity));
+  // From here the destructor unlinks a named ring if anything below throws.
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) throw_errno(errno, "sizing ring " + p->name_);
   // Reserve the header and a first part of the data area now: a full /dev/shm is an
   // error here, not a SIGBUS on the first write to a page that cannot be allocated.
   // All of a large ring at once would cost ~0.5 ms per MiB for executions that
-  // write a few lines; the rest is reserved ahead of the writer (ensure_allocated).
+  // write a few lines; the rest is reserved ahead of the writer (ensure_allocated:
+  // fallocate inside the size, which F_SEAL_GROW allows).
   const uint64_t first = std::min<uint64_t>(capacity, kFirstAllocation);
   if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(kDataOffset + first)); rc != 0)
     throw std::system_error(rc, std::system_category(),
                             "reserving " + std::to_string(kDataOffset + first) + " bytes for ring " +
                                 p->name_ + " (is /dev/shm full?)");
+  if (options.sealed &&
+      ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+    throw_errno(errno, "sealing ring " + p->name_);
   p->allocated_ = first;
   p->fd_ = fd;
   p->self_pid_ = static_cast<uint32_t>(::getpid());
-  p->map_->region = bip::mapped_region(p->map_->object, bip::read_write);
+  p->map_->base = map_shared(fd, size, p->name_);
+  p->map_->size = size;
   // A child that user code forks must never write to (or hold) the ring.
-  ::madvise(p->map_->region.get_address(), p->map_->region.get_size(), MADV_DONTFORK);
+  ::madvise(p->map_->base, size, MADV_DONTFORK);
 
-  auto* base = static_cast<std::byte*>(p->map_->region.get_address());
+  auto* base = static_cast<std::byte*>(p->map_->base);
   // ftruncate zero-filled the object; the atomics start at zero.
   p->header_ = new (base) RingHeader{};
   p->block_ = new (base + kProducerOffset) ProducerBlock{};
@@ -147,22 +173,31 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
 
 std::unique_ptr<Producer> Producer::take_over(const std::string& name) {
   if (!valid_ring_name(name)) throw std::invalid_argument("invalid ring name: " + name);
+  const int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "opening ring " + name);
+  try {
+    auto p = take_over(fd, name);
+    ::close(fd);
+    return p;
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+}
+
+std::unique_ptr<Producer> Producer::take_over(int fd, const std::string& name) {
   std::unique_ptr<Producer> p(new Producer());
   p->map_ = std::make_unique<Mapping>();
-  try {
-    p->map_->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
-    bip::offset_t size = 0;
-    if (!p->map_->object.get_size(size) || size < static_cast<bip::offset_t>(kDataOffset))
-      throw std::runtime_error("ring " + name + " is truncated");
-    p->map_->region = bip::mapped_region(p->map_->object, bip::read_write);
-  } catch (const bip::interprocess_exception& e) {
-    throw std::system_error(e.get_native_error(), std::system_category(), "opening ring " + name);
-  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, "opening ring " + name);
+  if (st.st_size < static_cast<off_t>(kDataOffset)) throw std::runtime_error("ring " + name + " is truncated");
+  p->map_->base = map_shared(fd, static_cast<std::size_t>(st.st_size), name);
+  p->map_->size = static_cast<std::size_t>(st.st_size);
   p->name_ = name;
   p->unlink_on_close_ = false;
   p->self_pid_ = static_cast<uint32_t>(::getpid());
-  auto* base = static_cast<std::byte*>(p->map_->region.get_address());
-  const std::size_t size = p->map_->region.get_size();
+  auto* base = static_cast<std::byte*>(p->map_->base);
+  const std::size_t size = p->map_->size;
   p->header_ = reinterpret_cast<RingHeader*>(base);
   const RingHeader& h = *p->header_;
   const uint64_t cap = h.capacity;
@@ -213,20 +248,29 @@ std::span<const std::byte> Producer::last_payload() const noexcept {
 }
 
 bool Producer::force_finish(const std::string& name) noexcept {
-  try {
-    bip::shared_memory_object object(bip::open_only, name.c_str(), bip::read_write);
-    bip::mapped_region region(object, bip::read_write, 0, kDataOffset);
-    auto* base = static_cast<std::byte*>(region.get_address());
-    auto* header = reinterpret_cast<RingHeader*>(base);
-    if (std::atomic_ref<uint64_t>(header->magic).load(std::memory_order_acquire) != kMagic) return false;
+  const int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const bool done = force_finish(fd);
+  ::close(fd);
+  return done;
+}
+
+bool Producer::force_finish(int fd) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(kDataOffset)) return false;
+  void* m = ::mmap(nullptr, kDataOffset, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) return false;
+  auto* base = static_cast<std::byte*>(m);
+  auto* header = reinterpret_cast<RingHeader*>(base);
+  const bool ring = std::atomic_ref<uint64_t>(header->magic).load(std::memory_order_acquire) == kMagic;
+  if (ring) {
     auto* block = reinterpret_cast<ProducerBlock*>(base + kProducerOffset);
     header->state.store(static_cast<uint32_t>(RingState::kFinished), std::memory_order_seq_cst);
     block->data_seq.fetch_add(1, std::memory_order_release);
     futex_wake(&block->data_seq, INT_MAX);
-    return true;
-  } catch (...) {
-    return false;
   }
+  ::munmap(m, kDataOffset);
+  return ring;
 }
 
 bool Producer::finished() const noexcept {
@@ -240,7 +284,7 @@ Producer::~Producer() {
 }
 
 void Producer::unlink() noexcept {
-  if (!name_.empty()) bip::shared_memory_object::remove(name_.c_str());
+  if (!name_.empty()) ::shm_unlink(("/" + name_).c_str());
   unlink_on_close_ = false;
 }
 

@@ -1,11 +1,11 @@
 #include "shmrepl/shm/reader.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <bit>
-#include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -13,13 +13,14 @@
 #include "shmrepl/shm/producer.hpp"  // valid_ring_name
 #include "shmrepl/shm/sys.hpp"
 
-namespace bip = boost::interprocess;
-
 namespace shmrepl::shm {
 
 struct Reader::Mapping {
-  bip::shared_memory_object object;
-  bip::mapped_region region;
+  void* base = nullptr;
+  std::size_t size = 0;
+  ~Mapping() {
+    if (base != nullptr) ::munmap(base, size);
+  }
 };
 
 namespace {
@@ -38,35 +39,69 @@ std::unique_ptr<Reader> Reader::open(const std::string& name, shmrepl_reader_sta
     *status = fail(error, SHMREPL_E_INVALID, "invalid ring name '" + name + "'");
     return nullptr;
   }
-  std::unique_ptr<Reader> r(new Reader());
-  r->map_ = std::make_unique<Mapping>();
-  try {
-    r->map_->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
-    // Only a ring of our own user, open to nobody else, is trusted (a name another
-    // user created first is refused).
-    struct stat st {};
-    if (::fstat(r->map_->object.get_mapping_handle().handle, &st) != 0 || st.st_uid != ::geteuid() ||
-        (st.st_mode & 077) != 0) {
-      *status = fail(error, SHMREPL_E_PERMISSION,
-                     "ring '" + name + "' is not owned by us or is open to other users");
-      return nullptr;
-    }
-    bip::offset_t size = 0;
-    if (!r->map_->object.get_size(size) || size < static_cast<bip::offset_t>(kDataOffset)) {
-      *status = fail(error, SHMREPL_E_CORRUPT, "ring '" + name + "' is truncated");
-      return nullptr;
-    }
-    r->map_->region = bip::mapped_region(r->map_->object, bip::read_write);
-  } catch (const bip::interprocess_exception& e) {
-    int err = e.get_native_error();
-    shmrepl_status_t st = err == ENOENT                   ? SHMREPL_E_NOT_FOUND
-                          : (err == EACCES || err == EPERM) ? SHMREPL_E_PERMISSION
-                                                            : SHMREPL_E_SYSTEM;
-    *status = fail(error, st, "opening ring '" + name + "': " + e.what());
+  const int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd < 0) {
+    const int err = errno;
+    *status = fail(error,
+                   err == ENOENT                     ? SHMREPL_E_NOT_FOUND
+                   : (err == EACCES || err == EPERM) ? SHMREPL_E_PERMISSION
+                                                     : SHMREPL_E_SYSTEM,
+                   "opening ring '" + name + "': " + std::strerror(err));
     return nullptr;
   }
-  r->base_ = static_cast<std::byte*>(r->map_->region.get_address());
-  r->size_ = r->map_->region.get_size();
+  // Only a ring of our own user, open to nobody else, is trusted (a name another
+  // user created first is refused).
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
+    ::close(fd);
+    *status = fail(error, SHMREPL_E_PERMISSION,
+                   "ring '" + name + "' is not owned by us or is open to other users");
+    return nullptr;
+  }
+  auto r = map_fd(fd, name, start, status, error);
+  ::close(fd);
+  return r;
+}
+
+std::unique_ptr<Reader> Reader::open_fd(int fd, const std::string& name, shmrepl_reader_start_t start,
+                                        shmrepl_status_t* status, std::string* error) {
+  // Only a ring nobody can shrink or grow is mapped: no SIGBUS, whoever holds it.
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+    *status = fail(error, SHMREPL_E_PERMISSION,
+                   "ring '" + name + "' is not sealed against resizing (F_SEAL_SHRINK | F_SEAL_GROW)");
+    return nullptr;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) {
+    *status = fail(error, SHMREPL_E_PERMISSION, "ring '" + name + "' is not a file of our user");
+    return nullptr;
+  }
+  return map_fd(fd, name, start, status, error);
+}
+
+std::unique_ptr<Reader> Reader::map_fd(int fd, const std::string& name, shmrepl_reader_start_t start,
+                                       shmrepl_status_t* status, std::string* error) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(kDataOffset)) {
+    *status = fail(error, SHMREPL_E_CORRUPT, "ring '" + name + "' is truncated");
+    return nullptr;
+  }
+  std::unique_ptr<Reader> r(new Reader());
+  r->map_ = std::make_unique<Mapping>();
+  const std::size_t size = static_cast<std::size_t>(st.st_size);
+  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    *status = fail(error, SHMREPL_E_SYSTEM, "mapping ring '" + name + "': " + std::strerror(errno));
+    return nullptr;
+  }
+  r->map_->base = base;
+  r->map_->size = size;
+  // A reader writes only its slot and the futex words (pages 0-2): the data area
+  // is read-only here, so no bug of ours can write the producer's frames.
+  if (size > kDataOffset) ::mprotect(static_cast<std::byte*>(base) + kDataOffset, size - kDataOffset, PROT_READ);
+  r->base_ = static_cast<std::byte*>(base);
+  r->size_ = size;
   *status = r->init(start, error);
   if (*status != SHMREPL_OK) return nullptr;
   return r;

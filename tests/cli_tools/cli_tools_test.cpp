@@ -63,7 +63,7 @@ TEST_F(DumpTest, TextDecodesEveryRecord) {
   shmrepl_execution_t* e = s.execute(kProgram, true, "prog.py", {}, 4096);
   const std::string ring = shmrepl_execution_ring_name(e);
   const std::string id = std::to_string(shmrepl_execution_id(e));
-  ProcessResult r = cli({"dump", "-f", ring});
+  ProcessResult r = cli({"--socket", engine.socket(), "dump", "-f", ring});
   shmrepl_execution_close(e);
   ASSERT_EQ(r.exit_code, 0) << r.err_text;
   EXPECT_EQ(r.err_text, "");
@@ -98,7 +98,7 @@ TEST_F(DumpTest, JsonLinesParseBack) {
   shmrepl_execution_t* e = s.execute(kProgram, true, "prog.py", {}, 4096);
   const std::string ring = shmrepl_execution_ring_name(e);
   const uint64_t id = shmrepl_execution_id(e);
-  ProcessResult r = cli({"dump", "--json", "-f", ring});
+  ProcessResult r = cli({"--socket", engine.socket(), "dump", "--json", "-f", ring});
   shmrepl_execution_close(e);
   ASSERT_EQ(r.exit_code, 0) << r.err_text;
   const std::string jsonl = dir.file("dump.jsonl");
@@ -158,14 +158,14 @@ TEST_F(DumpTest, WithoutFollowStopsAtWhatIsThere) {
     std::this_thread::sleep_for(10ms);
   ASSERT_TRUE(std::filesystem::exists(ready));
   const auto t0 = std::chrono::steady_clock::now();
-  ProcessResult now = cli({"dump", ring});
+  ProcessResult now = cli({"--socket", engine.socket(), "dump", ring});
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s);
   EXPECT_EQ(now.exit_code, 0) << now.err_text;
   EXPECT_TRUE(contains(now.out_text, "#0 STARTED")) << now.out_text;
   EXPECT_TRUE(contains(now.out_text, "stdout len=8 \"waiting\\n\"")) << now.out_text;
   EXPECT_FALSE(contains(now.out_text, "FINISHED")) << now.out_text;
   write_file(go, "");
-  ProcessResult rest = cli({"dump", "-f", ring});
+  ProcessResult rest = cli({"--socket", engine.socket(), "dump", "-f", ring});
   shmrepl_execution_close(e);
   EXPECT_EQ(rest.exit_code, 0) << rest.err_text;
   EXPECT_TRUE(contains(rest.out_text, "stdout len=5 \"done\\n\"")) << rest.out_text;

@@ -287,7 +287,7 @@ TEST_F(LiveEngine, TailByExecutionFollowsUntilFinished) {
 
   ProcessResult missing = cli(engine.socket(), {"tail", "--execution", "987654321"});
   EXPECT_EQ(missing.exit_code, 1);
-  EXPECT_EQ(missing.err_text, "shmrepl tail: no ring of execution 987654321 in /dev/shm of the engine (pid " +
+  EXPECT_EQ(missing.err_text, "shmrepl tail: no ring of execution 987654321 of the engine (pid " +
                                   std::to_string(engine.pid()) + ")\n");
 }
 

@@ -194,7 +194,21 @@ bool process_gone(pid_t pid) {
 
 bool ring_exists(const std::string& name) {
   std::error_code ec;
-  return std::filesystem::exists("/dev/shm/" + name, ec);
+  if (std::filesystem::exists("/dev/shm/" + name, ec)) return true;
+  // A sealed ring (memfd) lives while a descriptor of it does: one held by another
+  // process (the engine's worker or supervisor; ours are the client's own).
+  const std::string target = "/memfd:" + name + " (deleted)";
+  const std::string self = std::to_string(getpid());
+  for (const auto& proc : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = proc.path().filename();
+    if (pid == self || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code e2;
+    for (const auto& fd : std::filesystem::directory_iterator(proc.path() / "fd", e2)) {
+      std::error_code e3;
+      if (std::filesystem::read_symlink(fd.path(), e3).string() == target) return true;
+    }
+  }
+  return false;
 }
 
 void unlink_ring(const std::string& name) { shm_unlink(("/" + name).c_str()); }

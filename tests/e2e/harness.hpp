@@ -91,7 +91,8 @@ pid_t spawn(const std::vector<std::string>& argv, const EnvChanges& env, const s
 int wait_exit(pid_t pid, std::chrono::milliseconds timeout);
 // True once `pid` has exited (gone, or a zombie).
 bool process_gone(pid_t pid);
-// True while the shared-memory object of ring `name` exists.
+// True while ring `name` exists: its name in /dev/shm, or (a sealed memfd) a
+// descriptor of it in another process (the engine's).
 bool ring_exists(const std::string& name);
 // Removes ring `name` (a test that killed its engine cleans up after it).
 void unlink_ring(const std::string& name);

@@ -272,6 +272,53 @@ TEST(RingTakeOver, FindsTheNewestFrameAndWritesIntoTheClosingReserve) {
   EXPECT_FALSE(Producer::force_finish(name + ".none"));
 }
 
+// A sealed ring (memfd): nobody resizes it, readers map it by descriptor, a reader
+// refuses a descriptor that is not sealed, and its data area is read-only there.
+TEST(RingSealed, CannotBeResizedAndIsReadByDescriptor) {
+  const std::string name = unique_ring_name("sealed");
+  auto p = Producer::create(name, {.capacity = 8192, .execution_id = 3, .sealed = true});
+  ASSERT_GE(p->fd(), 0);
+  EXPECT_FALSE(shm_exists(name));  // no name in /dev/shm
+  const int seals = ::fcntl(p->fd(), F_GET_SEALS);
+  EXPECT_EQ(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  EXPECT_NE(::ftruncate(p->fd(), 4096), 0);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_NE(::ftruncate(p->fd(), 1 << 20), 0);
+  EXPECT_EQ(errno, EPERM);
+  // The closing reserve and the rest of the first lap still get their memory
+  // (fallocate inside the sealed size).
+  for (uint32_t i = 0; i < 7; ++i) p->write(indexed_payload(i, 1000));
+  EXPECT_FALSE(p->allocation_failed());
+  shmrepl_status_t st = SHMREPL_OK;
+  std::string err;
+  auto r = Reader::open_fd(p->fd(), name, SHMREPL_START_OLDEST, &st, &err);
+  ASSERT_EQ(st, SHMREPL_OK) << err;
+  Frame f{};
+  ASSERT_EQ(r->next(0, &f, &err), SHMREPL_OK);
+  EXPECT_EQ(std::memcmp(f.payload.data(), indexed_payload(0, 1000).data(), 1000), 0);
+  // Read-only data: a write through the reader's mapping is a fault (in a child).
+  const pid_t child = ::fork();
+  if (child == 0) {
+    *const_cast<std::byte*>(f.payload.data()) = std::byte{1};
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV) << status;
+  // The guardian takes over by descriptor.
+  auto g = Producer::take_over(p->fd(), name);
+  EXPECT_EQ(g->write_pos(), p->write_pos());
+  EXPECT_TRUE(Producer::force_finish(p->fd()));
+
+  // An unsealed memfd is refused: another process could shrink it under the reader.
+  const int plain = ::memfd_create("shmrepl.unsealed", MFD_CLOEXEC);
+  ASSERT_GE(plain, 0);
+  ASSERT_EQ(::ftruncate(plain, kDataOffset + 4096), 0);
+  EXPECT_EQ(Reader::open_fd(plain, "unsealed", SHMREPL_START_OLDEST, &st, &err), nullptr);
+  EXPECT_EQ(st, SHMREPL_E_PERMISSION);
+  ::close(plain);
+}
+
 TEST(RingFrames, OversizedPayloadIsRefused) {
   auto p = Producer::create(unique_ring_name("big"), {.capacity = 4096, .execution_id = 0, .max_payload = 0});
   EXPECT_TRUE(p->try_reserve(p->max_payload() + 1).empty());

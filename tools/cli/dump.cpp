@@ -1,6 +1,7 @@
 // `shmrepl dump`: every record of a ring, decoded, as text or as JSON Lines.
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <string>
 
@@ -13,7 +14,8 @@ namespace {
 const char* const kDumpUsage =
     "usage: shmrepl dump [-f] [--json] RING_NAME\n"
     "\n"
-    "Prints every record held in the ring RING_NAME (as an engine names it), oldest\n"
+    "Prints every record held in the ring RING_NAME (as an engine names it; a live\n"
+    "ring is handed over by the engine at the socket), oldest\n"
     "first, one per line: seq, kind, execution id, time, stream, flags, the data\n"
     "(escaped), an ERROR's type, message and traceback lines, a FINISHED record's\n"
     "status, exit code and duration. Stops at the end of the ring, or, while its\n"
@@ -310,7 +312,7 @@ void put_json_record(std::string& s, const shmrepl_record_t& r) {
 
 }  // namespace
 
-int cmd_dump(const Global&, const std::vector<std::string>& args) {
+int cmd_dump(const Global& g, const std::vector<std::string>& args) {
   bool json = false, follow = false;
   std::string ring;
   for (const std::string& a : args) {
@@ -338,6 +340,8 @@ int cmd_dump(const Global&, const std::vector<std::string>& args) {
   shmrepl_reader_options_t ro{};
   ro.struct_size = sizeof ro;
   ro.start = SHMREPL_START_OLDEST;
+  // A sealed ring comes from the engine at the default socket: make it this one.
+  if (!g.socket.empty()) ::setenv("SHMREPL_SOCKET", g.socket.c_str(), 1);
   shmrepl_reader_t* reader = nullptr;
   shmrepl_status_t st = shmrepl_reader_open(ring.c_str(), &ro, &reader);
   if (st != SHMREPL_OK) {

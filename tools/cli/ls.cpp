@@ -1,4 +1,6 @@
-// `shmrepl ls`: the engine at the socket, its workers and their rings. The C ABI has
+// `shmrepl ls`: the engine at the socket, its workers and their rings (sealed memfds
+// found through /proc/<pid>/fd of the workers and the engine, named ones in
+// /dev/shm). The C ABI has
 // no call for a ring's header (capacity, positions, readers), so the header pages are
 // mapped read-only here, as shm/include/shmrepl/shm/layout.hpp lays them out; this
 // attaches no reader and changes nothing in the ring.
@@ -13,6 +15,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 #include <type_traits>
 
@@ -28,7 +31,8 @@ const char* const kLsUsage =
     "\n"
     "Shows the engine at the socket (pid; its version is not given by the C ABI, the\n"
     "library's is shown), its worker processes (one per open session: pid, state as in\n"
-    "/proc, RSS) and every ring of those workers in /dev/shm: name, execution id,\n"
+    "/proc, RSS) and every ring of those workers (held by them or by the engine; named\n"
+    "rings in /dev/shm too): name, execution id,\n"
     "capacity, fill (bytes written and not yet released by the slowest reader; with no\n"
     "reader, the bytes the producer keeps), bytes written, the readers and their\n"
     "positions, whether the producer is alive and whether the ring is finished.\n"
@@ -60,8 +64,9 @@ bool alive(int pid, uint64_t start_time) {
   return p.state != 'Z' && (start_time == 0 || p.start_time == start_time);
 }
 
-void read_header(const std::string& path, RingView* r) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+// `via_proc`: a descriptor of a process (/proc/<pid>/fd/<n>), a link to follow.
+void read_header(const std::string& path, RingView* r, bool via_proc) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (via_proc ? 0 : O_NOFOLLOW));
   if (fd < 0) {
     r->problem = std::string("cannot open: ") + std::strerror(errno);
     return;
@@ -289,13 +294,34 @@ std::string text_of(const std::string& socket, const EngineView& v, const std::v
 std::vector<RingView> list_rings(const std::vector<int>& pids) {
   std::vector<RingView> out;
   const std::string prefix = "shmrepl." + std::to_string(geteuid()) + ".";
-  DIR* d = opendir("/dev/shm");
-  if (d == nullptr) return out;
-  std::vector<std::string> names;
-  while (dirent* e = readdir(d)) names.emplace_back(e->d_name);
-  closedir(d);
-  std::sort(names.begin(), names.end());
-  for (const std::string& name : names) {
+  // name -> where to open it: a named ring in /dev/shm, or a sealed memfd ring held
+  // by one of `pids` (a worker, or the engine that keeps every live ring), opened
+  // again through /proc/<pid>/fd (its link reads "/memfd:<name> (deleted)").
+  std::map<std::string, std::pair<std::string, bool>> found;
+  if (DIR* d = opendir("/dev/shm")) {
+    while (dirent* e = readdir(d)) found.emplace(e->d_name, std::pair{"/dev/shm/" + std::string(e->d_name), false});
+    closedir(d);
+  }
+  for (int pid : pids) {
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) continue;
+    while (dirent* e = readdir(d)) {
+      char link[512];
+      const std::string path = dir + "/" + e->d_name;
+      const ssize_t n = ::readlink(path.c_str(), link, sizeof link - 1);
+      if (n <= 0) continue;
+      std::string target(link, static_cast<std::size_t>(n));
+      const std::string memfd = "/memfd:", deleted = " (deleted)";
+      if (target.compare(0, memfd.size(), memfd) != 0) continue;
+      target.erase(0, memfd.size());
+      if (target.size() > deleted.size() && target.compare(target.size() - deleted.size(), deleted.size(), deleted) == 0)
+        target.erase(target.size() - deleted.size());
+      found.emplace(target, std::pair{path, true});
+    }
+    closedir(d);
+  }
+  for (const auto& [name, where] : found) {
     // shmrepl.<uid>.<pid>.<execution id | bg<session id>>.<random>
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
     const std::size_t dot = name.find('.', prefix.size());
@@ -307,7 +333,7 @@ std::vector<RingView> list_rings(const std::vector<int>& pids) {
     r.worker_pid = std::stoi(pid_text);
     if (!pids.empty() && std::find(pids.begin(), pids.end(), r.worker_pid) == pids.end()) continue;
     r.background = name.compare(dot + 1, 2, "bg") == 0;
-    read_header("/dev/shm/" + name, &r);
+    read_header(where.first, &r, where.second);
     out.push_back(std::move(r));
   }
   return out;

@@ -1,5 +1,6 @@
 // `shmrepl tail`: the records of any ring, by name.
 #include <cinttypes>
+#include <cstdlib>
 #include <cstdio>
 #include <string>
 
@@ -14,8 +15,10 @@ const char* const kTailUsage =
     "\n"
     "Prints the output held in the ring RING_NAME (as an engine names it, e.g.\n"
     "shmrepl.1000.4242.7.c0ffee), or in the ring of execution ID: the one named\n"
-    "shmrepl.<uid>.<pid>.<ID>.* in /dev/shm, of a worker of the engine at the socket\n"
-    "(of any process of ours when no engine listens there).\n"
+    "shmrepl.<uid>.<pid>.<ID>.*, of a worker of the engine at the socket (of any\n"
+    "process of ours in /dev/shm when no engine listens there). A live ring is a\n"
+    "sealed memfd that the engine hands over (one round trip); a named ring in\n"
+    "/dev/shm is opened by name.\n"
     "Without -f, prints what the ring holds now and stops; with -f, waits for what\n"
     "follows until the execution finishes. Exits with the code its program would once\n"
     "the FINISHED record is printed, else 0.\n"
@@ -45,7 +48,7 @@ std::string ring_of_execution(const Global& g, const std::string& id) {
   }
   if (found.size() == 1) return found[0];
   if (found.empty())
-    std::fprintf(stderr, "shmrepl tail: no ring of execution %s in /dev/shm%s\n", id.c_str(),
+    std::fprintf(stderr, "shmrepl tail: no ring of execution %s%s\n", id.c_str(),
                  v.running ? (" of the engine (pid " + std::to_string(v.pid) + ")").c_str() : "");
   else
     std::fprintf(stderr, "shmrepl tail: %zu rings of execution %s (%s, %s...): give the ring's name\n",
@@ -163,6 +166,8 @@ int cmd_tail(const Global& g, const std::vector<std::string>& args) {
     ring = ring_of_execution(g, execution);
     if (ring.empty()) return 1;
   }
+  // A sealed ring comes from the engine at the default socket: make it this one.
+  if (!g.socket.empty()) ::setenv("SHMREPL_SOCKET", g.socket.c_str(), 1);
   shmrepl_reader_t* reader = nullptr;
   shmrepl_status_t st = shmrepl_reader_open(ring.c_str(), nullptr, &reader);
   if (st != SHMREPL_OK) {

@@ -163,9 +163,16 @@ typedef struct shmrepl_reader_options {
 } shmrepl_reader_options_t;
 
 /* Attach a reader to the ring `ring_name` (as an engine reply gives it, e.g.
- * "shmrepl.1000.4242.7"). `options` may be NULL for the defaults.
- * Returns OK and *out, or E_INVALID (bad name), E_NOT_FOUND, E_PERMISSION,
- * E_CORRUPT (not a ring, truncated), E_VERSION (other layout), E_NO_SLOT. */
+ * "shmrepl.1000.4242.7"). `options` may be NULL for the defaults. A ring this
+ * process was handed (an execution's or a session's background ring, while its
+ * handle or session is open) is mapped from its descriptor; a named ring in
+ * /dev/shm is opened by name; any other is asked of the engine at the default
+ * socket ($SHMREPL_SOCKET, else the default path; never started for this), which
+ * hands over the descriptor of a live ring of its workers (one round trip).
+ * Returns OK and *out, or E_INVALID (bad name), E_NOT_FOUND (also: no engine to
+ * ask, or the ring was finished and released), E_PERMISSION (also: a descriptor
+ * not sealed against resizing), E_CORRUPT (not a ring, truncated), E_VERSION
+ * (other layout), E_NO_SLOT. */
 SHMREPL_API shmrepl_status_t shmrepl_reader_open(const char* ring_name,
                                                  const shmrepl_reader_options_t* options,
                                                  shmrepl_reader_t** out);

@@ -65,8 +65,12 @@ fn bench_reader_counts_what_a_reader_sees() {
     let execution = session.execute("for i in range(3000):\n    print(f'Line {i}: ' + 'x' * (i % 100))\n").unwrap();
     // Attached before anything is released, both readers get every record.
     let mut mine = execution.reader(Start::Oldest).unwrap();
-    let bench =
-        Command::new(example("bench_reader")).arg(execution.ring_name()).env_remove("LD_LIBRARY_PATH").spawn_output();
+    // Another process: it gets the sealed ring from this engine (OpenRing).
+    let bench = Command::new(example("bench_reader"))
+        .arg(execution.ring_name())
+        .env_remove("LD_LIBRARY_PATH")
+        .env("SHMREPL_SOCKET", engine.dir.0.join("engine.sock"))
+        .spawn_output();
     let (mut records, mut bytes) = (0u64, 0u64);
     records += mine.for_each(Some(std::time::Duration::from_secs(30)), |r| bytes += r.data().len() as u64).unwrap();
     let out = bench.join().unwrap();

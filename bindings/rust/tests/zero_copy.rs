@@ -48,7 +48,8 @@ fn views_lie_inside_the_mapping() {
     let (base, len) = reader.mapping();
     assert!(!base.is_null() && len > 0);
 
-    // Once: the range is a shared mapping of the ring's object in /dev/shm.
+    // Once: the range is a shared mapping of the ring (its memfd; the header pages
+    // read-write, the data area read-only).
     let covering = maps_covering(base as usize, len);
     assert!(!covering.is_empty(), "no /proc/self/maps line covers the mapping");
     assert!(covering[0].0 <= base as usize, "{:?}", covering);
@@ -58,7 +59,7 @@ fn views_lie_inside_the_mapping() {
     }
     for (s, e, perms, path) in &covering {
         assert!(perms.ends_with('s'), "{:#x}-{:#x} {} {} is not a shared mapping", s, e, perms, path);
-        assert!(path.starts_with("/dev/shm/"), "{:#x}-{:#x} maps {:?}, not a /dev/shm object", s, e, path);
+        assert!(path.starts_with("/memfd:"), "{:#x}-{:#x} maps {:?}, not a sealed ring", s, e, path);
         assert!(path.contains(execution.ring_name()), "{} maps {:?}, not ring {}", perms, path, execution.ring_name());
     }
 

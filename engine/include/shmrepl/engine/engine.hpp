@@ -54,6 +54,13 @@ struct EngineOptions {
   // Descriptors a forked child of user code closes at once (the worker's sockets),
   // so the peers see them close when the worker dies. -1 = none.
   int child_closes[2] = {-1, -1};
+  // Rings are sealed memfds (docs/architecture.md, "The ring"), reached through their
+  // descriptors, not names in /dev/shm. Each new one is told to ring_created (its
+  // descriptor is borrowed for the call), and ring_gone is told when an execution's
+  // ring was released and finished (the engine holds it no more).
+  bool sealed_rings = false;
+  std::function<void(const std::string& name, int fd)> ring_created;
+  std::function<void(const std::string& name)> ring_gone;
 };
 
 // Worker mode, before any thread exists: initialises CPython in this process (the
@@ -84,6 +91,8 @@ struct ExecuteRequest {
 struct Accepted {
   uint64_t execution_id;
   std::string ring_name;  // for shmrepl_reader_open()
+  // A sealed ring's descriptor (-1: a named ring), borrowed: valid until release().
+  int ring_fd = -1;
 };
 
 class Engine {
@@ -149,6 +158,11 @@ class Engine {
   virtual std::string session_background_ring(uint64_t session_id) {
     (void)session_id;
     return {};
+  }
+  // Its descriptor when rings are sealed (borrowed, valid until close_session), else -1.
+  virtual int session_background_ring_fd(uint64_t session_id) {
+    (void)session_id;
+    return -1;
   }
 };
 

@@ -23,6 +23,10 @@ struct ProducerOptions {
   // The guardian's start time if the caller knows it (it outlives the producer, so
   // one /proc read serves every ring); 0 = read it.
   uint64_t guardian_start_time = 0;
+  // A sealed memfd (F_SEAL_SHRINK | F_SEAL_GROW) labelled `name` instead of a name
+  // in /dev/shm: nobody can resize it, and it is reached only through its
+  // descriptor (fd()), handed over a Unix socket.
+  bool sealed = false;
 };
 
 enum class WaitResult { kReady, kTimeout };
@@ -42,15 +46,20 @@ class Producer {
   // job): writes continue at the published write position. The name is kept on
   // destruction. Throws std::system_error / std::runtime_error (not a valid ring).
   static std::unique_ptr<Producer> take_over(const std::string& name);
+  // The same for a ring given by descriptor (not owned; `name` for messages).
+  static std::unique_ptr<Producer> take_over(int fd, const std::string& name);
   // The guardian's last resort when it cannot append a closing record: marks the
   // ring finished, so readers end (E_CORRUPT: no FINISHED record) instead of
   // waiting on a guardian that has nothing more to write.
   static bool force_finish(const std::string& name) noexcept;
-  ~Producer();  // unmaps; unlinks the object unless release_name() was called
+  static bool force_finish(int fd) noexcept;
+  ~Producer();  // unmaps; unlinks a named object unless release_name() was called
   Producer(const Producer&) = delete;
   Producer& operator=(const Producer&) = delete;
 
   const std::string& name() const noexcept { return name_; }
+  // The ring's descriptor (a creator's; -1 after take_over), valid while this lives.
+  int fd() const noexcept { return fd_; }
   uint64_t capacity() const noexcept { return capacity_; }
   uint32_t max_payload() const noexcept { return max_payload_; }
   uint64_t execution_id() const noexcept;

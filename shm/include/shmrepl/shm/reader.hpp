@@ -26,6 +26,11 @@ class Reader {
   // Attaches to ring `name`. On error returns nullptr and sets *status and *error.
   static std::unique_ptr<Reader> open(const std::string& name, shmrepl_reader_start_t start,
                                       shmrepl_status_t* status, std::string* error);
+  // Attaches to the ring behind descriptor `fd` (not kept: the mapping is enough),
+  // named `name` in messages. Refuses (E_PERMISSION) a descriptor whose file is not
+  // sealed F_SEAL_SHRINK | F_SEAL_GROW: another process could resize it under us.
+  static std::unique_ptr<Reader> open_fd(int fd, const std::string& name, shmrepl_reader_start_t start,
+                                         shmrepl_status_t* status, std::string* error);
   // Opens an already mapped image (fuzzing, tests): `base` of `size` bytes.
   static std::unique_ptr<Reader> attach_image(std::byte* base, std::size_t size,
                                               shmrepl_reader_start_t start,
@@ -59,6 +64,8 @@ class Reader {
  private:
   struct Mapping;
   Reader() = default;
+  static std::unique_ptr<Reader> map_fd(int fd, const std::string& name, shmrepl_reader_start_t start,
+                                        shmrepl_status_t* status, std::string* error);
   shmrepl_status_t init(shmrepl_reader_start_t start, std::string* error);
   shmrepl_status_t wait(int64_t timeout_ns, std::string* error);
   bool producer_alive() const noexcept;
