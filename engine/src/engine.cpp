@@ -365,13 +365,13 @@ bool limit_heap(uint64_t bytes, rlimit* saved) {
   return setrlimit(RLIMIT_DATA, &lim) == 0;
 }
 
-void become_worker(const EngineOptions& options) {
-  const int* child_closes = options.child_closes;
-  g_child_closes[0] = child_closes[0];
-  g_child_closes[1] = child_closes[1];
+// A warm spare's work done ahead (prepare_worker), taken by the first Engine::start.
+bool g_worker_prepared = false;
+std::unique_ptr<FdCapture> g_prepared_capture;
+
+// What every worker process does, whatever its session.
+void worker_process_setup() {
   reset_engine_pid();
-  set_terminal_fds(options.terminal_fds[0], options.terminal_fds[1]);
-  set_input_requests(options.input_requests);
   pthread_atfork(nullptr, nullptr, on_fork_child);
   // As python3: Ctrl-C is KeyboardInterrupt, a closed pipe is an error, not a death.
   signal(SIGPIPE, SIG_IGN);
@@ -385,6 +385,17 @@ void become_worker(const EngineOptions& options) {
   if (r == nullptr) PyErr_Print();
   Py_XDECREF(r);
   Py_XDECREF(signal);
+  PyGILState_Release(g);
+}
+
+void become_worker(const EngineOptions& options) {
+  const int* child_closes = options.child_closes;
+  g_child_closes[0] = child_closes[0];
+  g_child_closes[1] = child_closes[1];
+  set_terminal_fds(options.terminal_fds[0], options.terminal_fds[1]);
+  set_input_requests(options.input_requests);
+  if (!g_worker_prepared) worker_process_setup();
+  PyGILState_STATE g = PyGILState_Ensure();
   if (options.set_environment) set_environment(options.environment, !options.started_with_environment);
   // Only a VIRTUAL_ENV of the session's own asks for the venv check (compiling it
   // cost ~0.5 ms of every worker's start).
@@ -1183,11 +1194,25 @@ pid_t fork_interpreter() {
   return pid;
 }
 
+void prepare_worker() {
+  ensure_python();
+  worker_process_setup();
+  // The streams' codecs and the locale, looked up once for the engine's environment:
+  // the session's (usually the same) then finds them cached.
+  PyGILState_STATE g = PyGILState_Ensure();
+  configure_worker_streams();
+  PyGILState_Release(g);
+  set_sigint_blocked(true);  // before the fd forwarder's thread starts
+  g_prepared_capture = FdCapture::start();
+  g_worker_prepared = true;
+}
+
 std::unique_ptr<Engine> Engine::start(const EngineOptions& options) {
   ensure_python();
   if (options.worker) become_worker(options);
   auto engine = std::make_unique<EngineImpl>(options);
-  if (options.capture_fds) engine->fd_capture = FdCapture::start();
+  if (options.capture_fds)
+    engine->fd_capture = g_prepared_capture != nullptr ? std::move(g_prepared_capture) : FdCapture::start();
   return engine;
 }
 

@@ -369,9 +369,11 @@ TEST(WorkerShm, FullDevShmIsAClearError) {
       // (once the earlier sessions' rings are gone and their workers have exited: an
       // unlinked ring's memory comes back only when its last mapping goes)
       "for i in $(seq 500); do ls /dev/shm | grep -q '^shmrepl' || break; sleep 0.02; done\n"
+      // (the warm spare, which maps no ring, stays)
       "zygote=$(cat /proc/$engine/task/$engine/children 2>/dev/null | tr -d ' ')\n"
-      "for i in $(seq 500); do [ -z \"$(cat /proc/$zygote/task/$zygote/children 2>/dev/null)\" ] && break; "
-      "sleep 0.02; done\n"
+      "busy() { for c in $(cat /proc/$zygote/task/$zygote/children 2>/dev/null); do\n"
+      "  [ \"$(cat /proc/$c/comm 2>/dev/null)\" = shmrepl-spare ] || return 0; done; return 1; }\n"
+      "for i in $(seq 500); do busy || break; sleep 0.02; done\n"
       "dd if=/dev/zero of=/dev/shm/fill bs=64k count=40 2>/dev/null\n" +
       cli + " run -c 'pass' 2>" + dir.file("full.err") + "; echo full=$?\n" +
       "rm -f /dev/shm/fill\n" + cli + " run -c 'print(\"after\")'; echo after=$?\n" +
