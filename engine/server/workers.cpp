@@ -636,7 +636,14 @@ WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
   const uint64_t session_id = counters_[0].fetch_add(1);
   std::optional<Spawned> spawned;
   if (!fresh)
-    if (const Spare spare = take_spare(); spare.sup_fd >= 0) spawned = start_worker(session_id, setup, fresh, &spare);
+    if (const Spare spare = take_spare(); spare.sup_fd >= 0) {
+      try {
+        spawned = start_worker(session_id, setup, fresh, &spare);
+      } catch (...) {
+        request_spare();  // no session will close for this one
+        throw;
+      }
+    }
   if (spawned) return *spawned;  // the next spare is forked when a session closes
   // No spare (or it had died): this session's fork first, then one for the next.
   struct Refill {
