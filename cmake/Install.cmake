@@ -7,8 +7,9 @@ include(CMakePackageConfigHelpers)
 set(SHMREPL_DESCRIPTION "Run Python code in an engine process; read its output from shared-memory rings")
 set(SHMREPL_LICENSE "MIT")
 
-# The programs; shmrepl links libshmrepl and finds it relative to itself.
-set_target_properties(shmrepl-cli PROPERTIES INSTALL_RPATH "${SHMREPL_INSTALL_RPATH}")
+# The programs. shmrepl links libshmrepl statically and needs no RPATH (one, even
+# unused, makes every start search it for libc; CMake's build-tree placeholder for it
+# was empty entries: the current folder).
 install(TARGETS shmrepl-cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 if(TARGET shmrepl-engine)
   install(TARGETS shmrepl-engine RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

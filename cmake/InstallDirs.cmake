@@ -16,6 +16,3 @@ if(NOT _shmrepl_warned AND (NOT _shmrepl_lib_to_bin STREQUAL "../bin"
                   "shmrepl-engine at <libdir>/../bin (set SHMREPL_ENGINE, or the client "
                   "options' engine_path)")
 endif()
-# The installed programs find the installed libshmrepl.
-file(RELATIVE_PATH _shmrepl_bin_to_lib /${CMAKE_INSTALL_BINDIR} /${CMAKE_INSTALL_LIBDIR})
-set(SHMREPL_INSTALL_RPATH "$ORIGIN/${_shmrepl_bin_to_lib}")

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -37,6 +38,9 @@ struct ZygoteHooks {
   // An executable that runs fresh_worker_main() when given kFreshWorkerFlag first
   // (shmrepl-engine itself); empty: every worker is forked warm.
   std::string fresh_worker_exe;
+  // In a warm spare (a worker forked ahead, before its session is known): the
+  // engine core's session-independent start-up. Empty: no spare is kept.
+  std::function<void()> prepare_worker;
 };
 
 // Variables CPython reads only while it starts (`python3 -h`), that a warm worker
@@ -121,6 +125,16 @@ class WorkerPool {
     // done with one, or until the session closes (after its death: taken over).
     std::map<std::string, int> rings;
   };
+  // A warm spare: forked ahead by the zygote, prepared, waiting on its supervisor
+  // channel for a session (docs/architecture.md, "Zygote").
+  struct Spare {
+    int client_fd = -1;  // the client's end of its connection
+    int sup_fd = -1;     // its supervisor channel; -1: no spare
+  };
+  std::optional<Spawned> start_worker(uint64_t session_id, const Setup& setup, bool fresh, const Spare* spare);
+  void request_spare();
+  Spare take_spare();
+  void drop_spare_if_dead();
   void reaper_loop();
   void on_exit(pid_t pid, int status);
   void end_worker(const std::shared_ptr<Worker>& w, bool ask);
@@ -132,12 +146,14 @@ class WorkerPool {
   pid_t zygote_pid_ = 0;
   std::atomic<uint64_t>* counters_ = nullptr;  // [0]: next session id, [1]: next execution id
   bool fresh_possible_ = false;
+  bool keep_spare_ = false;  // [mu_] false once close_all() began
   std::map<std::string, std::string> zygote_startup_env_;  // its kStartupOnlyVariables set, by name
   std::mutex mu_;
   std::condition_variable cv_;  // a worker exited
   std::map<uint64_t, std::shared_ptr<Worker>> sessions_;  // [mu_]
   std::map<pid_t, std::shared_ptr<Worker>> pids_;         // [mu_]
   int wake_fd_ = -1;  // an eventfd: the set of workers changed (the reaper polls their channels)
+  Spare spare_;                                           // [mu_]
   std::thread reaper_;
 };
 

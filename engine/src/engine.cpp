@@ -22,7 +22,9 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "execution.hpp"
@@ -233,33 +235,73 @@ void set_environment(const std::vector<std::string>& env, bool add_pythonpath) {
   PyObject* environ = os != nullptr ? PyObject_GetAttrString(os, "environ") : nullptr;
   // Only what differs is changed: a caller's environment is mostly the engine's, and
   // each change is a putenv/unsetenv through os.environ (clearing and refilling it
-  // cost ~0.35 ms of every worker's start).
-  PyObject* current = PyDict_New();
-  PyObject* wanted = PyDict_New();
-  if (environ != nullptr && current != nullptr && wanted != nullptr && PyDict_Merge(current, environ, 1) == 0) {
+  // cost ~0.35 ms of every worker's start). What it holds is compared as os.environ
+  // keeps it, bytes to bytes in its `_data` (walking os.environ itself decodes every
+  // entry in Python: ~0.1 ms).
+  PyObject* data = environ != nullptr ? PyObject_GetAttrString(environ, "_data") : nullptr;
+  PyErr_Clear();
+  if (data != nullptr && PyDict_Check(data)) {
+    std::unordered_set<std::string_view> names;
     for (const std::string& e : env) {
       const std::size_t eq = e.find('=');
       if (eq == 0 || eq == std::string::npos) continue;
-      PyObject* k = PyUnicode_DecodeFSDefaultAndSize(e.data(), static_cast<Py_ssize_t>(eq));
-      PyObject* v = PyUnicode_DecodeFSDefaultAndSize(e.data() + eq + 1, static_cast<Py_ssize_t>(e.size() - eq - 1));
-      if (k != nullptr && v != nullptr && PyDict_SetItem(wanted, k, v) == 0) {
-        PyObject* had = PyDict_GetItemWithError(current, k);  // borrowed
-        if (had == nullptr || PyObject_RichCompareBool(had, v, Py_EQ) != 1) PyObject_SetItem(environ, k, v);
+      names.insert(std::string_view(e).substr(0, eq));
+      PyObject* kb = PyBytes_FromStringAndSize(e.data(), static_cast<Py_ssize_t>(eq));
+      PyObject* had = kb != nullptr ? PyDict_GetItemWithError(data, kb) : nullptr;  // borrowed
+      const std::string_view value = std::string_view(e).substr(eq + 1);
+      if (had == nullptr || !PyBytes_Check(had) ||
+          std::string_view(PyBytes_AS_STRING(had), static_cast<std::size_t>(PyBytes_GET_SIZE(had))) != value) {
+        PyObject* k = PyUnicode_DecodeFSDefaultAndSize(e.data(), static_cast<Py_ssize_t>(eq));
+        PyObject* v = PyUnicode_DecodeFSDefaultAndSize(value.data(), static_cast<Py_ssize_t>(value.size()));
+        if (k != nullptr && v != nullptr) PyObject_SetItem(environ, k, v);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
       }
-      Py_XDECREF(k);
-      Py_XDECREF(v);
+      Py_XDECREF(kb);
       PyErr_Clear();
     }
+    std::vector<PyObject*> gone;
     PyObject* k = nullptr;
     PyObject* v = nullptr;
     Py_ssize_t at = 0;
-    while (PyDict_Next(current, &at, &k, &v)) {
-      if (PyDict_Contains(wanted, k) == 0) PyObject_DelItem(environ, k);
+    while (PyDict_Next(data, &at, &k, &v))
+      if (PyBytes_Check(k) &&
+          names.count(std::string_view(PyBytes_AS_STRING(k), static_cast<std::size_t>(PyBytes_GET_SIZE(k)))) == 0)
+        gone.push_back(PyUnicode_DecodeFSDefaultAndSize(PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k)));
+    for (PyObject* name : gone) {
+      if (name != nullptr) PyObject_DelItem(environ, name);
+      Py_XDECREF(name);
       PyErr_Clear();
     }
+  } else if (environ != nullptr) {
+    PyObject* current = PyDict_New();
+    PyObject* wanted = PyDict_New();
+    if (current != nullptr && wanted != nullptr && PyDict_Merge(current, environ, 1) == 0) {
+      for (const std::string& e : env) {
+        const std::size_t eq = e.find('=');
+        if (eq == 0 || eq == std::string::npos) continue;
+        PyObject* k = PyUnicode_DecodeFSDefaultAndSize(e.data(), static_cast<Py_ssize_t>(eq));
+        PyObject* v = PyUnicode_DecodeFSDefaultAndSize(e.data() + eq + 1, static_cast<Py_ssize_t>(e.size() - eq - 1));
+        if (k != nullptr && v != nullptr && PyDict_SetItem(wanted, k, v) == 0) {
+          PyObject* had = PyDict_GetItemWithError(current, k);  // borrowed
+          if (had == nullptr || PyObject_RichCompareBool(had, v, Py_EQ) != 1) PyObject_SetItem(environ, k, v);
+        }
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        PyErr_Clear();
+      }
+      PyObject* k = nullptr;
+      PyObject* v = nullptr;
+      Py_ssize_t at = 0;
+      while (PyDict_Next(current, &at, &k, &v)) {
+        if (PyDict_Contains(wanted, k) == 0) PyObject_DelItem(environ, k);
+        PyErr_Clear();
+      }
+    }
+    Py_XDECREF(current);
+    Py_XDECREF(wanted);
   }
-  Py_XDECREF(current);
-  Py_XDECREF(wanted);
+  Py_XDECREF(data);
   Py_XDECREF(environ);
   Py_XDECREF(os);
   PyErr_Clear();
@@ -282,6 +324,29 @@ void set_environment(const std::vector<std::string>& env, bool add_pythonpath) {
     }
     PyErr_Clear();
   }
+}
+
+// [GIL] os.environ as "NAME=value" entries.
+std::vector<std::string> current_environment() {
+  std::vector<std::string> env;
+  PyObject* os = PyImport_ImportModule("os");
+  PyObject* environb = os != nullptr ? PyObject_GetAttrString(os, "environb") : nullptr;
+  PyObject* items = environb != nullptr ? PyObject_CallMethod(environb, "items", nullptr) : nullptr;
+  PyObject* it = items != nullptr ? PyObject_GetIter(items) : nullptr;
+  while (PyObject* kv = it != nullptr ? PyIter_Next(it) : nullptr) {
+    PyObject* k = PyTuple_Check(kv) && PyTuple_GET_SIZE(kv) == 2 ? PyTuple_GET_ITEM(kv, 0) : nullptr;
+    PyObject* v = k != nullptr ? PyTuple_GET_ITEM(kv, 1) : nullptr;
+    if (k != nullptr && PyBytes_Check(k) && PyBytes_Check(v))
+      env.push_back(std::string(PyBytes_AS_STRING(k), static_cast<std::size_t>(PyBytes_GET_SIZE(k))) + "=" +
+                    std::string(PyBytes_AS_STRING(v), static_cast<std::size_t>(PyBytes_GET_SIZE(v))));
+    Py_DECREF(kv);
+  }
+  Py_XDECREF(it);
+  Py_XDECREF(items);
+  Py_XDECREF(environb);
+  Py_XDECREF(os);
+  PyErr_Clear();
+  return env;
 }
 
 // What python3 run from the virtual environment $VIRTUAL_ENV would have: its
@@ -369,13 +434,13 @@ bool limit_heap(uint64_t bytes, rlimit* saved) {
   return setrlimit(RLIMIT_DATA, &lim) == 0;
 }
 
-void become_worker(const EngineOptions& options) {
-  const int* child_closes = options.child_closes;
-  g_child_closes[0] = child_closes[0];
-  g_child_closes[1] = child_closes[1];
+// A warm spare's work done ahead (prepare_worker), taken by the first Engine::start.
+bool g_worker_prepared = false;
+std::unique_ptr<FdCapture> g_prepared_capture;
+
+// What every worker process does, whatever its session.
+void worker_process_setup() {
   reset_engine_pid();
-  set_terminal_fds(options.terminal_fds[0], options.terminal_fds[1]);
-  set_input_requests(options.input_requests);
   pthread_atfork(nullptr, nullptr, on_fork_child);
   // As python3: Ctrl-C is KeyboardInterrupt, a closed pipe is an error, not a death.
   signal(SIGPIPE, SIG_IGN);
@@ -389,6 +454,17 @@ void become_worker(const EngineOptions& options) {
   if (r == nullptr) PyErr_Print();
   Py_XDECREF(r);
   Py_XDECREF(signal);
+  PyGILState_Release(g);
+}
+
+void become_worker(const EngineOptions& options) {
+  const int* child_closes = options.child_closes;
+  g_child_closes[0] = child_closes[0];
+  g_child_closes[1] = child_closes[1];
+  set_terminal_fds(options.terminal_fds[0], options.terminal_fds[1]);
+  set_input_requests(options.input_requests);
+  if (!g_worker_prepared) worker_process_setup();
+  PyGILState_STATE g = PyGILState_Ensure();
   if (options.set_environment) set_environment(options.environment, !options.started_with_environment);
   // Only a VIRTUAL_ENV of the session's own asks for the venv check (compiling it
   // cost ~0.5 ms of every worker's start).
@@ -1196,11 +1272,27 @@ pid_t fork_interpreter() {
   return pid;
 }
 
+void prepare_worker() {
+  ensure_python();
+  worker_process_setup();
+  // What a session's set-up then finds done: os.environ walked and compared (its
+  // pages copied from the zygote's; the session's environment is mostly this one),
+  // the streams' codec and locale looked up for the engine's environment.
+  PyGILState_STATE g = PyGILState_Ensure();
+  set_environment(current_environment(), false);  // changes nothing
+  configure_worker_streams();
+  PyGILState_Release(g);
+  set_sigint_blocked(true);  // before the fd forwarder's thread starts
+  g_prepared_capture = FdCapture::start();
+  g_worker_prepared = true;
+}
+
 std::unique_ptr<Engine> Engine::start(const EngineOptions& options) {
   ensure_python();
   if (options.worker) become_worker(options);
   auto engine = std::make_unique<EngineImpl>(options);
-  if (options.capture_fds) engine->fd_capture = FdCapture::start();
+  if (options.capture_fds)
+    engine->fd_capture = g_prepared_capture != nullptr ? std::move(g_prepared_capture) : FdCapture::start();
   return engine;
 }
 

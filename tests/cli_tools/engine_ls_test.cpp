@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "harness.hpp"
@@ -332,6 +333,80 @@ pid_t fake_other_engine(const std::string& socket, const shmrepl::control::Frame
 }
 
 }  // namespace
+
+namespace {
+
+// The zygote's children named `comm` (the warm spare: "shmrepl-spare").
+std::vector<int> zygote_children(int zygote, const std::string& comm) {
+  std::vector<int> out;
+  std::ifstream f("/proc/" + std::to_string(zygote) + "/task/" + std::to_string(zygote) + "/children");
+  for (int pid; f >> pid;) {
+    std::ifstream c("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    if (std::getline(c, name) && name == comm) out.push_back(pid);
+  }
+  return out;
+}
+
+}  // namespace
+
+// The engine keeps one worker forked ahead (docs/architecture.md, "Zygote"): it is no
+// session's, so `engine status` and `ls` do not list it; the next warm session takes
+// it; a session whose environment needs a fresh worker does not.
+TEST(EngineCommand, WarmSpareIsNoSessionAndFreshSessionsBypassIt) {
+  TempDir dir;
+  const std::string socket = dir.file("e.sock");
+  StopAtEnd guard{socket};
+  EnvChanges env = kEnv;
+  env["PYTHONHASHSEED"] = std::nullopt;  // the engine's and the warm sessions' environment
+  auto run = [&](const EnvChanges& e, const std::string& code) {
+    return run_process({cli_binary(), "--socket", socket, "run", "-c", code}, e, false, true, 120s);
+  };
+  ASSERT_EQ(run_process({cli_binary(), "--socket", socket, "engine", "start"}, env, false, true, 60s).exit_code, 0);
+  const int zygote = number_after(cli(socket, {"engine", "status"}).out_text, "\nzygote: pid ");
+  ASSERT_GT(zygote, 0);
+  std::vector<int> spares;
+  ASSERT_TRUE(wait_for([&] { return (spares = zygote_children(zygote, "shmrepl-spare")).size() == 1; }));
+  const int spare = spares[0];
+
+  ProcessResult status = cli(socket, {"engine", "status"});
+  EXPECT_TRUE(contains(status.out_text, "\nworkers: 0\n")) << status.out_text;
+  ProcessResult ls = cli(socket, {"ls", "--json"});
+  EXPECT_TRUE(contains(ls.out_text, "\"workers\":[]")) << ls.out_text;
+
+  // A warm session: the spare becomes its worker, listed while it runs.
+  const std::string code =
+      std::string("import os, subprocess\nprint(os.getpid())\n") +
+      "print(subprocess.run(['" + std::string(cli_binary()) + "', '--socket', '" + socket +
+      "', 'engine', 'status'], capture_output=True, text=True).stdout, end='')\n";
+  ProcessResult first = run(env, code);
+  ASSERT_EQ(first.exit_code, 0) << first.err_text;
+  EXPECT_EQ(std::atoi(first.out_text.c_str()), spare) << first.out_text;
+  EXPECT_TRUE(contains(first.out_text, "\nworkers: 1\n")) << first.out_text;
+  EXPECT_TRUE(contains(first.out_text, "\n  " + std::string(8 - std::to_string(spare).size(), ' ') +
+                                           std::to_string(spare) + "  "))
+      << first.out_text;
+
+  // Another spare is forked for the next session.
+  int next = 0;
+  ASSERT_TRUE(wait_for([&] {
+    spares = zygote_children(zygote, "shmrepl-spare");
+    return spares.size() == 1 && spares[0] != spare && (next = spares[0]) != 0;
+  }));
+
+  // A start-up-only variable of another value: a fresh worker, the spare left waiting.
+  EnvChanges seeded = env;
+  seeded["PYTHONHASHSEED"] = "0";
+  ProcessResult fresh = run(seeded, "import os, sys\nprint(os.getpid(), sys.flags.hash_randomization)");
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.err_text;
+  EXPECT_EQ(fresh.out_text.substr(fresh.out_text.find(' ')), " 0\n") << fresh.out_text;
+  EXPECT_NE(std::atoi(fresh.out_text.c_str()), next) << fresh.out_text;
+  EXPECT_EQ(zygote_children(zygote, "shmrepl-spare"), std::vector<int>{next});
+
+  // The spare goes with the engine.
+  ASSERT_EQ(cli(socket, {"engine", "stop"}).exit_code, 0);
+  EXPECT_TRUE(wait_for([&] { return process_gone(next); }));
+}
 
 TEST(OtherVersion, OneLineWithBothVersionsAndTheFix) {
   TempDir dir;

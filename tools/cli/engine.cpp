@@ -298,7 +298,7 @@ bool probe_engine(const Global& g, EngineView* out) {
   char exe[PATH_MAX];
   const ssize_t n = readlink(("/proc/" + std::to_string(out->pid) + "/exe").c_str(), exe, sizeof exe - 1);
   if (n > 0) out->exe.assign(exe, static_cast<std::size_t>(n));
-  // supervisor -> zygote -> workers.
+  // supervisor -> zygote -> workers, but the warm spare (no session's yet).
   const std::vector<Proc> procs = all_procs();
   std::multimap<int, const Proc*> children;
   for (const Proc& p : procs) children.emplace(p.ppid, &p);
@@ -306,7 +306,8 @@ bool probe_engine(const Global& g, EngineView* out) {
   for (auto z = zb; z != ze; ++z) {
     out->zygotes.push_back(*z->second);
     auto [wb, we] = children.equal_range(z->second->pid);
-    for (auto w = wb; w != we; ++w) out->workers.push_back(*w->second);
+    for (auto w = wb; w != we; ++w)
+      if (w->second->comm != "shmrepl-spare") out->workers.push_back(*w->second);
   }
   return true;
 }

@@ -10,11 +10,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cli.hpp"
 
 #ifdef SHMREPL_HAVE_LIBEDIT
+#include <dlfcn.h>
 #include <editline/readline.h>
 #endif
 
@@ -162,6 +164,49 @@ bool is_complete(const std::string& src) {
 enum class Read { Line, Eof, Interrupt };
 
 #ifdef SHMREPL_HAVE_LIBEDIT
+// libedit, loaded by the REPL alone: linked, it and the libraries it needs (libtinfo,
+// libbsd, libmd) were loaded and relocated at every start of `shmrepl run` too.
+struct Edit {
+  decltype(&::rl_callback_handler_install) callback_handler_install;
+  decltype(&::rl_callback_read_char) callback_read_char;
+  decltype(&::rl_callback_handler_remove) callback_handler_remove;
+  decltype(&::add_history) add_history;
+  decltype(&::using_history) using_history;
+  decltype(&::stifle_history) stifle_history;
+  decltype(&::read_history) read_history;
+  decltype(&::write_history) write_history;
+  decltype(&::rl_readline_name) readline_name;
+  decltype(&::rl_completion_entry_function) completion_entry_function;
+  decltype(&::rl_completion_append_character) completion_append_character;
+};
+Edit g_rl;
+
+// False (plain lines) when no libedit can be loaded.
+bool load_libedit() {
+  void* lib = nullptr;
+  for (const char* name : {"libedit.so.2", "libedit.so.0", "libedit.so"})
+    if ((lib = ::dlopen(name, RTLD_NOW | RTLD_LOCAL)) != nullptr) break;
+  if (lib == nullptr) return false;
+  bool ok = true;
+  auto sym = [&](auto& to, const char* name) {
+    void* p = ::dlsym(lib, name);
+    ok = ok && p != nullptr;
+    to = reinterpret_cast<std::remove_reference_t<decltype(to)>>(p);
+  };
+  sym(g_rl.callback_handler_install, "rl_callback_handler_install");
+  sym(g_rl.callback_read_char, "rl_callback_read_char");
+  sym(g_rl.callback_handler_remove, "rl_callback_handler_remove");
+  sym(g_rl.add_history, "add_history");
+  sym(g_rl.using_history, "using_history");
+  sym(g_rl.stifle_history, "stifle_history");
+  sym(g_rl.read_history, "read_history");
+  sym(g_rl.write_history, "write_history");
+  sym(g_rl.readline_name, "rl_readline_name");
+  sym(g_rl.completion_entry_function, "rl_completion_entry_function");
+  sym(g_rl.completion_append_character, "rl_completion_append_character");
+  return ok;
+}
+
 bool g_done = false;
 bool g_eof = false;
 std::string g_line;
@@ -205,7 +250,7 @@ Read read_line(const char* prompt, std::string* line) {
 #ifdef SHMREPL_HAVE_LIBEDIT
   if (g_edit) {
     g_done = false;
-    rl_callback_handler_install(prompt, on_line);
+    g_rl.callback_handler_install(prompt, on_line);
     Read result = Read::Line;
     for (;;) {
       pollfd fds[2] = {{0, POLLIN, 0}, {g_sigpipe[0], POLLIN, 0}};
@@ -220,15 +265,15 @@ Read read_line(const char* prompt, std::string* line) {
         break;
       }
       if (fds[0].revents == 0) continue;
-      rl_callback_read_char();
+      g_rl.callback_read_char();
       if (g_done) {
         result = g_eof ? Read::Eof : Read::Line;
         *line = g_line;
         break;
       }
     }
-    rl_callback_handler_remove();
-    if (result == Read::Line && !line->empty()) add_history(line->c_str());
+    g_rl.callback_handler_remove();
+    if (result == Read::Line && !line->empty()) g_rl.add_history(line->c_str());
     return result;
   }
 #endif
@@ -334,14 +379,14 @@ int cmd_repl(const Global& g, const std::vector<std::string>& args) {
 
   const std::string hist = history_path();
 #ifdef SHMREPL_HAVE_LIBEDIT
-  g_edit = isatty(0) && isatty(1);
+  g_edit = isatty(0) && isatty(1) && load_libedit();
   if (g_edit) {
-    rl_readline_name = "shmrepl";
-    rl_completion_entry_function = complete_name;
-    rl_completion_append_character = '\0';
-    using_history();
-    stifle_history(1000);
-    if (!hist.empty()) read_history(hist.c_str());
+    *g_rl.readline_name = "shmrepl";
+    *g_rl.completion_entry_function = complete_name;
+    *g_rl.completion_append_character = '\0';
+    g_rl.using_history();
+    g_rl.stifle_history(1000);
+    if (!hist.empty()) g_rl.read_history(hist.c_str());
   }
 #endif
   if (isatty(0))
@@ -380,7 +425,7 @@ int cmd_repl(const Global& g, const std::vector<std::string>& args) {
   }
 
 #ifdef SHMREPL_HAVE_LIBEDIT
-  if (g_edit && !hist.empty() && write_history(hist.c_str()) != 0)
+  if (g_edit && !hist.empty() && g_rl.write_history(hist.c_str()) != 0)
     std::fprintf(stderr, "shmrepl repl: cannot write the history to %s\n", hist.c_str());
 #endif
   shmrepl_session_close(g_client, g_session);

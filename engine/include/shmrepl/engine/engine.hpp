@@ -66,6 +66,12 @@ struct EngineOptions {
 // Worker mode, before any thread exists: initialises CPython in this process (the
 // zygote), so that forked workers start warm. Throws std::runtime_error.
 void preinitialize();
+// Worker mode, in a process forked from the zygote before its session is known (a
+// warm spare): what Engine::start does for every worker whatever its session (the
+// signal handlers, the at-fork handler, fd capture with its thread), done ahead; the
+// next Engine::start (worker mode) does only the session's part. Throws
+// std::runtime_error.
+void prepare_worker();
 // Forks this single-threaded, initialised process as CPython's os.fork() does.
 // Returns as fork() does.
 pid_t fork_interpreter();
