@@ -120,6 +120,8 @@ class WorkerPool {
     // Its live rings (sealed memfds it sent us), by name: kept until it says it is
     // done with one, or until the session closes (after its death: taken over).
     std::map<std::string, int> rings;
+    // A reused ring's current name (its execution's) -> the name it was created with.
+    std::map<std::string, std::string> aliases;
   };
   void reaper_loop();
   void on_exit(pid_t pid, int status);
