@@ -48,6 +48,9 @@ struct RingHeader {
   uint32_t max_payload;         // the largest record payload the producer writes
   // Bumped each time the producer resets the ring for another execution (with every
   // reader slot held by itself): an attaching reader that sees it change retries.
+  // Was reserved (always 0) in version 3 as first published: a reader that ignores
+  // it is never attached across a reset, and at worst, attaching during one, reads
+  // the positions as inconsistent (E_CORRUPT), so the version stays 3.
   std::atomic<uint32_t> generation;
   std::atomic<uint32_t> state;  // RingState; release-stored after the last frame
   uint32_t closing_reserve;     // data bytes only closing records may use
