@@ -22,8 +22,7 @@ struct Frame {
 };
 
 // A ring mapped into this process: the header pages read-write (a reader's slot,
-// the futex words), the data area read-only. Shared by the readers opened on it, so
-// a ring used again (the next execution of a session) is mapped once.
+// the futex words), the data area read-only. Kept by the readers opened on it.
 class RingMap {
  public:
   // Maps the ring behind `fd` (not kept), refusing (E_PERMISSION) a file not sealed
