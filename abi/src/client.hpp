@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "control.hpp"
+#include "rings.hpp"
 #include "shmrepl/shmrepl.h"
 
 namespace shmrepl::client {
@@ -82,6 +83,11 @@ class Connection {
   std::mutex bg_mu;
   std::map<uint64_t, std::string> background_rings;
   std::map<uint64_t, std::shared_ptr<Connection>> workers;
+  // A worker connection: the ring of the last execution, kept (its descriptor)
+  // for the next one, which the worker may run in it again (same_ring).
+  // Used under the connection's lock (request()'s `take`).
+  std::shared_ptr<abi::RingEntry> last_ring;
+  std::string last_ring_name;
 
  private:
   shmrepl_status_t begin(uint64_t* id);

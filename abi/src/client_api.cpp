@@ -121,7 +121,7 @@ SHMREPL_API shmrepl_status_t shmrepl_session_open_ex(shmrepl_client_t* client,
         std::span<const int>(pass, npass));
     if (st != SHMREPL_OK) return st;
     if (ring_fd >= 0) {
-      if (!ring.empty()) shmrepl::abi::register_ring(ring, ring_fd);
+      if (!ring.empty()) shmrepl::abi::register_ring(ring, std::make_shared<shmrepl::abi::RingEntry>(ring_fd));
       else ::close(ring_fd);
     }
     std::lock_guard lock(client->conn->bg_mu);
@@ -206,8 +206,18 @@ SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,
           e->id = a->execution_id();
           e->ring_name = a->ring_name() != nullptr ? a->ring_name()->str() : "";
           // A worker's ring comes as a descriptor: what this process's readers map.
-          if (const int fd = e->conn->take_received_fd(); fd >= 0) {
-            shmrepl::abi::register_ring(e->ring_name, fd);
+          // The same ring again (reset for this execution) comes without one.
+          auto& conn = *e->conn;
+          if (const int fd = conn.take_received_fd(); fd >= 0) {
+            conn.last_ring = std::make_shared<shmrepl::abi::RingEntry>(fd);
+            conn.last_ring_name = e->ring_name;
+          } else if (a->same_ring()) {
+            conn.last_ring_name = e->ring_name;  // the same descriptor, a new name
+          } else {
+            conn.last_ring.reset();  // a named ring (or none): opened by name
+          }
+          if (conn.last_ring != nullptr) {
+            shmrepl::abi::register_ring(e->ring_name, conn.last_ring);
             e->ring_registered = true;
           }
         });

@@ -118,10 +118,10 @@ Frame session_opened(uint64_t request_id, uint64_t session_id, std::string_view 
                 ctl::CreateSessionOpened(fbb, session_id, ring, worker_pid));
 }
 
-Frame accepted(uint64_t request_id, uint64_t execution_id, std::string_view ring_name) {
+Frame accepted(uint64_t request_id, uint64_t execution_id, std::string_view ring_name, bool same_ring) {
   flatbuffers::FlatBufferBuilder fbb(128);
   auto ring = str(fbb, ring_name);
-  return finish(fbb, request_id, ctl::Body::Accepted, ctl::CreateAccepted(fbb, execution_id, ring));
+  return finish(fbb, request_id, ctl::Body::Accepted, ctl::CreateAccepted(fbb, execution_id, ring, same_ring));
 }
 
 Frame ok(uint64_t request_id) {

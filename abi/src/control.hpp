@@ -59,7 +59,7 @@ Frame hello_reply(uint64_t request_id, uint32_t abi_version, uint32_t engine_pid
                   std::string_view engine_version);
 Frame session_opened(uint64_t request_id, uint64_t session_id, std::string_view background_ring,
                      uint32_t worker_pid = 0);
-Frame accepted(uint64_t request_id, uint64_t execution_id, std::string_view ring_name);
+Frame accepted(uint64_t request_id, uint64_t execution_id, std::string_view ring_name, bool same_ring = false);
 Frame ok(uint64_t request_id);
 Frame error(uint64_t request_id, shmrepl_status_t code, std::string_view message);
 

@@ -113,7 +113,7 @@ void set_bytes(shmrepl_bytes_t* out, const flatbuffers::String* s) {
 
 struct Registry {
   std::mutex mu;
-  std::map<std::string, int> fds;
+  std::map<std::string, std::shared_ptr<shmrepl::abi::RingEntry>> rings;
 };
 Registry& registry() {
   static auto* r = new Registry();  // never destroyed: handles may outlive static destruction
@@ -143,25 +143,24 @@ int ask_engine(const std::string& name, shmrepl_status_t* status) {
 
 namespace shmrepl::abi {
 
-void register_ring(const std::string& name, int fd) noexcept {
+void register_ring(const std::string& name, std::shared_ptr<RingEntry> entry) noexcept {
+  std::shared_ptr<RingEntry> old;  // closed after the lock
   try {
     std::lock_guard l(registry().mu);
-    auto [it, added] = registry().fds.emplace(name, fd);
-    if (!added) {
-      ::close(it->second);
-      it->second = fd;
-    }
+    std::shared_ptr<RingEntry>& at = registry().rings[name];
+    old = std::move(at);
+    at = std::move(entry);
   } catch (...) {
-    ::close(fd);
   }
 }
 
 void forget_ring(const std::string& name) noexcept {
+  std::shared_ptr<RingEntry> old;
   std::lock_guard l(registry().mu);
-  auto it = registry().fds.find(name);
-  if (it == registry().fds.end()) return;
-  ::close(it->second);
-  registry().fds.erase(it);
+  auto it = registry().rings.find(name);
+  if (it == registry().rings.end()) return;
+  old = std::move(it->second);
+  registry().rings.erase(it);
 }
 
 }  // namespace shmrepl::abi
@@ -185,15 +184,18 @@ SHMREPL_API shmrepl_status_t shmrepl_reader_open(const char* ring_name,
     auto r = std::make_unique<shmrepl_reader>();
     shmrepl_status_t st = SHMREPL_OK;
     const std::string name = ring_name;
+    std::shared_ptr<shmrepl::abi::RingEntry> handed;
     {
-      // A ring this process was handed: its descriptor, no name, no engine.
       std::lock_guard l(registry().mu);
-      if (auto it = registry().fds.find(name); it != registry().fds.end()) {
-        r->ring = shmrepl::shm::Reader::open_fd(it->second, name, start, &st, &r->error);
-        if (st != SHMREPL_OK) return fail(st, r->error);
-        *out = r.release();
-        return SHMREPL_OK;
-      }
+      if (auto it = registry().rings.find(name); it != registry().rings.end()) handed = it->second;
+    }
+    if (handed != nullptr) {
+      // A ring this process was handed: its descriptor, no name, no engine. Mapped
+      // per reader: shmrepl_reader_close unmaps, which ends every view for good.
+      r->ring = shmrepl::shm::Reader::open_fd(handed->fd, name, start, &st, &r->error);
+      if (st != SHMREPL_OK) return fail(st, r->error);
+      *out = r.release();
+      return SHMREPL_OK;
     }
     struct stat named {};
     if (!shmrepl::shm::valid_ring_name(name) || ::stat(("/dev/shm/" + name).c_str(), &named) == 0) {

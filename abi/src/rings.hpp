@@ -2,13 +2,26 @@
 // by name, so that shmrepl_reader_open(name) maps the descriptor it already has.
 #pragma once
 
+#include <unistd.h>
+
+#include <memory>
 #include <string>
 
 namespace shmrepl::abi {
 
-// Keeps `fd` (owned from now on) as the ring `name`.
-void register_ring(const std::string& name, int fd) noexcept;
-// Closes the descriptor kept for `name` (readers already open keep their mapping).
+struct RingEntry {
+  explicit RingEntry(int descriptor) noexcept : fd(descriptor) {}
+  ~RingEntry() {
+    if (fd >= 0) ::close(fd);
+  }
+  RingEntry(const RingEntry&) = delete;
+  RingEntry& operator=(const RingEntry&) = delete;
+  int fd;
+};
+
+// Keeps `entry` as the ring `name` (an entry of that name before is dropped).
+void register_ring(const std::string& name, std::shared_ptr<RingEntry> entry) noexcept;
+// Drops the entry of `name` (readers already open keep their mapping).
 void forget_ring(const std::string& name) noexcept;
 
 }  // namespace shmrepl::abi

@@ -173,8 +173,9 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
       req.held = worker_;
       engine::Accepted a = engine_->execute(req);
       executions_[a.execution_id] = req.session_id;
-      Reply r{control::accepted(rid, a.execution_id, a.ring_name), false, false};
-      if (a.ring_fd >= 0) r.pass_fd = ::fcntl(a.ring_fd, F_DUPFD_CLOEXEC, 0);
+      Reply r{control::accepted(rid, a.execution_id, a.ring_name, a.reused), false, false};
+      // A reused ring's descriptor is with the client already: only a new one goes.
+      if (a.ring_fd >= 0 && !a.reused) r.pass_fd = ::fcntl(a.ring_fd, F_DUPFD_CLOEXEC, 0);
       if (worker_) {
         r.held_execution = a.execution_id;
         r.timeout_ns = x->timeout_ns();

@@ -64,11 +64,13 @@ struct ExitNotice {
 // kRingCreated comes with the ring's descriptor (SCM_RIGHTS); kRingGone: the worker
 // released it (finished, and released by its client).
 enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4, kNoMemory = 5,
-                  kKillingForTimeout = 6, kRefused = 7, kRingCreated = 8, kRingGone = 9 };
+                  kKillingForTimeout = 6, kRefused = 7, kRingCreated = 8, kRingGone = 9, kRingRenamed = 10 };
 struct WorkerMessage {
   uint32_t kind;
   int32_t pid;
-  char text[240];  // kReady: the background ring; kFailed: why; kRing*: the ring's name
+  // kReady: the background ring; kFailed: why; kRing*: the ring's name (as created);
+  // kRingRenamed: that, NUL, its new name
+  char text[240];
 };
 // Supervisor -> worker: end the session.
 enum : uint32_t { kClose = 1 };
@@ -430,6 +432,16 @@ sigset_t worker_process_init(pid_t zygote) {
   eo.sealed_rings = true;
   eo.ring_created = [sup_fd](const std::string& name, int fd) { send_message(sup_fd, kRingCreated, name, fd); };
   eo.ring_gone = [sup_fd](const std::string& name) { send_message(sup_fd, kRingGone, name); };
+  eo.ring_renamed = [sup_fd](const std::string& created_as, const std::string& name) {
+    WorkerMessage m{};
+    m.kind = kRingRenamed;
+    m.pid = static_cast<int32_t>(::getpid());
+    if (created_as.size() + name.size() + 2 > sizeof m.text) return;  // names are short
+    std::memcpy(m.text, created_as.data(), created_as.size());
+    std::memcpy(m.text + created_as.size() + 1, name.data(), name.size());
+    ssize_t ignored = ::send(sup_fd, &m, sizeof m, MSG_NOSIGNAL);
+    (void)ignored;
+  };
   std::unique_ptr<engine::Engine> engine;
   std::string bg;
   try {
@@ -941,6 +953,15 @@ void WorkerPool::drain(Worker& w) {
       return;
     }
     m.text[sizeof m.text - 1] = '\0';
+    if (m.kind == kRingRenamed) {
+      const std::string created_as = m.text;
+      const std::size_t at = created_as.size() + 1;
+      if (at < sizeof m.text) {
+        std::erase_if(w.aliases, [&](const auto& kv) { return kv.second == created_as; });
+        w.aliases[std::string(m.text + at)] = created_as;
+      }
+      continue;
+    }
     if (m.kind == kRingCreated && nfd == 1) {
       auto [it, added] = w.rings.emplace(m.text, fd);
       if (!added) ::close(fd);
@@ -952,6 +973,8 @@ void WorkerPool::drain(Worker& w) {
         ::close(it->second);
         w.rings.erase(it);
       }
+      const std::string created_as = m.text;
+      std::erase_if(w.aliases, [&](const auto& kv) { return kv.second == created_as; });
     } else if (m.kind == kKillingForCancel) {
       w.killing_for_cancel = true;
     } else if (m.kind == kKillingForTimeout) {
@@ -967,8 +990,13 @@ int WorkerPool::open_ring(const std::string& name) {
   if (const std::size_t a = name.find('.', name.find('.') + 1); a != std::string::npos)
     pid = static_cast<pid_t>(std::strtol(name.c_str() + a + 1, nullptr, 10));
   std::lock_guard<std::mutex> l(mu_);
+  // Its name: the one it was created with until a reset for another execution,
+  // then that execution's; an earlier execution's name is gone.
   auto find = [&](Worker& w) -> int {
     auto it = w.rings.find(name);
+    if (auto alias = w.aliases.find(name); alias != w.aliases.end()) it = w.rings.find(alias->second);
+    else if (std::any_of(w.aliases.begin(), w.aliases.end(), [&](const auto& kv) { return kv.second == name; }))
+      return -1;  // created for an earlier execution, renamed since
     return it == w.rings.end() ? -1 : ::fcntl(it->second, F_DUPFD_CLOEXEC, 0);
   };
   if (auto it = pids_.find(pid); it != pids_.end()) {

@@ -14,6 +14,7 @@
 #include <cstdio>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
@@ -489,6 +490,10 @@ struct Session {
   PyObject* ns = nullptr;  // [GIL] the namespace, kept between executions
   std::shared_ptr<Sink> background;
   std::string background_name;
+  // [mu] Sealed rings: the ring of an execution that finished and was released, for
+  // the next one (reset, not created again: docs/performance.md, "Ring reuse").
+  std::unique_ptr<shm::Producer> spare;
+  std::string last_sent;  // [mu] the ring (as created) the client got last: it has that one
   std::deque<std::shared_ptr<Execution>> queue;  // [mu]
   std::shared_ptr<Execution> running;            // [mu]
   bool closing = false;                          // [mu]
@@ -674,14 +679,24 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   ex->request = request;
   ex->background = s.background;
   uint64_t capacity = request.ring_capacity != 0 ? request.ring_capacity : options_.ring_capacity;
-  try {
+  bool reused = false;
+  if (s.spare != nullptr && capacity <= shm::kMaxCapacity &&
+      s.spare->capacity() == std::bit_ceil(std::max<uint64_t>(capacity, shm::kMinCapacity)) &&
+      s.spare->try_reset(ex->id)) {
+    init_sink(ex->sink, std::move(s.spare));
+    reused = true;
+    // Its name is this execution's (the random part kept, so `shmrepl ls` tells it
+    // from the ring's label and header): a late reader of the previous one's name is
+    // told it is gone, as when a ring was unlinked.
+    const std::string& label = ex->sink.producer->name();
+    ex->ring_name = prefix_ + std::to_string(ex->id) + label.substr(label.rfind('.'));
+    if (options_.ring_renamed) options_.ring_renamed(ex->sink.producer->name(), ex->ring_name);
+  } else {
     init_sink(ex->sink, create_ring(prefix_ + std::to_string(ex->id), capacity, ex->id,
                                     options_.guardian_pid, options_));
-  } catch (const std::system_error& e) {
-    // ENOSPC/ENOMEM: /dev/shm is full; a clear status for the client.
-    throw;
   }
-  const std::string name = ex->sink.producer->name();
+  if (ex->ring_name.empty()) ex->ring_name = ex->sink.producer->name();
+  const std::string name = ex->ring_name;
 
   // An id longer than a Started record of this ring holds is shortened visibly.
   std::string client_id = request.client_execution_id;
@@ -696,7 +711,10 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   // A held execution is woken by go(); waking the executor now would only send it
   // back to sleep (a context switch per execution).
   if (!ex->held) s.cv.notify_one();
-  return {ex->id, name, options_.sealed_rings ? ex->sink.producer->fd() : -1};
+  // The client has this ring's descriptor only if it is the one it got last time.
+  const bool same_ring = reused && s.last_sent == ex->sink.producer->name();
+  s.last_sent = ex->sink.producer->name();
+  return {ex->id, name, options_.sealed_rings ? ex->sink.producer->fd() : -1, same_ring};
 }
 
 void EngineImpl::executor_main(const std::shared_ptr<Session>& s) {
@@ -1064,7 +1082,16 @@ void EngineImpl::finish_queued(Execution& ex) {
 void EngineImpl::forget_if_done(Execution& ex) {
   if (ex.state != ExecState::kFinished || !ex.released) return;
   ex.sink.producer->unlink();
-  if (options_.ring_gone) options_.ring_gone(ex.sink.producer->name());
+  // A sealed ring is kept for the session's next execution (one at a time): the
+  // previous spare, if any, goes.
+  auto sit = options_.sealed_rings ? sessions_.find(ex.session_id) : sessions_.end();
+  if (sit != sessions_.end() && !sit->second->closing) {
+    std::unique_ptr<shm::Producer>& spare = sit->second->spare;
+    if (spare != nullptr && options_.ring_gone) options_.ring_gone(spare->name());
+    spare = std::move(ex.sink.producer);  // the sink is closed: nothing writes to it again
+  } else if (options_.ring_gone) {
+    options_.ring_gone(ex.sink.producer->name());
+  }
   executions_.erase(ex.id);  // may destroy ex
 }
 
@@ -1211,6 +1238,8 @@ void EngineImpl::close_session(uint64_t session_id) {
   s->background->producer->unlink();
 
   std::lock_guard<std::mutex> l(mu_);
+  if (s->spare != nullptr && options_.ring_gone) options_.ring_gone(s->spare->name());
+  s->spare.reset();
   sessions_.erase(session_id);
   std::vector<std::shared_ptr<Execution>> mine;
   for (auto& [id, ex] : executions_)

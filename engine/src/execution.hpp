@@ -50,6 +50,7 @@ struct Execution {
   uint64_t session_id = 0;
   ExecuteRequest request;
   Sink sink;
+  std::string ring_name;  // its name: the ring's, or a new one for a reused ring
   // The session's background ring: output of this execution's threads after it finished.
   std::shared_ptr<Sink> background;
 

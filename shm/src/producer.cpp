@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <system_error>
@@ -21,20 +20,6 @@ namespace shmrepl::shm {
 namespace {
 constexpr uint64_t kFirstAllocation = 64 << 10;  // data bytes reserved at creation
 
-// This process's start time, read from /proc once per process (a forked child has
-// another pid, so it reads its own).
-uint64_t own_start_time() {
-  static std::mutex mu;
-  static pid_t pid = 0;
-  static uint64_t start = 0;
-  const pid_t self = ::getpid();
-  std::lock_guard<std::mutex> l(mu);
-  if (pid != self || start == 0) {
-    start = process_start_time(self);
-    pid = self;
-  }
-  return start;
-}
 }  // namespace
 
 struct Producer::Mapping {
@@ -105,6 +90,7 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
     if (fd < 0) throw_errno(errno, "creating ring " + name);
     p->map_->fd = fd;
     p->unlink_on_close_ = false;
+    p->named_ = false;
     ::fchmod(fd, 0600);  // memfds start 0777; reopening through /proc checks this too
   } else {
     fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -284,7 +270,7 @@ Producer::~Producer() {
 }
 
 void Producer::unlink() noexcept {
-  if (!name_.empty()) ::shm_unlink(("/" + name_).c_str());
+  if (named_ && !name_.empty()) ::shm_unlink(("/" + name_).c_str());
   unlink_on_close_ = false;
 }
 
@@ -473,6 +459,40 @@ void Producer::write(std::span<const std::byte> payload, uint32_t flags, bool cl
   }
   if (!payload.empty()) std::memcpy(room.data(), payload.data(), payload.size());
   commit(payload.size(), flags);
+}
+
+bool Producer::try_reset(uint64_t execution_id) noexcept {
+  if (!finished()) return false;
+  std::size_t held = 0;
+  while (held < kReaderSlots && claim_reader_slot(slots_[held], self_pid_, true)) ++held;
+  const bool ok = held == kReaderSlots;
+  if (ok) {
+    // Before anything else changes: a reader that read the header before sees it
+    // bumped once its claim succeeds (after ours are given back) and starts again.
+    header_->generation.fetch_add(1, std::memory_order_seq_cst);
+    header_->execution_id = execution_id;
+    header_->created_ns = realtime_ns();
+    for (std::size_t i = 0; i < kReaderSlots; ++i) {
+      slots_[i].active.store(0, std::memory_order_relaxed);
+      slots_[i].read_pos.store(0, std::memory_order_relaxed);
+      startless_[i] = 0;
+    }
+    // seq_cst, after the bump: a reader that sees a position of the new generation
+    // sees the bump too.
+    block_->write_pos.store(0, std::memory_order_seq_cst);
+    block_->last_frame.store(0, std::memory_order_seq_cst);
+    block_->tail.store(0, std::memory_order_seq_cst);
+    pos_ = limit_ = reserved_at_ = 0;
+    allocation_failed_ = false;
+    header_->state.store(static_cast<uint32_t>(RingState::kOpen), std::memory_order_seq_cst);
+  }
+  // The slots back (seq_cst: after every store above).
+  for (std::size_t i = 0; i < held; ++i) {
+    slots_[i].owner_start_time.store(0, std::memory_order_relaxed);
+    slots_[i].owner.store(make_owner(0, owner_generation(slots_[i].owner.load(std::memory_order_relaxed))),
+                          std::memory_order_seq_cst);
+  }
+  return ok;
 }
 
 void Producer::finish() noexcept {

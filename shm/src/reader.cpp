@@ -1,6 +1,7 @@
 #include "shmrepl/shm/reader.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,13 +16,9 @@
 
 namespace shmrepl::shm {
 
-struct Reader::Mapping {
-  void* base = nullptr;
-  std::size_t size = 0;
-  ~Mapping() {
-    if (base != nullptr) ::munmap(base, size);
-  }
-};
+RingMap::~RingMap() {
+  if (base_ != nullptr) ::munmap(base_, size_);
+}
 
 namespace {
 constexpr int64_t kLivenessCheckNs = 100'000'000;  // how often a waiting reader checks the producer
@@ -58,50 +55,59 @@ std::unique_ptr<Reader> Reader::open(const std::string& name, shmrepl_reader_sta
                    "ring '" + name + "' is not owned by us or is open to other users");
     return nullptr;
   }
-  auto r = map_fd(fd, name, start, status, error);
+  std::shared_ptr<RingMap> map = RingMap::map(fd, name, false, status, error);
   ::close(fd);
-  return r;
+  return map != nullptr ? open_mapped(std::move(map), start, status, error) : nullptr;
 }
 
 std::unique_ptr<Reader> Reader::open_fd(int fd, const std::string& name, shmrepl_reader_start_t start,
                                         shmrepl_status_t* status, std::string* error) {
-  // Only a ring nobody can shrink or grow is mapped: no SIGBUS, whoever holds it.
-  const int seals = ::fcntl(fd, F_GET_SEALS);
-  if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
-    *status = fail(error, SHMREPL_E_PERMISSION,
-                   "ring '" + name + "' is not sealed against resizing (F_SEAL_SHRINK | F_SEAL_GROW)");
-    return nullptr;
+  std::shared_ptr<RingMap> map = RingMap::map(fd, name, true, status, error);
+  return map != nullptr ? open_mapped(std::move(map), start, status, error) : nullptr;
+}
+
+std::shared_ptr<RingMap> RingMap::map(int fd, const std::string& name, bool require_seals,
+                                      shmrepl_status_t* status, std::string* error) {
+  if (require_seals) {
+    // Only a ring nobody can shrink or grow is mapped: no SIGBUS, whoever holds it.
+    const int seals = ::fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+      *status = fail(error, SHMREPL_E_PERMISSION,
+                     "ring '" + name + "' is not sealed against resizing (F_SEAL_SHRINK | F_SEAL_GROW)");
+      return nullptr;
+    }
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) {
     *status = fail(error, SHMREPL_E_PERMISSION, "ring '" + name + "' is not a file of our user");
     return nullptr;
   }
-  return map_fd(fd, name, start, status, error);
-}
-
-std::unique_ptr<Reader> Reader::map_fd(int fd, const std::string& name, shmrepl_reader_start_t start,
-                                       shmrepl_status_t* status, std::string* error) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(kDataOffset)) {
+  if (st.st_size < static_cast<off_t>(kDataOffset)) {
     *status = fail(error, SHMREPL_E_CORRUPT, "ring '" + name + "' is truncated");
     return nullptr;
   }
-  std::unique_ptr<Reader> r(new Reader());
-  r->map_ = std::make_unique<Mapping>();
   const std::size_t size = static_cast<std::size_t>(st.st_size);
   void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
     *status = fail(error, SHMREPL_E_SYSTEM, "mapping ring '" + name + "': " + std::strerror(errno));
     return nullptr;
   }
-  r->map_->base = base;
-  r->map_->size = size;
+  std::shared_ptr<RingMap> m(new RingMap());
+  m->base_ = static_cast<std::byte*>(base);
+  m->size_ = size;
   // A reader writes only its slot and the futex words (pages 0-2): the data area
   // is read-only here, so no bug of ours can write the producer's frames.
-  if (size > kDataOffset) ::mprotect(static_cast<std::byte*>(base) + kDataOffset, size - kDataOffset, PROT_READ);
-  r->base_ = static_cast<std::byte*>(base);
-  r->size_ = size;
+  if (size > kDataOffset) ::mprotect(m->base_ + kDataOffset, size - kDataOffset, PROT_READ);
+  *status = SHMREPL_OK;
+  return m;
+}
+
+std::unique_ptr<Reader> Reader::open_mapped(std::shared_ptr<RingMap> map, shmrepl_reader_start_t start,
+                                            shmrepl_status_t* status, std::string* error) {
+  std::unique_ptr<Reader> r(new Reader());
+  r->base_ = map->base();
+  r->size_ = map->size();
+  r->map_ = std::move(map);
   *status = r->init(start, error);
   if (*status != SHMREPL_OK) return nullptr;
   return r;
@@ -123,7 +129,27 @@ std::unique_ptr<Reader> Reader::attach_image(std::byte* base, std::size_t size,
 }
 
 shmrepl_status_t Reader::init(shmrepl_reader_start_t start, std::string* error) {
+  // A ring reset for another execution while we attached (its producer held every
+  // slot meanwhile): attach again, to the new one.
+  for (int attempt = 0;; ++attempt) {
+    const uint32_t generation = reinterpret_cast<const RingHeader*>(base_)->generation.load(std::memory_order_seq_cst);
+    shmrepl_status_t st = attach(start, error);
+    // What looked inconsistent may be a reset under way (the generation is bumped
+    // before the positions go back).
+    if (st != SHMREPL_OK && st != SHMREPL_E_AGAIN &&
+        reinterpret_cast<const RingHeader*>(base_)->generation.load(std::memory_order_seq_cst) != generation)
+      st = SHMREPL_E_AGAIN;
+    // Every slot taken may be a reset's producer holding them all for a moment.
+    if (st == SHMREPL_E_NO_SLOT && attempt < 100) st = SHMREPL_E_AGAIN;
+    if (st != SHMREPL_E_AGAIN) return st;
+    if (attempt == 1000) return fail(error, SHMREPL_E_NO_SLOT, "the ring was reset under every attempt to attach");
+    ::sched_yield();
+  }
+}
+
+shmrepl_status_t Reader::attach(shmrepl_reader_start_t start, std::string* error) {
   header_ = reinterpret_cast<const RingHeader*>(base_);
+  const uint32_t generation = header_->generation.load(std::memory_order_seq_cst);
   uint64_t magic = std::atomic_ref<uint64_t>(const_cast<uint64_t&>(header_->magic))
                        .load(std::memory_order_acquire);  // pairs with Producer::create
   if (magic != kMagic) return fail(error, SHMREPL_E_CORRUPT, "not a shmrepl ring (bad magic)");
@@ -176,7 +202,7 @@ shmrepl_status_t Reader::init(shmrepl_reader_start_t start, std::string* error) 
   }
   if (slot_ == nullptr) return fail(error, SHMREPL_E_NO_SLOT, "every reader slot of the ring is taken");
   owner_ = slot_->owner.load(std::memory_order_relaxed);
-  slot_->owner_start_time.store(process_start_time(::getpid()), std::memory_order_release);
+  slot_->owner_start_time.store(own_start_time(), std::memory_order_release);
   // A dead owner's slot is still active at its old position: inactive until our
   // start is published, as for a free slot.
   slot_->active.store(0, std::memory_order_seq_cst);
@@ -192,12 +218,18 @@ shmrepl_status_t Reader::init(shmrepl_reader_start_t start, std::string* error) 
     pos = t;
     slot_->read_pos.store(pos, std::memory_order_seq_cst);
   }
+  if (header_->generation.load(std::memory_order_seq_cst) != generation) {
+    detach();
+    return SHMREPL_E_AGAIN;
+  }
   read_pos_ = cursor_ = seen_write_ = pos;
   ends_.resize(64);
   return SHMREPL_OK;
 }
 
-Reader::~Reader() {
+Reader::~Reader() { detach(); }
+
+void Reader::detach() noexcept {
   if (slot_ != nullptr) {
     slot_->active.store(0, std::memory_order_seq_cst);
     // The next owner publishes its start time only after claiming the slot: until
@@ -206,6 +238,7 @@ Reader::~Reader() {
     slot_->owner.store(make_owner(0, owner_generation(owner_)), std::memory_order_seq_cst);
     // The producer may be waiting on us alone.
     wake_producer();
+    slot_ = nullptr;
   }
 }
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 namespace shmrepl::shm {
 
@@ -73,6 +74,19 @@ bool read_proc_stat(pid_t pid, ProcStat* out) noexcept {
 uint64_t process_start_time(pid_t pid) noexcept {
   ProcStat st;
   return read_proc_stat(pid, &st) ? st.start_time : 0;
+}
+
+uint64_t own_start_time() noexcept {
+  static std::mutex mu;
+  static pid_t pid = 0;
+  static uint64_t start = 0;
+  const pid_t self = ::getpid();
+  std::lock_guard<std::mutex> l(mu);
+  if (pid != self || start == 0) {  // a forked child reads its own
+    start = process_start_time(self);
+    pid = self;
+  }
+  return start;
 }
 
 bool process_alive(pid_t pid, uint64_t start_time) noexcept {

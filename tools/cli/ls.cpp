@@ -334,6 +334,12 @@ std::vector<RingView> list_rings(const std::vector<int>& pids) {
     if (!pids.empty() && std::find(pids.begin(), pids.end(), r.worker_pid) == pids.end()) continue;
     r.background = name.compare(dot + 1, 2, "bg") == 0;
     read_header(where.first, &r, where.second);
+    // A ring a session reset for its next execution is named after that one (same
+    // random part); its label keeps the first execution's id.
+    const std::size_t id_end = name.find('.', dot + 1);
+    if (r.readable && !r.background && id_end != std::string::npos &&
+        name.compare(dot + 1, id_end - dot - 1, std::to_string(r.execution_id)) != 0)
+      r.name = name.substr(0, dot + 1) + std::to_string(r.execution_id) + name.substr(id_end);
     out.push_back(std::move(r));
   }
   return out;

@@ -41,7 +41,8 @@ std::string ring_of_execution(const Global& g, const std::string& id) {
   }
   std::vector<std::string> found;
   for (const RingView& r : list_rings(pids)) {
-    // shmrepl.<uid>.<pid>.<id>.<random>
+    // shmrepl.<uid>.<pid>.<id>.<random> (list_rings names a reused ring after the
+    // execution in its header)
     const std::size_t a = r.name.find('.', r.name.find('.', r.name.find('.') + 1) + 1);
     const std::size_t b = a == std::string::npos ? a : r.name.find('.', a + 1);
     if (b != std::string::npos && r.name.compare(a + 1, b - a - 1, id) == 0) found.push_back(r.name);

@@ -61,6 +61,9 @@ struct EngineOptions {
   bool sealed_rings = false;
   std::function<void(const std::string& name, int fd)> ring_created;
   std::function<void(const std::string& name)> ring_gone;
+  // A ring (by the name it was created with) reset for another execution, known by
+  // `name` from now on (the execution's; the old one is no longer its name).
+  std::function<void(const std::string& created_as, const std::string& name)> ring_renamed;
 };
 
 // Worker mode, before any thread exists: initialises CPython in this process (the
@@ -99,6 +102,9 @@ struct Accepted {
   std::string ring_name;  // for shmrepl_reader_open()
   // A sealed ring's descriptor (-1: a named ring), borrowed: valid until release().
   int ring_fd = -1;
+  // The ring of the session's previous execution, reset for this one (a new name),
+  // and the one its client was given last: it has the descriptor already.
+  bool reused = false;
 };
 
 class Engine {

@@ -46,7 +46,12 @@ struct RingHeader {
   uint32_t producer_pid;
   uint32_t reader_slots;
   uint32_t max_payload;         // the largest record payload the producer writes
-  uint32_t reserved0;
+  // Bumped each time the producer resets the ring for another execution (with every
+  // reader slot held by itself): an attaching reader that sees it change retries.
+  // Was reserved (always 0) in version 3 as first published: a reader that ignores
+  // it is never attached across a reset, and at worst, attaching during one, reads
+  // the positions as inconsistent (E_CORRUPT), so the version stays 3.
+  std::atomic<uint32_t> generation;
   std::atomic<uint32_t> state;  // RingState; release-stored after the last frame
   uint32_t closing_reserve;     // data bytes only closing records may use
   // The process that finishes the ring if the producer dies (0: none). While it

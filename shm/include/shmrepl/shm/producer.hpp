@@ -83,6 +83,11 @@ class Producer {
 
   // Marks the ring finished (after the last commit) and wakes readers.
   void finish() noexcept;
+  // Makes a finished ring empty and open again for execution `execution_id` (a new
+  // generation), if no reader holds a slot: every slot is claimed by the producer
+  // while the positions go back to 0, so no reader attaches meanwhile. False (ring
+  // unchanged) if a live reader is attached or the ring is not finished.
+  bool try_reset(uint64_t execution_id) noexcept;
   // The object stays in /dev/shm after destruction; someone else unlinks it.
   void release_name() noexcept { unlink_on_close_ = false; }
   // Removes the name now (mapped readers keep working).
@@ -129,6 +134,7 @@ class Producer {
   // publishes its start right after its claim; seen so at two checks: forged).
   uint64_t startless_[kReaderSlots] = {};
   bool unlink_on_close_ = true;
+  bool named_ = true;  // a name in /dev/shm (not a sealed memfd)
 };
 
 // Ring names: "shmrepl.<uid>.<pid>.<id>" style, [A-Za-z0-9._-], 1..200 chars,

@@ -21,6 +21,26 @@ struct Frame {
   uint32_t flags;                      // kFlagMore / kFlagContinued
 };
 
+// A ring mapped into this process: the header pages read-write (a reader's slot,
+// the futex words), the data area read-only. Kept by the readers opened on it.
+class RingMap {
+ public:
+  // Maps the ring behind `fd` (not kept), refusing (E_PERMISSION) a file not sealed
+  // F_SEAL_SHRINK | F_SEAL_GROW when `require_seals`. nullptr with *status set.
+  static std::shared_ptr<RingMap> map(int fd, const std::string& name, bool require_seals,
+                                      shmrepl_status_t* status, std::string* error);
+  ~RingMap();
+  RingMap(const RingMap&) = delete;
+  RingMap& operator=(const RingMap&) = delete;
+  std::byte* base() const noexcept { return base_; }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  RingMap() = default;
+  std::byte* base_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 class Reader {
  public:
   // Attaches to ring `name`. On error returns nullptr and sets *status and *error.
@@ -31,6 +51,9 @@ class Reader {
   // sealed F_SEAL_SHRINK | F_SEAL_GROW: another process could resize it under us.
   static std::unique_ptr<Reader> open_fd(int fd, const std::string& name, shmrepl_reader_start_t start,
                                          shmrepl_status_t* status, std::string* error);
+  // Attaches to a ring mapped already (RingMap::map), kept as long as the reader.
+  static std::unique_ptr<Reader> open_mapped(std::shared_ptr<RingMap> map, shmrepl_reader_start_t start,
+                                             shmrepl_status_t* status, std::string* error);
   // Opens an already mapped image (fuzzing, tests): `base` of `size` bytes.
   static std::unique_ptr<Reader> attach_image(std::byte* base, std::size_t size,
                                               shmrepl_reader_start_t start,
@@ -62,17 +85,17 @@ class Reader {
   uint32_t max_payload() const noexcept { return max_payload_; }
 
  private:
-  struct Mapping;
   Reader() = default;
-  static std::unique_ptr<Reader> map_fd(int fd, const std::string& name, shmrepl_reader_start_t start,
-                                        shmrepl_status_t* status, std::string* error);
   shmrepl_status_t init(shmrepl_reader_start_t start, std::string* error);
+  // One attempt: E_AGAIN if the ring was reset for another execution meanwhile.
+  shmrepl_status_t attach(shmrepl_reader_start_t start, std::string* error);
+  void detach() noexcept;
   shmrepl_status_t wait(int64_t timeout_ns, std::string* error);
   bool producer_alive() const noexcept;
   void wake_producer() noexcept;
   void push_end(uint64_t end);
 
-  std::unique_ptr<Mapping> map_;
+  std::shared_ptr<RingMap> map_;
   std::byte* base_ = nullptr;
   std::size_t size_ = 0;
   const RingHeader* header_ = nullptr;

@@ -20,6 +20,8 @@ uint64_t monotonic_ns() noexcept;
 
 // Field 22 of /proc/<pid>/stat (clock ticks since boot), 0 if there is no such process.
 uint64_t process_start_time(pid_t pid) noexcept;
+// This process's start time, read from /proc once per process (a fork reads again).
+uint64_t own_start_time() noexcept;
 // True while the process `pid` that started at `start_time` still runs.
 bool process_alive(pid_t pid, uint64_t start_time) noexcept;
 
