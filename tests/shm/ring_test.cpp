@@ -122,6 +122,9 @@ TEST(RingCreate, HeaderFields) {
   EXPECT_NE(h.producer_start_time, 0u);
   EXPECT_EQ(h.reader_slots, kReaderSlots);
   EXPECT_EQ(h.max_payload, p->max_payload());
+  // membarrier(2) works here (Linux >= 4.16): records are published without a fence,
+  // and readers fence before they sleep.
+  EXPECT_EQ(h.sleep_fence, 1u);
   EXPECT_EQ(h.state.load(), static_cast<uint32_t>(RingState::kOpen));
   p->finish();
   EXPECT_EQ(h.state.load(), static_cast<uint32_t>(RingState::kFinished));

@@ -12,7 +12,9 @@ inline constexpr uint64_t kMagic = 0x004C5045524D4853ull;  // "SHMREPL\0" little
 // 2: guardian (the supervisor that closes a dead producer's ring), last_frame, and
 // room kept for closing records. 3: a reader slot's owner is one 64-bit word
 // (pid + generation), so a dead owner's slot is reclaimed by one compare-exchange.
-inline constexpr uint32_t kLayoutVersion = 3;
+// 4: `sleep_fence`: the producer may publish write_pos with a plain release store,
+// and a reader then fences the producer (membarrier) before it sleeps.
+inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kReaderSlots = 16;
 inline constexpr std::size_t kFrameHeaderSize = 8;
@@ -46,7 +48,10 @@ struct RingHeader {
   uint32_t producer_pid;
   uint32_t reader_slots;
   uint32_t max_payload;         // the largest record payload the producer writes
-  uint32_t reserved0;
+  // 1: write_pos is published without a full fence, so a reader going to sleep must
+  // call fence_publishers() between raising readers_sleeping and its last look at
+  // write_pos (see Producer::commit). 0: the producer fences each publish itself.
+  uint32_t sleep_fence;
   std::atomic<uint32_t> state;  // RingState; release-stored after the last frame
   uint32_t closing_reserve;     // data bytes only closing records may use
   // The process that finishes the ring if the producer dies (0: none). While it
@@ -60,7 +65,7 @@ struct RingHeader {
 // Page 1: the producer's position and the futex words. Each group of atomics that
 // one side writes sits on its own cache line.
 struct ProducerBlock {
-  alignas(64) std::atomic<uint64_t> write_pos;  // free-running; release-stored per frame
+  alignas(64) std::atomic<uint64_t> write_pos;  // free-running; stored per frame (commit)
   std::atomic<uint64_t> last_frame;            // start of the newest frame (for a guardian)
   alignas(64) std::atomic<uint32_t> data_seq;   // futex: bumped when data comes and readers sleep
   std::atomic<uint32_t> readers_sleeping;      // 1: some reader may sleep on data_seq
