@@ -335,7 +335,7 @@ std::span<std::byte> Producer::try_reserve(std::size_t payload, bool closing) no
     off = 0;
   }
   reserved_at_ = pos_;
-  return {data_ + off + kFrameHeaderSize, need - kFrameHeaderSize};
+  return {data_ + off + kFrameHeaderSize, payload};
 }
 
 void Producer::commit(std::size_t length, uint32_t flags) noexcept {

@@ -13,12 +13,15 @@ inline constexpr uint64_t kMagic = 0x004C5045524D4853ull;  // "SHMREPL\0" little
 // room kept for closing records. 3: a reader slot's owner is one 64-bit word
 // (pid + generation), so a dead owner's slot is reclaimed by one compare-exchange.
 // 4: `sleep_fence`: the producer may publish write_pos with a plain release store,
-// and a reader then fences the producer (membarrier) before it sleeps.
+// and a reader then fences the producer (membarrier) before it sleeps; frames start
+// on cache lines (kFrameAlign 64, was 8).
 inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kReaderSlots = 16;
 inline constexpr std::size_t kFrameHeaderSize = 8;
-inline constexpr std::size_t kFrameAlign = 8;
+// Frames start on cache lines: the producer writing one never takes the line a
+// reader is reading the previous one from.
+inline constexpr std::size_t kFrameAlign = 64;
 inline constexpr uint64_t kMinCapacity = 4096;
 inline constexpr uint64_t kMaxCapacity = 1ull << 32;
 
