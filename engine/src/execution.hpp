@@ -31,6 +31,9 @@ struct Sink {
   // The owner flag: acquire on taking it, release on handing it back, so [owner]
   // fields are ordered between owners.
   std::atomic<bool> busy{false};
+  // A GIL holder writes on emit's fast path, without the owner flag (see emit). A
+  // writer without the GIL that takes the flag waits until this is false again.
+  std::atomic<bool> gil_writer{false};
   bool closed = false;       // [GIL and owner] its Finished record is written; nothing follows
   std::atomic<int> waiters{0};  // threads waiting for the owner flag
   // Owner hand-off to waiters (they wait without the GIL).

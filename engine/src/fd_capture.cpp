@@ -25,9 +25,6 @@
 namespace shmrepl::engine {
 
 namespace {
-// A write that follows a quiet time of at least this long (ns) looks into the
-// pipes first; writes in a tight loop do not (no system call on the hot path).
-constexpr uint64_t kQuietGap = 2'000;
 constexpr std::size_t kBufferCap = 4u << 20;  // per stream: read from the pipes, not yet in a ring
 constexpr std::size_t kParkCap = 4u << 20;    // in all: waiting for room in background rings
 constexpr int kRetryMs = 20;                  // parked bytes: look at their rings again
@@ -61,9 +58,8 @@ struct FdCapture::State {
   std::list<Parked> parked;     // [buf_mu] in the order they were read (a list: write_parked
                                 // keeps its place while buf_mu is released)
   std::size_t parked_bytes = 0; // [buf_mu]
-  std::atomic<bool> pending{false};
+  DrainGate gate;               // the fd target, its last write, bytes pending
 
-  uint64_t last_write_ns = 0;                        // [GIL] the fd target's last write
   std::vector<std::shared_ptr<Execution>> running;   // [GIL] in start order
   std::shared_ptr<Execution> last_finished;          // [GIL]
   // The forwarder's copy of the fd target (it runs without the GIL).
@@ -76,6 +72,7 @@ struct FdCapture::State {
   }
   // [GIL] after running / last_finished changed.
   void publish_target() {
+    gate.target = target().get();
     std::lock_guard<std::mutex> g(target_mu);
     fwd_target = target();
     fwd_running = !running.empty();
@@ -105,7 +102,7 @@ struct FdCapture::State {
 
   void take(std::string* out, std::string* err) {
     std::lock_guard<std::mutex> g(buf_mu);
-    pending.store(false, std::memory_order_relaxed);
+    gate.pending.store(false, std::memory_order_relaxed);
     read_pipes(true);
     out->swap(buf[1]);
     err->swap(buf[2]);
@@ -145,13 +142,11 @@ void drain(Sink& sink, Execution& ex, uint64_t now, Drain mode) {
   const bool force = mode == Drain::kForce;
   FdCapture::State* st = g_active;
   if (st == nullptr) return;
-  if (st->running.empty() ? st->last_finished.get() != &ex : st->running.back().get() != &ex) return;
+  if (st->gate.target != &ex) return;
   // Forced drains come before Result/Error/Finished: fds are back before a client
   // can see the end and make the engine open a descriptor (its next ring).
   if (force) restore_closed_fds(st);
-  uint64_t quiet = now - st->last_write_ns;  // huge if the clock stepped back: drain
-  st->last_write_ns = now;
-  if (mode == Drain::kIfNeeded && !st->pending.load(std::memory_order_relaxed) && quiet < kQuietGap) return;
+  if (!st->gate.due(ex, now, true) && mode == Drain::kIfNeeded) return;
   std::string data[3];
   {
     // Writing into the background ring: what was parked for it comes first.
@@ -309,7 +304,7 @@ void FdCapture::State::forwarder_loop() {
     if (!stall) {
       std::lock_guard<std::mutex> g(buf_mu);
       got = read_pipes();
-      if (got) pending.store(true, std::memory_order_relaxed);
+      if (got) gate.pending.store(true, std::memory_order_relaxed);
     }
     if (got) forward();
     if (waiting) write_parked(false);
@@ -350,7 +345,7 @@ std::unique_ptr<FdCapture> FdCapture::start() {
       throw std::runtime_error("fd capture: already active in this process");
     }
     g_active = st;
-    set_drain_hook(drain);
+    set_drain_hook(drain, &st->gate);
     set_fd_captured_fn(fd_captured);
     PyGILState_Release(g);
   }
@@ -376,7 +371,7 @@ FdCapture::~FdCapture() {
     PyGILState_STATE g = PyGILState_Ensure();
     if (g_active == st) {
       g_active = nullptr;
-      set_drain_hook(nullptr);
+      set_drain_hook(nullptr, nullptr);
       set_fd_captured_fn(nullptr);
     }
     st->running.clear();

@@ -1,6 +1,8 @@
 #include "output.hpp"
 #include "clock.hpp"
 
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,6 +10,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "records.hpp"
@@ -22,7 +25,12 @@ thread_local std::shared_ptr<Execution> t_exec_ref;
 thread_local bool t_executor = false;
 
 std::atomic<int> g_log_fd{2};
-DrainHook g_drain = nullptr;  // [GIL]
+DrainHook g_drain = nullptr;    // [GIL]
+DrainGate* g_gate = nullptr;    // [GIL]
+// This process may fence its GIL writers (membarrier PRIVATE_EXPEDITED is
+// registered): emit's fast path also runs while fd capture is on. Set before the
+// forwarder starts, read by it.
+std::atomic<bool> g_fenced{false};
 
 constexpr auto kWaitSlice = std::chrono::milliseconds(50);
 
@@ -265,15 +273,38 @@ void acquire_owner(Sink& s) {
   while (!try_own(s)) wait_owner(s, nullptr);
 }
 
+namespace {
+// After a writer without the GIL took the owner flag: a GIL holder may be on emit's
+// fast path, which writes without the flag. The fast path stores gil_writer, then
+// loads busy; we stored busy, then load gil_writer. The membarrier runs a full fence
+// on every running thread of this process (a thread not running had a context
+// switch): wherever it falls in the fast path's program order, either the fast path
+// sees busy (and takes the slow path), or we see gil_writer and wait for it (its write
+// is short and never waits). Dekker's order with its cost on this, the rare side.
+void exclude_gil_writer(Sink& s) {
+  if (!g_fenced.load(std::memory_order_relaxed)) return;  // no fast path beside fd capture
+  syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  for (int spins = 0; s.gil_writer.load(std::memory_order_acquire); ++spins) {
+    if (spins < 64) shm::cpu_relax();
+    else std::this_thread::yield();
+  }
+}
+}  // namespace
+
 bool own_without_gil(Sink& s, const std::atomic<bool>* stop) {
   while (!try_own(s)) {
     if (stop->load(std::memory_order_relaxed)) return false;
     wait_free(s, [&] { return stop->load(std::memory_order_relaxed); });
   }
+  exclude_gil_writer(s);
   return true;
 }
 
-bool try_own_sink(Sink& s) { return try_own(s); }
+bool try_own_sink(Sink& s) {
+  if (!try_own(s)) return false;
+  exclude_gil_writer(s);
+  return true;
+}
 
 void release_sink(Sink& s) {
   s.busy.store(false, std::memory_order_seq_cst);  // release; seq_cst: see wait_free
@@ -375,22 +406,47 @@ void write_record(Sink& s, std::span<const std::byte> record, bool gil, bool clo
   s.producer->commit(record.size(), flags);
 }
 
-bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text) {
-  // The common case first: one piece of bytes, one record, room in the ring, the
-  // ring free and no fd capture to look at.
-  Execution* fx = t_exec;
-  if (n == 1 && segs[0].kind == 0 && fx != nullptr && g_drain == nullptr && !fx->sink.busy.load(std::memory_order_relaxed) &&
-      !fx->sink.closed && segs[0].len - 1 < fx->sink.max_data) {
-    Sink& s = fx->sink;
-    std::span<std::byte> room = s.producer->try_reserve(records::kOutputOverhead + segs[0].len);
+namespace {
+// The common case, with no locked instruction: a write that fits one record of the
+// execution's own ring, with room now, nobody owning the ring, and (with fd capture)
+// text that needs no look into the pipes. The GIL orders it against other Python
+// writers; against a writer without the GIL (the fd forwarder), gil_writer and
+// exclude_gil_writer do. False: nothing written, take the slow path.
+bool emit_fast(Execution& ex, shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text) {
+  Sink& s = ex.sink;
+  if (s.closed) return false;
+  if (g_drain != nullptr && (!text || !g_fenced.load(std::memory_order_relaxed))) return false;
+  std::size_t total = 0;
+  bool sur = false;
+  for (std::size_t i = 0; i < n; ++i) total += utf8_size(segs[i], &sur);
+  if (total - 1 >= s.max_data) return false;  // empty (the slow path returns) or split
+  const uint64_t now = RecordClock::now();
+  if (g_gate != nullptr && g_gate->due(ex, now, false)) return false;
+  s.gil_writer.store(true, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // the CPU's order: exclude_gil_writer
+  bool done = false;
+  if (!s.busy.load(std::memory_order_acquire)) {
+    std::span<std::byte> room = s.producer->try_reserve(records::kOutputOverhead + total);
     if (!room.empty()) {
-      std::byte* d = records::encode_output_header(room, {fx->id, s.seq++, RecordClock::now()}, stream,
-                                                   segs[0].len);
-      std::memcpy(d, segs[0].data, segs[0].len);
-      s.producer->commit(records::kOutputOverhead + segs[0].len, 0);
-      return true;
+      auto* d = reinterpret_cast<unsigned char*>(records::encode_output_header(room, {ex.id, s.seq++, now}, stream,
+                                                                               total));
+      std::size_t len = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        std::size_t pos = 0;
+        len += encode_some(segs[i], &pos, d + len, total - len, text);
+      }
+      s.producer->commit(records::kOutputOverhead + len, 0);
+      if (g_gate != nullptr) g_gate->due(ex, now, true);
+      done = true;
     }
   }
+  s.gil_writer.store(false, std::memory_order_release);
+  return done;
+}
+}  // namespace
+
+bool emit(shmrepl_stream_t stream, const Segment* segs, std::size_t n, bool text) {
+  if (Execution* fx = t_exec; fx != nullptr && emit_fast(*fx, stream, segs, n, text)) return true;
   std::size_t total = 0;
   bool sur = false;
   for (std::size_t i = 0; i < n; ++i) total += utf8_size(segs[i], &sur);
@@ -481,7 +537,17 @@ bool request_input(Execution& ex, std::string_view prompt, bool password, std::s
   return leave_wait(&ex);
 }
 
-void set_drain_hook(DrainHook hook) noexcept { g_drain = hook; }
+void set_drain_hook(DrainHook hook, DrainGate* gate) noexcept {
+  g_drain = hook;
+  g_gate = gate;
+  // Registered per process (a forked one registers again); a kernel that refuses
+  // keeps the slow path.
+  static pid_t registered = 0;
+  if (hook != nullptr && registered != ::getpid() &&
+      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+    registered = ::getpid();
+  g_fenced.store(hook != nullptr && registered == ::getpid(), std::memory_order_relaxed);
+}
 
 void drain_fds(Sink& sink, Execution& ex, bool force) {
   if (g_drain != nullptr) g_drain(sink, ex, RecordClock::now(), force ? Drain::kForce : Drain::kIfNeeded);

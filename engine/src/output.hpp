@@ -54,6 +54,8 @@ void acquire_owner(Sink& sink);
 // free; false if *stop became true first. try_own_sink: only if free now.
 bool own_without_gil(Sink& sink, const std::atomic<bool>* stop);
 bool try_own_sink(Sink& sink);
+// (Both also wait, after taking the flag, for a GIL holder on emit's fast path to
+// finish its write.)
 // GIL not held; the caller owns the sink. Raw bytes as Output records. wait: as
 // long as it takes (until the sink is abandoned, /dev/shm is full or *stop: the rest
 // is dropped), parts chained MORE/CONTINUED; !wait: only what fits now, each part
@@ -108,7 +110,32 @@ bool request_input(Execution& ex, std::string_view prompt, bool password, std::s
 // records (and puts a closed fd 1/2 back).
 enum class Drain { kIfNeeded, kLook, kForce };
 using DrainHook = void (*)(Sink& sink, Execution& ex, uint64_t now, Drain mode);
-void set_drain_hook(DrainHook hook) noexcept;
+
+// When a text write looks into the pipes (kIfNeeded), decided without a call: fd
+// capture keeps this up to date, emit's fast path and the drain hook both ask it.
+struct DrainGate {
+  // A write that follows a quiet time of at least this long (ns) looks into the
+  // pipes first; writes in a tight loop do not (no system call on the hot path).
+  static constexpr uint64_t kQuietGap = 2'000;
+  const Execution* target = nullptr;  // [GIL] the fd target: only its writes drain
+  uint64_t last_write_ns = 0;         // [GIL] the target's last write
+  std::atomic<bool> pending{false};   // the forwarder saw bytes not yet in a ring
+
+  // [GIL] A text write of `ex` at `now` must look into the pipes first (kIfNeeded);
+  // `record`: it will be written, so it counts as the target's last write.
+  bool due(const Execution& ex, uint64_t now, bool record) noexcept {
+    if (&ex != target) return false;
+    const uint64_t quiet = now - last_write_ns;  // huge if the clock stepped back: drain
+    const bool due = pending.load(std::memory_order_relaxed) || quiet >= kQuietGap;
+    if (record) last_write_ns = now;
+    return due;
+  }
+};
+
+// fd capture's hook and gate (nullptr: no capture). `gate` stays valid until the hook
+// is unset. Registers the process for the forwarder's fence (see emit): without it the
+// fast path is off while fd capture is on.
+void set_drain_hook(DrainHook hook, DrainGate* gate) noexcept;
 void drain_fds(Sink& sink, Execution& ex, bool force);
 
 }  // namespace shmrepl::engine

@@ -145,6 +145,8 @@ std::unique_ptr<Producer> Producer::create(std::string name, const ProducerOptio
   h.producer_start_time = own_start_time();
   h.reader_slots = kReaderSlots;
   h.max_payload = p->max_payload_;
+  p->plain_publish_ = register_fenced_publisher(static_cast<pid_t>(p->self_pid_));
+  h.sleep_fence = p->plain_publish_ ? 1 : 0;
   h.closing_reserve = static_cast<uint32_t>(p->closing_reserve_);
   if (options.guardian_pid != 0) {
     h.guardian_pid = options.guardian_pid;
@@ -206,6 +208,9 @@ std::unique_ptr<Producer> Producer::take_over(int fd, const std::string& name) {
   if (p->pos_ % kFrameAlign != 0 || tail > p->pos_ || p->pos_ - tail > cap ||
       (p->pos_ != 0 && (p->reserved_at_ >= p->pos_ || p->pos_ - p->reserved_at_ > cap)))
     throw std::runtime_error("ring " + name + " has positions out of range");
+  // Plain publishes only if readers fence this process too (the header says they
+  // fence, and this process is registered for it); otherwise each publish fences.
+  p->plain_publish_ = h.sleep_fence != 0 && register_fenced_publisher(static_cast<pid_t>(p->self_pid_));
   p->limit_ = p->refresh_limit();
   return p;
 }
@@ -360,18 +365,35 @@ std::span<std::byte> Producer::try_reserve(std::size_t payload, bool closing) no
     off = 0;
   }
   reserved_at_ = pos_;
-  return {data_ + off + kFrameHeaderSize, need - kFrameHeaderSize};
+  return {data_ + off + kFrameHeaderSize, payload};
 }
 
 void Producer::commit(std::size_t length, uint32_t flags) noexcept {
   FrameHeader h{static_cast<uint32_t>(length), flags & ~kFlagPad};
   std::memcpy(data_ + (reserved_at_ & mask_), &h, sizeof h);
   pos_ = reserved_at_ + frame_size(length);
-  // Release: a reader that loads this position sees the frame. Seq_cst with the load
-  // below (Dekker-style, pairs with Reader::wait's seq_cst store and load): either
-  // the sleeping reader sees the new position or we see its flag. Clearing the flag
-  // makes this one wake per sleep, not one per record until the reader runs again.
-  block_->write_pos.store(pos_, std::memory_order_seq_cst);
+  // Release: a reader that loads this position sees the frame. The wake-up needs a
+  // StoreLoad order (Dekker-style) between this store and the load of
+  // readers_sleeping below, against the reader's store of readers_sleeping and its
+  // load of write_pos (Reader::wait): either the sleeping reader sees the new
+  // position or we see its flag. With plain_publish_ the order comes from the
+  // reader's side: it calls fence_publishers() (membarrier) between its store and its
+  // load, which runs a full fence on this thread if it is running (else its context
+  // switch was one). That fence falls somewhere in this thread's program order:
+  // before the store (then our load comes after the reader's store and sees the flag),
+  // between the store and the load (a full fence, as seq_cst gives), or after the load
+  // (then our store was visible before the reader's load, which sees the position).
+  // So a publish costs a plain store, not an xchg; going to sleep costs the reader
+  // an IPI. Without plain_publish_ (the kernel refused the registration, or readers
+  // do not fence) it is the seq_cst store. Clearing the flag makes this one wake per
+  // sleep, not one per record until the reader runs again.
+  if (plain_publish_) {
+    block_->write_pos.store(pos_, std::memory_order_release);
+    // Compiler order only: the CPU's is the reader's membarrier.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    block_->write_pos.store(pos_, std::memory_order_seq_cst);
+  }
   // After write_pos: a producer that dies in between leaves last_frame one frame
   // behind, which the guardian walks forward from (never ahead of write_pos).
   block_->last_frame.store(reserved_at_, std::memory_order_relaxed);

@@ -23,6 +23,8 @@ RingMap::~RingMap() {
 namespace {
 constexpr int64_t kLivenessCheckNs = 100'000'000;  // how often a waiting reader checks the producer
 constexpr int kSpins = 256;
+// A sleep whose fence the kernel refused (see Reader::wait) is this short.
+constexpr int64_t kUnfencedSleepNs = 1'000'000;
 
 shmrepl_status_t fail(std::string* error, shmrepl_status_t status, std::string text) {
   if (error != nullptr) *error = std::move(text);
@@ -171,6 +173,7 @@ shmrepl_status_t Reader::attach(shmrepl_reader_start_t start, std::string* error
   producer_start_time_ = header_->producer_start_time;
   guardian_pid_ = header_->guardian_pid;
   guardian_start_time_ = header_->guardian_start_time;
+  sleep_fence_ = header_->sleep_fence != 0;
   block_ = reinterpret_cast<ProducerBlock*>(base_ + kProducerOffset);
   data_ = base_ + kDataOffset;
 
@@ -292,11 +295,15 @@ shmrepl_status_t Reader::wait(int64_t timeout_ns, std::string* error) {
     // reader that dies asleep costs the producer one wake-up, not one per record.
     block_->readers_sleeping.store(1, std::memory_order_seq_cst);
     uint32_t seq = block_->data_seq.load(std::memory_order_seq_cst);
-    // Pairs with the seq_cst store of write_pos and load of readers_sleeping in
-    // Producer::commit: either we see its new position here or it wakes us.
+    // Pairs with the store of write_pos and load of readers_sleeping in
+    // Producer::commit: either we see its new position here or it wakes us. A
+    // producer that publishes without a fence (sleep_fence) gets one from us here,
+    // on its own CPU (the argument is in Producer::commit). Should the kernel refuse
+    // it (a seccomp filter in this process), a wake-up could be missed: sleep briefly.
+    const bool fenced = !sleep_fence_ || fence_publishers();
     seen_write_ = block_->write_pos.load(std::memory_order_seq_cst);
     if (cursor_ == seen_write_ && !is_finished()) {
-      int64_t slice = kLivenessCheckNs;
+      int64_t slice = fenced ? kLivenessCheckNs : kUnfencedSleepNs;
       if (timeout_ns > 0) {
         int64_t left = timeout_ns - static_cast<int64_t>(monotonic_ns() - start);
         slice = std::max<int64_t>(0, std::min(slice, left));

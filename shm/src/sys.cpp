@@ -1,6 +1,7 @@
 #include "shmrepl/shm/sys.hpp"
 
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -29,6 +30,19 @@ void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, int64_t timeout_
 
 void futex_wake(std::atomic<uint32_t>* word, int count) noexcept {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
+}
+
+bool register_fenced_publisher(pid_t self) noexcept {
+  // Registration belongs to the process (its mm): a forked child registers again.
+  static std::atomic<pid_t> registered{0};
+  if (registered.load(std::memory_order_relaxed) == self) return true;
+  if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) != 0) return false;
+  registered.store(self, std::memory_order_relaxed);
+  return true;
+}
+
+bool fence_publishers() noexcept {
+  return syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
 }
 
 static uint64_t clock_ns(clockid_t id) noexcept {

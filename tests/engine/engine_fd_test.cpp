@@ -143,3 +143,49 @@ TEST(FdCapture, EngineRestartsCaptureAfterShutdown) {
   EXPECT_EQ(a.out, "via-system\npy\n");
   EXPECT_EQ(b.out, "via-system\npy\n");
 }
+
+// Python prints take emit's fast path (no owner flag) while the forwarder writes what
+// a child process writes to fd 1: the two never write the ring at once. An overlap
+// would tear frames or reuse a seq, and the prints, or the child's bytes, would not
+// come back whole and in their own order.
+TEST(FdCapture, ForwarderAndFastPathPrintsNeverOverlap) {
+  constexpr int kPrints = 200000, kRaw = 4000, kRawLen = 1000;
+  constexpr int kRuns = 3;  // an overlap is a race: give it a few chances
+  const std::string code = "import subprocess\n"
+                           "child = subprocess.Popen(['sh', '-c', 'i=0; while [ $i -lt " + std::to_string(kRaw) +
+                           " ]; do printf \"%0" + std::to_string(kRawLen - 1) + "d\\n\" 0; i=$((i+1)); done'])\n"
+                           "for i in range(" + std::to_string(kPrints) + "):\n"
+                           "    print(f'p{i}')\n"
+                           "child.wait()\n";
+  Collected runs[kRuns];
+  {
+    auto e = start_engine();
+    uint64_t s = e->open_session();
+    test::RunOptions o;
+    o.read.keep_outputs = true;
+    o.read.keep_streams = false;
+    for (Collected& c : runs) c = test::run(*e, s, code, o);
+    e->shutdown();
+  }
+  std::string expect_raw;
+  for (int i = 0; i < kRaw; ++i) expect_raw += std::string(kRawLen - 1, '0') + "\n";
+  for (const Collected& c : runs) {
+    EXPECT_EQ(c.end_status, SHMREPL_E_EOF);
+    EXPECT_TRUE(c.seq_ok);
+    EXPECT_TRUE(c.split_ok);
+    int next_print = 0;
+    std::string raw;
+    for (const auto& r : c.records) {
+      if (r.kind != SHMREPL_RECORD_OUTPUT) continue;
+      ASSERT_EQ(r.stream, SHMREPL_STREAM_STDOUT);
+      if (!r.data.empty() && r.data[0] == 'p') {
+        ASSERT_EQ(r.data, "p" + std::to_string(next_print) + "\n");
+        ++next_print;
+      } else {
+        raw += r.data;
+      }
+    }
+    EXPECT_EQ(next_print, kPrints);
+    EXPECT_TRUE(raw == expect_raw) << "raw bytes: " << raw.size() << " of " << expect_raw.size();
+  }
+}

@@ -132,6 +132,9 @@ TEST(RingCreate, HeaderFields) {
   EXPECT_NE(h.producer_start_time, 0u);
   EXPECT_EQ(h.reader_slots, kReaderSlots);
   EXPECT_EQ(h.max_payload, p->max_payload());
+  // membarrier(2) works here (Linux >= 4.16): records are published without a fence,
+  // and readers fence before they sleep.
+  EXPECT_EQ(h.sleep_fence, 1u);
   EXPECT_EQ(h.state.load(), static_cast<uint32_t>(RingState::kOpen));
   p->finish();
   EXPECT_EQ(h.state.load(), static_cast<uint32_t>(RingState::kFinished));
@@ -210,7 +213,7 @@ TEST(RingFrames, HeadersAreAlignedAndCarryLengthAndFlags) {
     ASSERT_EQ(r->next(0, &f, &err), SHMREPL_OK) << err;
     EXPECT_TRUE(matches_index(f, static_cast<uint32_t>(i), lens[i])) << i;
     EXPECT_EQ(f.flags, flags[i] & ~kFlagPad);
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(f.payload.data()) % kFrameAlign, 0u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(f.payload.data()) % 8, 0u);  // records' u64 fields
   }
   Frame f{};
   EXPECT_EQ(r->next(0, &f, &err), SHMREPL_E_AGAIN);
@@ -222,26 +225,27 @@ TEST(RingFrames, PadFrameFillsTheEndAndTheNextFrameStartsAtZero) {
   auto p = Producer::create(name, {.capacity = 4096, .execution_id = 0, .max_payload = 0});
   auto r = open_reader(name);
   std::string err;
-  // 4 frames of 1008 bytes end at 4032; the fifth needs 1008 and only 64 are left.
+  // 4 frames of 960 bytes end at 3840; the fifth needs 960 and only 256 are left.
   // (At most 3584 bytes are unreleased at once: the rest is the closing reserve.)
+  static_assert(frame_size(952) == 960);
   for (uint32_t i = 0; i < 4; ++i) {
-    p->write(indexed_payload(i, 1000));
+    p->write(indexed_payload(i, 952));
     Frame f{};
     ASSERT_EQ(r->next(0, &f, &err), SHMREPL_OK);
-    ASSERT_TRUE(matches_index(f, i, 1000));
+    ASSERT_TRUE(matches_index(f, i, 952));
     ASSERT_EQ(r->release(1), SHMREPL_OK);
   }
-  p->write(indexed_payload(4, 1000));
+  p->write(indexed_payload(4, 952));
   RawMap m(name);
-  FrameHeader pad = m.frame_at(4032);
+  FrameHeader pad = m.frame_at(3840);
   EXPECT_EQ(pad.flags, kFlagPad);
-  EXPECT_EQ(pad.length, 64u - kFrameHeaderSize);
+  EXPECT_EQ(pad.length, 256u - kFrameHeaderSize);
   FrameHeader first = m.frame_at(0);
-  EXPECT_EQ(first.length, 1000u);
-  EXPECT_EQ(p->write_pos(), 4096u + 1008u);
+  EXPECT_EQ(first.length, 952u);
+  EXPECT_EQ(p->write_pos(), 4096u + 960u);
   Frame f{};
   ASSERT_EQ(r->next(0, &f, &err), SHMREPL_OK);
-  EXPECT_TRUE(matches_index(f, 4, 1000));
+  EXPECT_TRUE(matches_index(f, 4, 952));
   EXPECT_EQ(r->next(0, &f, &err), SHMREPL_E_AGAIN);
 }
 
@@ -253,20 +257,20 @@ TEST(RingTakeOver, FindsTheNewestFrameAndWritesIntoTheClosingReserve) {
   auto r = open_reader(name);
   std::string err;
   for (uint32_t i = 0; i < 5; ++i) {
-    p->write(indexed_payload(i, 1000));  // the fifth wraps: a pad, then frame 4 at 0
+    p->write(indexed_payload(i, 952));  // frames of 960; the fifth wraps: a pad, then frame 4 at 0
     Frame f{};
     ASSERT_EQ(r->next(0, &f, &err), SHMREPL_OK);
     ASSERT_EQ(r->release(1), SHMREPL_OK);
   }
   RawMap m(name);
   auto* block = reinterpret_cast<ProducerBlock*>(m.base + kProducerOffset);
-  for (uint64_t stale : {uint64_t{4096 + 0}, uint64_t{3024}}) {  // exact, then two steps behind
+  for (uint64_t stale : {uint64_t{4096 + 0}, uint64_t{3 * 960}}) {  // exact, then two steps behind
     block->last_frame.store(stale);
     auto g = Producer::take_over(name);
-    EXPECT_EQ(g->write_pos(), 4096u + 1008u);
+    EXPECT_EQ(g->write_pos(), 4096u + 960u);
     std::span<const std::byte> last = g->last_payload();
-    ASSERT_EQ(last.size(), 1000u);
-    EXPECT_EQ(std::memcmp(last.data(), indexed_payload(4, 1000).data(), 1000), 0);
+    ASSERT_EQ(last.size(), 952u);
+    EXPECT_EQ(std::memcmp(last.data(), indexed_payload(4, 952).data(), 952), 0);
   }
   // It writes on where the dead producer stopped; readers see it, then the end.
   auto g = Producer::take_over(name);
@@ -654,7 +658,7 @@ struct Image {
   }
 };
 
-// A copy of a real ring holding three 10-byte frames (write_pos 72).
+// A copy of a real ring holding three 10-byte frames (write_pos 3 * frame_size(10)).
 std::unique_ptr<Image> good_image() {
   std::string name = unique_ring_name("img");
   auto p = Producer::create(name, {.capacity = 4096, .execution_id = 3, .max_payload = 0});
@@ -755,28 +759,30 @@ TEST(RingImage, PositionsOutOfRange) {
 }
 
 TEST(RingImage, BadFrames) {
-  { auto img = good_image(); img->put_frame(24, 10, 0x10); EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT); }       // unknown flag
-  { auto img = good_image(); img->put_frame(24, 4096, 0); EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT); }        // > max_payload
-  { auto img = good_image(); img->put_frame(48, 17, 0); EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT); }          // past write_pos
+  constexpr uint64_t f1 = frame_size(10), f2 = 2 * frame_size(10);  // frames 1 and 2 of good_image()
+  { auto img = good_image(); img->put_frame(f1, 10, 0x10); EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT); }       // unknown flag
+  { auto img = good_image(); img->put_frame(f1, 4096, 0); EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT); }        // > max_payload
+  { auto img = good_image(); img->put_frame(f2, frame_size(10) - kFrameHeaderSize + 1, 0); EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT); }  // past write_pos
   { auto img = good_image(); img->put_frame(0, 0xFFFFFFFFu, 0); EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT); }
-  { auto img = good_image(); img->put_frame(24, 100, kFlagPad); EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT); }  // pad not to the end
+  { auto img = good_image(); img->put_frame(f1, 100, kFlagPad); EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT); }  // pad not to the end
   {  // a pad that does reach the end, but write_pos does not go past it
     auto img = good_image();
     img->put_frame(0, 4096 - 8, kFlagPad);
     EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT);
   }
+  constexpr uint64_t near_end = 4096 - 2 * kFrameAlign;
   {  // a frame that would run past the end of the data area
     auto img = good_image();
-    img->block().tail = 4000;
-    img->block().write_pos = 4096 + 16;
-    img->put_frame(4000, 200, 0);
+    img->block().tail = near_end;
+    img->block().write_pos = 4096 + kFrameAlign;
+    img->put_frame(near_end, 200, 0);
     EXPECT_EQ(read_all(*img), SHMREPL_E_CORRUPT);
   }
   {  // a well-formed pad is skipped
     auto img = good_image();
-    img->block().tail = 4000;
-    img->block().write_pos = 4096 + 16;
-    img->put_frame(4000, 96 - 8, kFlagPad);
+    img->block().tail = near_end;
+    img->block().write_pos = 4096 + kFrameAlign;
+    img->put_frame(near_end, 4096 - near_end - 8, kFlagPad);
     img->put_frame(0, 3, 0);
     int n = 0;
     EXPECT_EQ(read_all(*img, &n), SHMREPL_E_AGAIN);

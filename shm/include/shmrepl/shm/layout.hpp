@@ -12,11 +12,17 @@ inline constexpr uint64_t kMagic = 0x004C5045524D4853ull;  // "SHMREPL\0" little
 // 2: guardian (the supervisor that closes a dead producer's ring), last_frame, and
 // room kept for closing records. 3: a reader slot's owner is one 64-bit word
 // (pid + generation), so a dead owner's slot is reclaimed by one compare-exchange.
-inline constexpr uint32_t kLayoutVersion = 3;
+// 4: `sleep_fence`: the producer may publish write_pos with a plain release store,
+// and a reader then fences the producer (membarrier) before it sleeps; frames start
+// on cache lines (kFrameAlign 64, was 8); `generation`, bumped when a finished ring is
+// reset for the session's next execution.
+inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kReaderSlots = 16;
 inline constexpr std::size_t kFrameHeaderSize = 8;
-inline constexpr std::size_t kFrameAlign = 8;
+// Frames start on cache lines: the producer writing one never takes the line a
+// reader is reading the previous one from.
+inline constexpr std::size_t kFrameAlign = 64;
 inline constexpr uint64_t kMinCapacity = 4096;
 inline constexpr uint64_t kMaxCapacity = 1ull << 32;
 
@@ -48,9 +54,6 @@ struct RingHeader {
   uint32_t max_payload;         // the largest record payload the producer writes
   // Bumped each time the producer resets the ring for another execution (with every
   // reader slot held by itself): an attaching reader that sees it change retries.
-  // Was reserved (always 0) in version 3 as first published: a reader that ignores
-  // it is never attached across a reset, and at worst, attaching during one, reads
-  // the positions as inconsistent (E_CORRUPT), so the version stays 3.
   std::atomic<uint32_t> generation;
   std::atomic<uint32_t> state;  // RingState; release-stored after the last frame
   uint32_t closing_reserve;     // data bytes only closing records may use
@@ -59,13 +62,16 @@ struct RingHeader {
   // closing records, then marks the ring finished.
   uint64_t guardian_start_time;
   uint32_t guardian_pid;
-  uint32_t reserved1;
+  // 1: write_pos is published without a full fence, so a reader going to sleep must
+  // call fence_publishers() between raising readers_sleeping and its last look at
+  // write_pos (see Producer::commit). 0: the producer fences each publish itself.
+  uint32_t sleep_fence;
 };
 
 // Page 1: the producer's position and the futex words. Each group of atomics that
 // one side writes sits on its own cache line.
 struct ProducerBlock {
-  alignas(64) std::atomic<uint64_t> write_pos;  // free-running; release-stored per frame
+  alignas(64) std::atomic<uint64_t> write_pos;  // free-running; stored per frame (commit)
   std::atomic<uint64_t> last_frame;            // start of the newest frame (for a guardian)
   alignas(64) std::atomic<uint32_t> data_seq;   // futex: bumped when data comes and readers sleep
   std::atomic<uint32_t> readers_sleeping;      // 1: some reader may sleep on data_seq

@@ -125,6 +125,7 @@ class Producer {
   int fd_ = -1;
   uint32_t self_pid_ = 0;  // claims dead readers' slots while freeing them
   bool allocation_failed_ = false;
+  bool plain_publish_ = false;  // write_pos without a fence: readers fence us (sleep_fence)
   bool ensure_allocated(uint64_t end) noexcept;
   uint64_t pos_ = 0;        // local copy of write_pos
   uint64_t limit_ = 0;      // cached: nothing at or beyond limit_ + capacity_ may be written

@@ -111,6 +111,7 @@ class Reader {
   uint64_t producer_start_time_ = 0;
   uint32_t guardian_pid_ = 0;
   uint64_t guardian_start_time_ = 0;
+  bool sleep_fence_ = false;  // the header's sleep_fence: fence the producer before sleeping
 
   uint64_t read_pos_ = 0;  // our copy of slot_->read_pos
   uint64_t cursor_ = 0;    // the next frame to hand out

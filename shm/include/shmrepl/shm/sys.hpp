@@ -15,6 +15,15 @@ namespace shmrepl::shm {
 void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, int64_t timeout_ns) noexcept;
 void futex_wake(std::atomic<uint32_t>* word, int count) noexcept;
 
+// Asymmetric fences across processes (membarrier(2)): a producer publishes records
+// with plain release stores, and a reader about to sleep pays for the StoreLoad order
+// instead, by making every running thread of the registered processes execute a full
+// fence. register_fenced_publisher: by the process `self` (getpid()) before its first
+// plain publish, a system call only the first time in a process; fence_publishers:
+// what the sleeper calls. Both false when the kernel refuses (before 4.16, seccomp).
+bool register_fenced_publisher(pid_t self) noexcept;
+bool fence_publishers() noexcept;
+
 uint64_t realtime_ns() noexcept;
 uint64_t monotonic_ns() noexcept;
 
