@@ -451,14 +451,20 @@ TEST_F(FaultsTest, RingsArePrivate) {
   Session s(c.c);
   shmrepl_execution_t* e = s.execute("print(1)\n");
   // Sealed memfds, reached through the engine's descriptors: the file is 0600 too.
+  // (The worker sends the engine each ring on its own channel: it may come a little
+  // after the reply that gave us the ring.)
   auto stat_ring = [&](const std::string& name, struct stat* st) {
     const std::string fds = "/proc/" + std::to_string(engine->pid()) + "/fd";
-    for (const auto& fd : fs::directory_iterator(fds)) {
-      std::error_code ec;
-      if (fs::read_symlink(fd.path(), ec).string() == "/memfd:" + name + " (deleted)")
-        return stat(fd.path().c_str(), st) == 0;
-    }
-    return false;
+    return wait_until(
+        [&] {
+          for (const auto& fd : fs::directory_iterator(fds)) {
+            std::error_code ec;
+            if (fs::read_symlink(fd.path(), ec).string() == "/memfd:" + name + " (deleted)")
+              return stat(fd.path().c_str(), st) == 0;
+          }
+          return false;
+        },
+        std::chrono::seconds(10));
   };
   struct stat st {};
   ASSERT_TRUE(stat_ring(shmrepl_execution_ring_name(e), &st));
