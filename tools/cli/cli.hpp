@@ -73,6 +73,30 @@ struct RingView {
 // sorted by name.
 std::vector<RingView> list_rings(const std::vector<int>& pids);
 
+// ---- what `run` and `repl` share (caller.cpp) ----
+
+struct ConnectArgs {
+  std::string socket;  // empty: the library's default
+  bool autostart = true;
+};
+enum class Taken { kTaken, kNotOurs, kBad };
+// Takes --socket PATH, --socket=PATH or --no-autostart at args[*i] (*i moves past a
+// value). kBad after printing "shmrepl CMD: ..." (exit code 2).
+Taken take_connect_arg(const char* cmd, const std::vector<std::string>& args, size_t* i, ConnectArgs* out);
+// shmrepl_client_connect with these.
+shmrepl_status_t connect_engine(const ConnectArgs& a, shmrepl_client_t** out);
+
+// Session options that give a program the caller's folder, environment, stdin and
+// terminal, as python3 started here would have them.
+struct CallerSession {
+  CallerSession();
+  CallerSession(const CallerSession&) = delete;
+  CallerSession& operator=(const CallerSession&) = delete;
+  std::string cwd;  // empty if unknown (the engine's folder then)
+  std::vector<const char*> env;
+  shmrepl_session_options_t options{};
+};
+
 // Prints "shmrepl: <what>: <status text> (<last error>)" to stderr.
 void report(const std::string& what, shmrepl_status_t status);
 // Writes all of [data, data+len) to fd (loops over short writes). False on error.

@@ -20,7 +20,6 @@
 #include <editline/readline.h>
 #endif
 
-extern char** environ;
 
 namespace shmrepl::cli {
 
@@ -309,23 +308,14 @@ std::string history_path() {
 }  // namespace
 
 int cmd_repl(const Global& g, const std::vector<std::string>& args) {
-  std::string socket = g.socket;
-  bool autostart = true;
+  ConnectArgs connect_args{g.socket};
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "-h" || a == "--help") {
       std::fputs(kReplUsage, stdout);
       return 0;
-    } else if (a == "--socket") {
-      if (++i >= args.size()) {
-        std::fprintf(stderr, "shmrepl repl: --socket needs a path\n");
-        return 2;
-      }
-      socket = args[i];
-    } else if (a.rfind("--socket=", 0) == 0) {
-      socket = a.substr(9);
-    } else if (a == "--no-autostart") {
-      autostart = false;
+    } else if (const Taken t = take_connect_arg("repl", args, &i, &connect_args); t != Taken::kNotOurs) {
+      if (t == Taken::kBad) return 2;
     } else {
       std::fprintf(stderr, "shmrepl repl: unknown argument %s (see shmrepl repl --help)\n",
                    a.c_str());
@@ -343,34 +333,13 @@ int cmd_repl(const Global& g, const std::vector<std::string>& args) {
   sa.sa_flags = 0;  // no SA_RESTART: poll() returns at once
   sigaction(SIGINT, &sa, nullptr);
 
-  shmrepl_client_options_t co{};
-  co.struct_size = sizeof co;
-  co.autostart = autostart ? SHMREPL_AUTOSTART_ON : SHMREPL_AUTOSTART_OFF;
-  co.socket_path = socket.empty() ? nullptr : socket.c_str();
-  shmrepl_status_t st = shmrepl_client_connect(&co, &g_client);
+  shmrepl_status_t st = connect_engine(connect_args, &g_client);
   if (st != SHMREPL_OK) {
     report("cannot reach an engine", st);
     return 1;
   }
-  std::string cwd;
-  {
-    char buf[4096];
-    if (getcwd(buf, sizeof buf) != nullptr) cwd = buf;
-  }
-  std::vector<const char*> env;
-  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
-  shmrepl_session_options_t so{};
-  so.struct_size = sizeof so;
-  so.working_dir = cwd.empty() ? nullptr : cwd.c_str();
-  so.env = env.data();
-  so.envc = env.size();
-  so.stdin_fd_plus_one = fcntl(0, F_GETFD) >= 0 ? 1 : 0;
-  // Our terminal answers the program's isatty() and terminal size. Only a terminal is
-  // passed: for anything else the answers are the same without it, and a pipe held
-  // by the worker would keep its reader from seeing our end.
-  so.stdout_fd_plus_one = isatty(1) ? 2 : 0;
-  so.stderr_fd_plus_one = isatty(2) ? 3 : 0;
-  st = shmrepl_session_open_ex(g_client, &so, &g_session);
+  const CallerSession caller;
+  st = shmrepl_session_open_ex(g_client, &caller.options, &g_session);
   if (st != SHMREPL_OK) {
     report("cannot open a session", st);
     shmrepl_client_close(g_client);

@@ -17,8 +17,6 @@
 
 #include "cli.hpp"
 
-extern char** environ;
-
 namespace shmrepl::cli {
 
 namespace {
@@ -182,8 +180,7 @@ int pump(shmrepl_reader_t* reader, int* died_of) {
 }  // namespace
 
 int cmd_run(const Global& g, const std::vector<std::string>& args) {
-  std::string socket = g.socket;
-  bool autostart = true;
+  ConnectArgs connect_args{g.socket};
   std::string file, code;
   bool inline_code = false;
   std::vector<std::string> argv;
@@ -193,16 +190,8 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
     if (a == "-h" || a == "--help") {
       std::fputs(kRunUsage, stdout);
       return 0;
-    } else if (a == "--socket") {
-      if (++i >= args.size()) {
-        std::fprintf(stderr, "shmrepl run: --socket needs a path\n");
-        return 2;
-      }
-      socket = args[i];
-    } else if (a.rfind("--socket=", 0) == 0) {
-      socket = a.substr(9);
-    } else if (a == "--no-autostart") {
-      autostart = false;
+    } else if (const Taken t = take_connect_arg("run", args, &i, &connect_args); t != Taken::kNotOurs) {
+      if (t == Taken::kBad) return 2;
     } else if (a == "-c") {
       if (++i >= args.size()) {
         std::fprintf(stderr, "shmrepl run: -c needs an argument\n");
@@ -231,12 +220,10 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
     std::fprintf(stderr, "shmrepl run: a FILE or -c CODE is needed\n%s", kRunUsage);
     return 2;
   }
+  // The program gets our folder, environment and stdin, as python3 would.
+  const CallerSession caller;
+  const std::string& cwd = caller.cwd;
   // As python3 >= 3.9: the script's path is absolute (__file__, tracebacks).
-  std::string cwd;
-  {
-    char buf[4096];
-    if (getcwd(buf, sizeof buf) != nullptr) cwd = buf;
-  }
   std::string script_path = file;
   if (!inline_code) {
     std::string error;
@@ -259,32 +246,14 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   std::thread(signal_thread, set).detach();
   PendingSignals pending_signals;
 
-  shmrepl_client_options_t co{};
-  co.struct_size = sizeof co;
-  co.autostart = autostart ? SHMREPL_AUTOSTART_ON : SHMREPL_AUTOSTART_OFF;
-  co.socket_path = socket.empty() ? nullptr : socket.c_str();
   shmrepl_client_t* client = nullptr;
-  shmrepl_status_t st = shmrepl_client_connect(&co, &client);
+  shmrepl_status_t st = connect_engine(connect_args, &client);
   if (st != SHMREPL_OK) {
     report("cannot reach an engine", st);
     return 1;
   }
-  // The program gets our folder, environment and stdin, as python3 would.
-  std::vector<const char*> env;
-  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
-  shmrepl_session_options_t so{};
-  so.struct_size = sizeof so;
-  so.working_dir = cwd.empty() ? nullptr : cwd.c_str();
-  so.env = env.data();
-  so.envc = env.size();
-  so.stdin_fd_plus_one = fcntl(0, F_GETFD) >= 0 ? 1 : 0;
-  // Our terminal answers the program's isatty() and terminal size. Only a terminal is
-  // passed: for anything else the answers are the same without it, and a pipe held
-  // by the worker would keep its reader from seeing our end.
-  so.stdout_fd_plus_one = isatty(1) ? 2 : 0;
-  so.stderr_fd_plus_one = isatty(2) ? 3 : 0;
   uint64_t session = 0;
-  st = shmrepl_session_open_ex(client, &so, &session);
+  st = shmrepl_session_open_ex(client, &caller.options, &session);
   if (st == SHMREPL_E_INVALID) {
     // The environment cannot be served (a virtual environment of another Python).
     std::fprintf(stderr, "shmrepl: %s\n", shmrepl_last_error());
