@@ -115,6 +115,7 @@ Fields read_fields(const ctl::Message* m, const Body& body) {
       f.strings = {view(r->text(), body)};
       break;
     }
+    case ctl::Body::OpenRing: f.strings = {view(m->body_as_OpenRing()->name(), body)}; break;
     default: break;  // OpenSession, Shutdown, Ok: no fields
   }
   return f;
@@ -148,6 +149,7 @@ control::Frame rebuild(const Fields& f) {
       return control::error(f.request_id, static_cast<shmrepl_status_t>(static_cast<int64_t>(f.id)),
                             s(0));
     case ctl::Body::InputReply: return control::input_reply(f.request_id, f.id, s(0));
+    case ctl::Body::OpenRing: return control::open_ring(f.request_id, s(0));
     default: return {};
   }
 }
