@@ -375,6 +375,10 @@ sigset_t worker_process_init(pid_t zygote) {
   // The zygote (and through it the supervisor) gone means we go too.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != zygote) _exit(1);
+  // Registered for the rings' fence-free publish now, while single-threaded: once the
+  // engine's threads exist the kernel makes the registration wait for an RCU grace
+  // period (~10 ms here, once per worker). The producer then finds it done.
+  shm::register_fenced_publisher(::getpid());
   // Die of what user code does as python3 would: the supervisor reports the signal.
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
                   SIGUSR2, SIGALRM, SIGCHLD})
