@@ -931,7 +931,10 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
     PySys_SetObject("argv", saved_argv);
     Py_DECREF(saved_argv);
   }
-  {
+  // What C code and children wrote to fds 1/2 comes before the Result, the traceback and
+  // what the program's threads write at its end. With none of these, finish() drains
+  // right after: one look into the pipes, not two.
+  if (!ok || repr != nullptr || (options_.worker && req.script)) {
     bool failed = false;
     if (Sink* sink = acquire_sink(ex, &failed)) {
       drain_fds(*sink, ex, true);
