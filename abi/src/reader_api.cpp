@@ -190,9 +190,16 @@ SHMREPL_API shmrepl_status_t shmrepl_reader_open(const char* ring_name,
       if (auto it = registry().rings.find(name); it != registry().rings.end()) handed = it->second;
     }
     if (handed != nullptr) {
-      // A ring this process was handed: its descriptor, no name, no engine. Mapped
-      // per reader: shmrepl_reader_close unmaps, which ends every view for good.
-      r->ring = shmrepl::shm::Reader::open_fd(handed->fd, name, start, &st, &r->error);
+      // A ring this process was handed: its descriptor, no name, no engine; mapped
+      // by the first of its readers and kept for the next ones.
+      std::shared_ptr<shmrepl::shm::RingMap> map;
+      {
+        std::lock_guard l(handed->mu);
+        if (handed->map == nullptr) handed->map = shmrepl::shm::RingMap::map(handed->fd, name, true, &st, &r->error);
+        map = handed->map;
+      }
+      if (map == nullptr) return fail(st, r->error);
+      r->ring = shmrepl::shm::Reader::open_mapped(std::move(map), start, &st, &r->error);
       if (st != SHMREPL_OK) return fail(st, r->error);
       *out = r.release();
       return SHMREPL_OK;

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
+
+#include "shmrepl/shm/reader.hpp"
 
 namespace shmrepl::abi {
 
@@ -17,6 +20,11 @@ struct RingEntry {
   RingEntry(const RingEntry&) = delete;
   RingEntry& operator=(const RingEntry&) = delete;
   int fd;
+  // Mapped once, by the first reader: a session's ring is reset for its next
+  // execution, and its readers then attach without a system call (the mapping
+  // goes with the entry and the last reader).
+  std::mutex mu;
+  std::shared_ptr<shm::RingMap> map;  // [mu]
 };
 
 // Keeps `entry` as the ring `name` (an entry of that name before is dropped).

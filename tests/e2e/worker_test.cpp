@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "harness.hpp"
@@ -576,4 +578,44 @@ TEST_F(WorkerTest, LateReaderInAnotherProcessGetsEveryRecord) {
   ProcessResult old = run_process({cli_binary(), "--socket", socket, "tail", ring}, {}, false, true);
   EXPECT_NE(old.exit_code, 0);
   EXPECT_NE(old.err_text.find("no live ring"), std::string::npos) << old.err_text;
+}
+
+// Whether [base, base + len) is still mapped in this process (/proc/self/maps).
+bool mapped(const uint8_t* base, size_t len) {
+  const auto lo = reinterpret_cast<uintptr_t>(base), hi = lo + len;
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    uintptr_t a = 0, b = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &a, &b) == 2 && a <= lo && lo < b) return hi <= b || mapped(reinterpret_cast<const uint8_t*>(b), hi - b);
+  }
+  return false;
+}
+
+// Ring reuse on the client's side: the readers of a session's executions, one after
+// another, share the mapping of its one ring (mapped by the first, kept between them)
+// and each still reads only its own execution's records.
+TEST_F(WorkerTest, ReadersOfAReusedRingShareOneMapping) {
+  Client c(socket);
+  Session s(c.c);
+  const uint8_t* first = nullptr;
+  size_t first_len = 0;
+  for (int i = 0; i < 5; ++i) {
+    Job job(s, "print('run', " + std::to_string(i) + ")\n");
+    const uint8_t* base = nullptr;
+    size_t len = 0;
+    ASSERT_EQ(shmrepl_reader_mapping(job.reader, &base, &len), SHMREPL_OK) << shmrepl_last_error();
+    EXPECT_EQ(stdout_of(job.collect()), "run " + std::to_string(i) + "\n");
+    if (i == 0) {
+      first = base;
+      first_len = len;
+    } else if (i >= 2) {
+      // From the third on the ring is the kept one (the second may come before the
+      // first's release reaches the worker): the same mapping, never unmapped.
+      EXPECT_EQ(base, first);
+      EXPECT_EQ(len, first_len);
+    }
+    shmrepl_reader_close(job.reader);
+    job.reader = nullptr;
+    EXPECT_TRUE(mapped(base, len)) << "run " << i;
+  }
 }

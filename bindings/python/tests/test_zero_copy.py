@@ -34,6 +34,9 @@ def maps_entry(address):
 
 class ZeroCopy(support.EngineCase):
     def setUp(self):
+        # A session of each test's own: some end it to see the mapping go.
+        self.session = self.client.open_session()
+        self.addCleanup(self.session.close)
         self.ex = self.session.execute(CODE)
         self.addCleanup(self.ex.close)
 
@@ -80,7 +83,11 @@ class ZeroCopy(support.EngineCase):
                 self.assertTrue(nxt[2].startswith("r-"), nxt)
                 hi = nxt[1]
             self.assertEqual(maps_entry(view_address(rec.data))[3], path)
-        # Closed: the mapping is gone from this process.
+        # Closed: the mapping stays for the session's next reader (its ring is reset
+        # for the next execution, not created again) and goes with the session.
+        self.assertIsNotNone(maps_entry(base))
+        self.ex.close()
+        self.session.close()
         self.assertIsNone(maps_entry(base))
 
     def test_released_views_raise(self):
@@ -126,7 +133,10 @@ class ZeroCopy(support.EngineCase):
         r.close()
         with self.assertRaises(ValueError):
             bytes(view)
-        # The reader keeps the ring mapped while the slice lives: reading it cannot crash.
+        # The reader keeps the ring mapped while the slice lives, even once its session
+        # is gone: reading it cannot crash.
+        self.ex.close()
+        self.session.close()
         self.assertIsNotNone(maps_entry(base))
         self.assertEqual(bytes(part), expect)
         del part, view
