@@ -1,6 +1,8 @@
 // The `shmrepl` command line: its subcommands and what they share.
 #pragma once
 
+#include <signal.h>
+
 #include <string>
 #include <vector>
 
@@ -96,6 +98,28 @@ struct CallerSession {
   std::vector<const char*> env;
   shmrepl_session_options_t options{};
 };
+
+// Signals that reach the program as they would reach python3: SIGINT cancels the
+// execution (KeyboardInterrupt); these are sent on to the program's worker process,
+// where they kill it (the ring's FINISHED then carries the signal) or run the
+// program's handler.
+inline constexpr int kForwardedSignals[] = {SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+// The signal relay: a thread of its own takes SIGINT and kForwardedSignals (blocked in
+// every other thread: call this before any other thread starts) and gives them to the
+// running execution as python3 would get them. Those that come while no execution
+// runs, or that have no worker process to go to, are handed to `idle` (on the relay's
+// thread, or in relay_idle()); those that come while one starts wait for it.
+void start_signal_relay(void (*idle)(int sig));
+// An execution is being requested: signals wait for relay_running or relay_idle.
+void relay_starting();
+// `exec` runs: SIGINT cancels it, the others go to its worker.
+void relay_running(shmrepl_client_t* client, shmrepl_execution_t* exec);
+// None runs (it ended, or never started): signals that waited go to `idle`.
+void relay_idle();
+// Dies of `sig` by its default action (the calling thread takes it), as a program
+// that never caught it; exits 128 + sig if that action does not kill.
+[[noreturn]] void die_of(int sig);
 
 // Prints "shmrepl: <what>: <status text> (<last error>)" to stderr.
 void report(const std::string& what, shmrepl_status_t status);
