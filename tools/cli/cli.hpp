@@ -74,6 +74,12 @@ struct RingView {
 // Our rings in /dev/shm whose worker pid is one of `pids` (all of ours if empty),
 // sorted by name.
 std::vector<RingView> list_rings(const std::vector<int>& pids);
+// The memfds `pid` holds: {name, /proc/<pid>/fd/<n>}. False if its descriptors
+// cannot be read.
+bool held_memfds(int pid, std::vector<std::pair<std::string, std::string>>* out);
+// A ring name of ours, shmrepl.<uid>.<pid>.<execution id | bg<session id>>.<random>:
+// the worker pid and where the part after it begins; 0 if it is none.
+std::size_t parse_ring_name(const std::string& name, int* worker_pid);
 
 // ---- what `run` and `repl` share (caller.cpp) ----
 
