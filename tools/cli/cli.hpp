@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -135,6 +136,14 @@ bool write_all(int fd, const void* data, size_t len);
 // Writes the OUTPUT records of a batch to fd 1 / fd 2, gathering runs of the same
 // stream into one writev. Returns false if a write failed.
 bool write_outputs(const shmrepl_record_t* records, size_t n);
+// Reads `ring` (a sealed one from the engine at g's socket; `options` may be null) to
+// its end, or without `follow` to what it holds now, handing each batch to `batch`
+// before releasing it; `batch` returns false to stop (a failure it reported). Returns
+// 0, or 1 after a failure.
+int read_ring(const Global& g, const std::string& ring, const shmrepl_reader_options_t* options, bool follow,
+              const std::function<bool(const shmrepl_record_t*, size_t)>& batch);
+// STARTED, OUTPUT, ... FINISHED; UNKNOWN for a kind this library does not know.
+const char* kind_name(uint32_t kind);
 // The exit status python3 would have for a FINISHED record.
 int exit_code_of(const shmrepl_record_t& finished);
 
