@@ -213,7 +213,7 @@ try:
         fresh()
         repl.send("import signal, time; got = []; signal.signal(signal.SIGTERM, "
                   "lambda s, f: got.append(s)); print('rea' + 'dy'); "
-                  "[time.sleep(0.05) for _ in range(600) if not got]; print('handled', got)\r")
+                  "_ = [time.sleep(0.05) for _ in range(600) if not got]; print('handled', got)\r")
         repl.expect("ready\r\n")
         os.kill(repl.pid, signal.SIGTERM)
         seen = repl.expect(">>> ")
