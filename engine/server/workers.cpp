@@ -589,7 +589,7 @@ bool startup_only(const std::string& name) {
     }
     const pid_t self = ::getpid();
     if (spare) {
-      // Named so before it exists: `shmrepl ls` never counts it as a session's worker.
+      // Named so before it exists, for `ps` (`shmrepl ls` tells it by its lack of a session).
       ::prctl(PR_SET_NAME, "shmrepl-spare");
       const pid_t pid = hooks.fork_interpreter();
       if (pid == 0) {

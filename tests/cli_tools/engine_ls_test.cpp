@@ -408,6 +408,50 @@ TEST(EngineCommand, WarmSpareIsNoSessionAndFreshSessionsBypassIt) {
   EXPECT_TRUE(wait_for([&] { return process_gone(next); }));
 }
 
+// A program may name itself as the spare is named: `ls` tells the spare by the session
+// it has not got (no background ring in the engine), not by its name.
+TEST_F(LiveEngine, LsListsAWorkerNamedLikeTheSpare) {
+  auto pid_of = [&](const std::string& file) {
+    int pid = 0;
+    EXPECT_TRUE(wait_for([&] { return (pid = std::atoi(read_file(file).c_str())) > 0; }));
+    return pid;
+  };
+  const int zygote = number_after(cli(engine.socket(), {"engine", "status"}).out_text, "\nzygote: pid ");
+  ASSERT_GT(zygote, 0);
+  ASSERT_TRUE(wait_for([&] { return zygote_children(zygote, "shmrepl-spare").size() == 1; }));
+  // `a` takes the spare the engine started with; `b` finds none, so another is forked.
+  Session a(client), b(client);
+  shmrepl_execution_t* ea = a.execute(
+      "import ctypes, os\nctypes.CDLL(None).prctl(15, b'shmrepl-spare', 0, 0, 0)\n"
+      "open('" + dir.file("a.tmp") + "', 'w').write(str(os.getpid()))\n"
+      "os.rename('" + dir.file("a.tmp") + "', '" + dir.file("a") + "')\n");
+  shmrepl_execution_t* eb = b.execute(
+      "import os\nopen('" + dir.file("b.tmp") + "', 'w').write(str(os.getpid()))\n"
+      "os.rename('" + dir.file("b.tmp") + "', '" + dir.file("b") + "')\n");
+  ASSERT_TRUE(wait_for([&] { return std::filesystem::exists(dir.file("a")) && std::filesystem::exists(dir.file("b")); }));
+  const int pa = pid_of(dir.file("a")), pb = pid_of(dir.file("b"));
+  std::vector<int> named;
+  ASSERT_TRUE(wait_for([&] { return (named = zygote_children(zygote, "shmrepl-spare")).size() == 2; }))
+      << "no spare beside the renamed worker";
+  ASSERT_NE(std::find(named.begin(), named.end(), pa), named.end());
+
+  ProcessResult ls = cli(engine.socket(), {"ls", "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err_text;
+  const std::string json = dir.file("ls.json");
+  write_file(json, ls.out_text);
+  ProcessResult py = run_process({"/usr/bin/python3", "-c",
+                                  "import json, sys\n"
+                                  "print(sorted(w['pid'] for w in json.load(open(sys.argv[1]))['workers']))",
+                                  json},
+                                 kEnv, false, true);
+  ASSERT_EQ(py.exit_code, 0) << py.err_text;
+  const auto [lo, hi] = std::minmax(pa, pb);
+  EXPECT_EQ(py.out_text, "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]\n") << ls.out_text;
+  EXPECT_TRUE(contains(cli(engine.socket(), {"engine", "status"}).out_text, "\nworkers: 2\n"));
+  shmrepl_execution_close(ea);
+  shmrepl_execution_close(eb);
+}
+
 TEST(OtherVersion, OneLineWithBothVersionsAndTheFix) {
   TempDir dir;
   const std::string socket = dir.file("old.sock");

@@ -7,6 +7,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -181,6 +182,71 @@ try:
         assert os.waitstatus_to_exitcode(status) == 4, status
 
     check("exit(4) exits 4", exit_status)
+
+    def wait_exit(timeout=10):
+        """The repl's exit status as os.waitstatus_to_exitcode gives it (-N: signal N)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status = os.waitpid(repl.pid, os.WNOHANG)
+            if pid:
+                repl.pid = None
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                raise TimeoutError("repl still running")
+            try:
+                repl.out += os.read(repl.fd, 4096)
+            except OSError:
+                time.sleep(0.05)
+
+    def fresh():
+        global repl
+        if repl.pid:
+            os.kill(repl.pid, signal.SIGKILL)
+            os.waitpid(repl.pid, 0)
+        os.close(repl.fd)
+        repl = Repl(env)
+        repl.expect(">>> ", 60)
+
+    def sigterm_to_handler():
+        # As python3: a signal sent to the REPL while code runs reaches the code: its
+        # handler runs and the prompt comes back.
+        fresh()
+        repl.send("import signal, time; got = []; signal.signal(signal.SIGTERM, "
+                  "lambda s, f: got.append(s)); print('rea' + 'dy'); "
+                  "_ = [time.sleep(0.05) for _ in range(600) if not got]; print('handled', got)\r")
+        repl.expect("ready\r\n")
+        os.kill(repl.pid, signal.SIGTERM)
+        seen = repl.expect(">>> ")
+        assert "handled [15]\r\n" in seen, seen
+        repl.send("'still' + 'here'\r")
+        seen = repl.expect(">>> ")
+        assert "'stillhere'" in seen, seen
+
+    def sigterm_at_prompt():
+        # As python3: at the prompt SIGTERM ends the REPL by the signal (a shell shows
+        # 143); the history is kept and the session closed.
+        fresh()
+        repl.send("'in' + 'history'\r")
+        repl.expect(">>> ")
+        os.kill(repl.pid, signal.SIGTERM)
+        code = wait_exit()
+        assert code == -signal.SIGTERM, code
+        if os.environ.get("SHMREPL_REPL_HAS_LIBEDIT") == "1":
+            with open(os.path.join(tmp, "history"), errors="replace") as f:
+                assert "'history'" in f.read(), "history not written"
+
+    def sighup_while_running():
+        # No handler in the code: it dies of the signal, and the REPL with it.
+        fresh()
+        repl.send("import time; print('rea' + 'dy'); time.sleep(30)\r")
+        repl.expect("ready\r\n")
+        os.kill(repl.pid, signal.SIGHUP)
+        code = wait_exit()
+        assert code == -signal.SIGHUP, code
+
+    check("SIGTERM while code runs reaches its handler", sigterm_to_handler)
+    check("SIGTERM at the prompt ends the repl by the signal", sigterm_at_prompt)
+    check("SIGHUP while code runs ends the repl by the signal", sighup_while_running)
 finally:
     if repl is not None and repl.pid:
         os.kill(repl.pid, 9)

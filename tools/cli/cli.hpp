@@ -1,6 +1,9 @@
 // The `shmrepl` command line: its subcommands and what they share.
 #pragma once
 
+#include <signal.h>
+
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -72,6 +75,12 @@ struct RingView {
 // Our rings in /dev/shm whose worker pid is one of `pids` (all of ours if empty),
 // sorted by name.
 std::vector<RingView> list_rings(const std::vector<int>& pids);
+// The memfds `pid` holds: {name, /proc/<pid>/fd/<n>}. False if its descriptors
+// cannot be read.
+bool held_memfds(int pid, std::vector<std::pair<std::string, std::string>>* out);
+// A ring name of ours, shmrepl.<uid>.<pid>.<execution id | bg<session id>>.<random>:
+// the worker pid and where the part after it begins; 0 if it is none.
+std::size_t parse_ring_name(const std::string& name, int* worker_pid);
 
 // ---- what `run` and `repl` share (caller.cpp) ----
 
@@ -97,6 +106,28 @@ struct CallerSession {
   shmrepl_session_options_t options{};
 };
 
+// Signals that reach the program as they would reach python3: SIGINT cancels the
+// execution (KeyboardInterrupt); these are sent on to the program's worker process,
+// where they kill it (the ring's FINISHED then carries the signal) or run the
+// program's handler.
+inline constexpr int kForwardedSignals[] = {SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+// The signal relay: a thread of its own takes SIGINT and kForwardedSignals (blocked in
+// every other thread: call this before any other thread starts) and gives them to the
+// running execution as python3 would get them. Those that come while no execution
+// runs, or that have no worker process to go to, are handed to `idle` (on the relay's
+// thread, or in relay_idle()); those that come while one starts wait for it.
+void start_signal_relay(void (*idle)(int sig));
+// An execution is being requested: signals wait for relay_running or relay_idle.
+void relay_starting();
+// `exec` runs: SIGINT cancels it, the others go to its worker.
+void relay_running(shmrepl_client_t* client, shmrepl_execution_t* exec);
+// None runs (it ended, or never started): signals that waited go to `idle`.
+void relay_idle();
+// Dies of `sig` by its default action (the calling thread takes it), as a program
+// that never caught it; exits 128 + sig if that action does not kill.
+[[noreturn]] void die_of(int sig);
+
 // Prints "shmrepl: <what>: <status text> (<last error>)" to stderr.
 void report(const std::string& what, shmrepl_status_t status);
 // Writes all of [data, data+len) to fd (loops over short writes). False on error.
@@ -105,6 +136,14 @@ bool write_all(int fd, const void* data, size_t len);
 // Writes the OUTPUT records of a batch to fd 1 / fd 2, gathering runs of the same
 // stream into one writev. Returns false if a write failed.
 bool write_outputs(const shmrepl_record_t* records, size_t n);
+// Reads `ring` (a sealed one from the engine at g's socket; `options` may be null) to
+// its end, or without `follow` to what it holds now, handing each batch to `batch`
+// before releasing it; `batch` returns false to stop (a failure it reported). Returns
+// 0, or 1 after a failure.
+int read_ring(const Global& g, const std::string& ring, const shmrepl_reader_options_t* options, bool follow,
+              const std::function<bool(const shmrepl_record_t*, size_t)>& batch);
+// STARTED, OUTPUT, ... FINISHED; UNKNOWN for a kind this library does not know.
+const char* kind_name(uint32_t kind);
 // The exit status python3 would have for a FINISHED record.
 int exit_code_of(const shmrepl_record_t& finished);
 

@@ -37,18 +37,6 @@ const char* const kDumpUsage =
     "Exit status: 0, or 1 when the ring cannot be read or its producer died before\n"
     "finishing it (after every record it wrote is printed).\n";
 
-const char* kind_name(uint32_t k) {
-  switch (k) {
-    case SHMREPL_RECORD_STARTED: return "STARTED";
-    case SHMREPL_RECORD_OUTPUT: return "OUTPUT";
-    case SHMREPL_RECORD_RESULT: return "RESULT";
-    case SHMREPL_RECORD_ERROR: return "ERROR";
-    case SHMREPL_RECORD_INPUT_REQUEST: return "INPUT_REQUEST";
-    case SHMREPL_RECORD_FINISHED: return "FINISHED";
-    default: return "UNKNOWN";
-  }
-}
-
 const char* finish_name(uint32_t s) {
   switch (s) {
     case SHMREPL_FINISH_OK: return "OK";
@@ -340,28 +328,8 @@ int cmd_dump(const Global& g, const std::vector<std::string>& args) {
   shmrepl_reader_options_t ro{};
   ro.struct_size = sizeof ro;
   ro.start = SHMREPL_START_OLDEST;
-  // A sealed ring comes from the engine at the default socket: make it this one.
-  if (!g.socket.empty()) ::setenv("SHMREPL_SOCKET", g.socket.c_str(), 1);
-  shmrepl_reader_t* reader = nullptr;
-  shmrepl_status_t st = shmrepl_reader_open(ring.c_str(), &ro, &reader);
-  if (st != SHMREPL_OK) {
-    report("cannot open ring " + ring, st);
-    return 1;
-  }
-  constexpr size_t kBatch = 256;
-  shmrepl_record_t records[kBatch];
   std::string out;
-  int code = 0;
-  for (;;) {
-    size_t n = 0;
-    // Without -f, what the ring holds now: a live execution's ring ends the dump at E_AGAIN.
-    st = shmrepl_reader_next_batch(reader, records, kBatch, &n, follow ? -1 : 0);
-    if (st == SHMREPL_E_EOF || st == SHMREPL_E_AGAIN) break;
-    if (st != SHMREPL_OK) {
-      report("reading ring " + ring, st);
-      code = 1;
-      break;
-    }
+  return read_ring(g, ring, &ro, follow, [&](const shmrepl_record_t* records, size_t n) {
     out.clear();
     for (size_t i = 0; i < n; ++i) {
       if (json)
@@ -369,15 +337,10 @@ int cmd_dump(const Global& g, const std::vector<std::string>& args) {
       else
         put_text_record(out, records[i]);
     }
-    shmrepl_reader_release(reader, n);
-    if (!write_all(1, out.data(), out.size())) {
-      std::perror("shmrepl dump: writing the output");
-      code = 1;
-      break;
-    }
-  }
-  shmrepl_reader_close(reader);
-  return code;
+    if (write_all(1, out.data(), out.size())) return true;
+    std::perror("shmrepl dump: writing the output");
+    return false;
+  });
 }
 
 }  // namespace shmrepl::cli

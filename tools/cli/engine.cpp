@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "cli.hpp"
@@ -298,7 +299,17 @@ bool probe_engine(const Global& g, EngineView* out) {
   char exe[PATH_MAX];
   const ssize_t n = readlink(("/proc/" + std::to_string(out->pid) + "/exe").c_str(), exe, sizeof exe - 1);
   if (n > 0) out->exe.assign(exe, static_cast<std::size_t>(n));
-  // supervisor -> zygote -> workers, but the warm spare (no session's yet).
+  // supervisor -> zygote -> workers, but the warm spare: it has no session yet, so no
+  // background ring, which the supervisor holds for every worker that has one. Its
+  // name is only a fallback (a program may take that name too).
+  std::set<int> with_session;
+  std::vector<std::pair<std::string, std::string>> held;
+  const bool rings_known = !out->other_abi && held_memfds(out->pid, &held);
+  for (const auto& [name, fd_path] : held) {
+    int worker = 0;
+    const std::size_t rest = parse_ring_name(name, &worker);
+    if (rest != 0 && name.compare(rest, 2, "bg") == 0) with_session.insert(worker);
+  }
   const std::vector<Proc> procs = all_procs();
   std::multimap<int, const Proc*> children;
   for (const Proc& p : procs) children.emplace(p.ppid, &p);
@@ -307,7 +318,8 @@ bool probe_engine(const Global& g, EngineView* out) {
     out->zygotes.push_back(*z->second);
     auto [wb, we] = children.equal_range(z->second->pid);
     for (auto w = wb; w != we; ++w)
-      if (w->second->comm != "shmrepl-spare") out->workers.push_back(*w->second);
+      if (rings_known ? with_session.count(w->second->pid) != 0 : w->second->comm != "shmrepl-spare")
+        out->workers.push_back(*w->second);
   }
   return true;
 }

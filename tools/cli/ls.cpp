@@ -291,55 +291,68 @@ std::string text_of(const std::string& socket, const EngineView& v, const std::v
 
 }  // namespace
 
+bool held_memfds(int pid, std::vector<std::pair<std::string, std::string>>* out) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return false;
+  while (dirent* e = readdir(d)) {
+    char link[512];
+    const std::string path = dir + "/" + e->d_name;
+    const ssize_t n = ::readlink(path.c_str(), link, sizeof link - 1);
+    if (n <= 0) continue;
+    std::string target(link, static_cast<std::size_t>(n));
+    const std::string memfd = "/memfd:", deleted = " (deleted)";
+    if (target.compare(0, memfd.size(), memfd) != 0) continue;
+    target.erase(0, memfd.size());
+    if (target.size() > deleted.size() && target.compare(target.size() - deleted.size(), deleted.size(), deleted) == 0)
+      target.erase(target.size() - deleted.size());
+    out->emplace_back(std::move(target), path);
+  }
+  closedir(d);
+  return true;
+}
+
+std::size_t parse_ring_name(const std::string& name, int* worker_pid) {
+  // shmrepl.<uid>.<pid>.<execution id | bg<session id>>.<random>
+  const std::string prefix = "shmrepl." + std::to_string(geteuid()) + ".";
+  if (name.compare(0, prefix.size(), prefix) != 0) return 0;
+  const std::size_t dot = name.find('.', prefix.size());
+  if (dot == std::string::npos || dot == prefix.size() || dot - prefix.size() > 9) return 0;
+  const std::string pid_text = name.substr(prefix.size(), dot - prefix.size());
+  if (pid_text.find_first_not_of("0123456789") != std::string::npos) return 0;
+  *worker_pid = std::stoi(pid_text);
+  return dot + 1;
+}
+
 std::vector<RingView> list_rings(const std::vector<int>& pids) {
   std::vector<RingView> out;
-  const std::string prefix = "shmrepl." + std::to_string(geteuid()) + ".";
   // name -> where to open it: a named ring in /dev/shm, or a sealed memfd ring held
   // by one of `pids` (a worker, or the engine that keeps every live ring), opened
-  // again through /proc/<pid>/fd (its link reads "/memfd:<name> (deleted)").
+  // again through /proc/<pid>/fd.
   std::map<std::string, std::pair<std::string, bool>> found;
   if (DIR* d = opendir("/dev/shm")) {
     while (dirent* e = readdir(d)) found.emplace(e->d_name, std::pair{"/dev/shm/" + std::string(e->d_name), false});
     closedir(d);
   }
   for (int pid : pids) {
-    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-    DIR* d = opendir(dir.c_str());
-    if (d == nullptr) continue;
-    while (dirent* e = readdir(d)) {
-      char link[512];
-      const std::string path = dir + "/" + e->d_name;
-      const ssize_t n = ::readlink(path.c_str(), link, sizeof link - 1);
-      if (n <= 0) continue;
-      std::string target(link, static_cast<std::size_t>(n));
-      const std::string memfd = "/memfd:", deleted = " (deleted)";
-      if (target.compare(0, memfd.size(), memfd) != 0) continue;
-      target.erase(0, memfd.size());
-      if (target.size() > deleted.size() && target.compare(target.size() - deleted.size(), deleted.size(), deleted) == 0)
-        target.erase(target.size() - deleted.size());
-      found.emplace(target, std::pair{path, true});
-    }
-    closedir(d);
+    std::vector<std::pair<std::string, std::string>> held;
+    held_memfds(pid, &held);
+    for (auto& [name, path] : held) found.emplace(std::move(name), std::pair{std::move(path), true});
   }
   for (const auto& [name, where] : found) {
-    // shmrepl.<uid>.<pid>.<execution id | bg<session id>>.<random>
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::size_t dot = name.find('.', prefix.size());
-    if (dot == std::string::npos || dot == prefix.size() || dot - prefix.size() > 9) continue;
-    const std::string pid_text = name.substr(prefix.size(), dot - prefix.size());
-    if (pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
     RingView r;
+    const std::size_t dot = parse_ring_name(name, &r.worker_pid);
+    if (dot == 0) continue;
     r.name = name;
-    r.worker_pid = std::stoi(pid_text);
     if (!pids.empty() && std::find(pids.begin(), pids.end(), r.worker_pid) == pids.end()) continue;
-    r.background = name.compare(dot + 1, 2, "bg") == 0;
+    r.background = name.compare(dot, 2, "bg") == 0;
     read_header(where.first, &r, where.second);
     // A ring a session reset for its next execution is named after that one (same
     // random part); its label keeps the first execution's id.
-    const std::size_t id_end = name.find('.', dot + 1);
+    const std::size_t id_end = name.find('.', dot);
     if (r.readable && !r.background && id_end != std::string::npos &&
-        name.compare(dot + 1, id_end - dot - 1, std::to_string(r.execution_id)) != 0)
-      r.name = name.substr(0, dot + 1) + std::to_string(r.execution_id) + name.substr(id_end);
+        name.compare(dot, id_end - dot, std::to_string(r.execution_id)) != 0)
+      r.name = name.substr(0, dot) + std::to_string(r.execution_id) + name.substr(id_end);
     out.push_back(std::move(r));
   }
   return out;

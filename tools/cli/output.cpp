@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "cli.hpp"
@@ -76,6 +77,52 @@ bool write_outputs(const shmrepl_record_t* records, size_t n) {
     iov[cnt++] = iovec{const_cast<uint8_t*>(r.data), r.data_len};
   }
   return flush();
+}
+
+int read_ring(const Global& g, const std::string& ring, const shmrepl_reader_options_t* options, bool follow,
+              const std::function<bool(const shmrepl_record_t*, size_t)>& batch) {
+  // A sealed ring comes from the engine at the default socket: make it this one.
+  if (!g.socket.empty()) ::setenv("SHMREPL_SOCKET", g.socket.c_str(), 1);
+  shmrepl_reader_t* reader = nullptr;
+  shmrepl_status_t st = shmrepl_reader_open(ring.c_str(), options, &reader);
+  if (st != SHMREPL_OK) {
+    report("cannot open ring " + ring, st);
+    return 1;
+  }
+  constexpr size_t kBatch = 256;
+  shmrepl_record_t records[kBatch];
+  int code = 0;
+  for (;;) {
+    size_t n = 0;
+    // Without follow, what the ring holds now: a live execution's ring ends at E_AGAIN.
+    st = shmrepl_reader_next_batch(reader, records, kBatch, &n, follow ? -1 : 0);
+    if (st == SHMREPL_E_EOF || st == SHMREPL_E_AGAIN) break;
+    if (st != SHMREPL_OK) {
+      report("reading ring " + ring, st);
+      code = 1;
+      break;
+    }
+    const bool more = batch(records, n);
+    shmrepl_reader_release(reader, n);
+    if (!more) {
+      code = 1;
+      break;
+    }
+  }
+  shmrepl_reader_close(reader);
+  return code;
+}
+
+const char* kind_name(uint32_t k) {
+  switch (k) {
+    case SHMREPL_RECORD_STARTED: return "STARTED";
+    case SHMREPL_RECORD_OUTPUT: return "OUTPUT";
+    case SHMREPL_RECORD_RESULT: return "RESULT";
+    case SHMREPL_RECORD_ERROR: return "ERROR";
+    case SHMREPL_RECORD_INPUT_REQUEST: return "INPUT_REQUEST";
+    case SHMREPL_RECORD_FINISHED: return "FINISHED";
+    default: return "UNKNOWN";
+  }
 }
 
 int exit_code_of(const shmrepl_record_t& f) {

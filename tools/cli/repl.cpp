@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -33,7 +32,9 @@ const char* const kReplUsage =
     "this terminal as stdin (input() works). Multi-line statements end with an empty\n"
     "line; the value of an expression is echoed; output is shown as it is produced.\n"
     "Ctrl-C cancels the running code (or clears the line at the prompt); Ctrl-D exits\n"
-    "0, exit(N) and sys.exit(N) exit N.\n"
+    "0, exit(N) and sys.exit(N) exit N. As with python3, SIGTERM, SIGHUP, SIGQUIT,\n"
+    "SIGUSR1 and SIGUSR2 go to the running code (its handler runs, or it dies of the\n"
+    "signal and so does shmrepl repl); at the prompt they end shmrepl repl by the signal.\n"
 #ifdef SHMREPL_HAVE_LIBEDIT
     "Line editing, tab completion of names and history (libedit); the history is kept\n"
     "in $SHMREPL_HISTORY, else ~/.shmrepl_history.\n"
@@ -46,34 +47,44 @@ const char* const kReplUsage =
     "  --no-autostart   fail instead of starting an engine when none listens\n"
     "  -h, --help       print this help\n";
 
-// SIGINT: a flag for the execution loop and a byte for the prompt's poll().
-std::atomic<bool> g_sigint{false};
+// Signals that no running code took (the relay hands them over), one byte each, for
+// the prompt's poll().
 int g_sigpipe[2] = {-1, -1};
 
-void on_sigint(int) {
-  const int saved = errno;
-  g_sigint.store(true);
-  const char b = 0;
+void on_idle_signal(int sig) {
+  const auto b = static_cast<unsigned char>(sig);
   [[maybe_unused]] ssize_t n = ::write(g_sigpipe[1], &b, 1);
-  errno = saved;
 }
 
-void drain_sigpipe() {
-  char buf[64];
-  while (::read(g_sigpipe[0], buf, sizeof buf) > 0) {
-  }
+// Takes what came: 0 (nothing), SIGINT, or another signal (which wins: it ends the REPL).
+int take_signal() {
+  int sig = 0;
+  unsigned char buf[64];
+  ssize_t n;
+  while ((n = ::read(g_sigpipe[0], buf, sizeof buf)) > 0)
+    for (ssize_t i = 0; i < n; ++i)
+      if (sig == 0 || sig == SIGINT) sig = buf[i];
+  return sig;
 }
+
+int g_ending_signal = 0;  // the one that ends the REPL
 
 shmrepl_client_t* g_client = nullptr;
 uint64_t g_session = 0;
 
 enum class Mode { Show, Capture };
 
+struct Outcome {
+  int finish = -1;    // the FINISHED status; -1: it could not run (reported)
+  int exit_code = 0;  // as python3 would exit after it
+  int died_of = 0;    // the signal that killed the session's worker
+};
+
 // Runs `code` in the session (interactive mode: an expression's value comes as a
-// RESULT). Show: output to our stdout/stderr as it comes, the RESULT echoed; a
-// SIGINT cancels it. Capture: stdout into *out, nothing shown. Returns the finish
-// status, or -1 if it could not run (reported).
-int run_code(const std::string& code, Mode mode, std::string* out, int* exit_code = nullptr) {
+// RESULT). Show: output to our stdout/stderr as it comes, the RESULT echoed; the
+// relay gives it our signals. Capture: stdout into *out, nothing shown; signals wait
+// for the prompt.
+Outcome run_code(const std::string& code, Mode mode, std::string* out) {
   shmrepl_execute_options_t eo{};
   eo.struct_size = sizeof eo;
   eo.script = 0;
@@ -84,27 +95,30 @@ int run_code(const std::string& code, Mode mode, std::string* out, int* exit_cod
   const char* argv0 = "";
   eo.argv = &argv0;
   eo.argc = 1;
+  const bool show = mode == Mode::Show;
+  Outcome outcome;
+  if (show) relay_starting();
   shmrepl_execution_t* exec = nullptr;
   shmrepl_status_t st = shmrepl_execute(g_client, &eo, &exec);
   if (st != SHMREPL_OK) {
+    if (show) relay_idle();
     report("cannot execute", st);
-    return -1;
+    return outcome;
   }
+  if (show) relay_running(g_client, exec);
   shmrepl_reader_t* reader = nullptr;
   st = shmrepl_execution_reader(exec, nullptr, &reader);
   if (st != SHMREPL_OK) {
+    if (show) relay_idle();
     report("cannot read the execution's ring", st);
     shmrepl_execution_close(exec);
-    return -1;
+    return outcome;
   }
   constexpr size_t kBatch = 256;
   shmrepl_record_t records[kBatch];
-  int finish = -1;
   for (;;) {
-    if (mode == Mode::Show && g_sigint.exchange(false)) shmrepl_execution_cancel(exec);
     size_t n = 0;
-    st = shmrepl_reader_next_batch(reader, records, kBatch, &n, 50'000'000);
-    if (st == SHMREPL_E_TIMEOUT) continue;
+    st = shmrepl_reader_next_batch(reader, records, kBatch, &n, -1);
     if (st == SHMREPL_E_EOF) break;
     if (st == SHMREPL_E_PRODUCER_DIED) {
       std::fprintf(stderr, "shmrepl: the session's worker died during the execution\n");
@@ -117,11 +131,12 @@ int run_code(const std::string& code, Mode mode, std::string* out, int* exit_cod
     for (size_t i = 0; i < n; ++i) {
       const shmrepl_record_t& r = records[i];
       if (r.kind == SHMREPL_RECORD_FINISHED) {
-        finish = static_cast<int>(r.finish_status);
-        if (exit_code != nullptr) *exit_code = exit_code_of(r);
-        if (mode == Mode::Show && r.finish_status == SHMREPL_FINISH_ABORTED && r.reserved[0] != 0)
+        outcome.finish = static_cast<int>(r.finish_status);
+        outcome.exit_code = exit_code_of(r);
+        if (r.finish_status == SHMREPL_FINISH_ABORTED) outcome.died_of = static_cast<int>(r.reserved[0]);
+        if (show && outcome.died_of != 0)
           std::fprintf(stderr, "shmrepl repl: the session's worker was killed by signal %d (%s)\n",
-                       static_cast<int>(r.reserved[0]), strsignal(static_cast<int>(r.reserved[0])));
+                       outcome.died_of, strsignal(outcome.died_of));
       } else if (mode == Mode::Capture) {
         if (r.kind == SHMREPL_RECORD_OUTPUT && r.stream == SHMREPL_STREAM_STDOUT)
           out->append(reinterpret_cast<const char*>(r.data), r.data_len);
@@ -134,9 +149,10 @@ int run_code(const std::string& code, Mode mode, std::string* out, int* exit_cod
     }
     shmrepl_reader_release(reader, n);
   }
+  if (show) relay_idle();
   shmrepl_reader_close(reader);
   shmrepl_execution_close(exec);
-  return finish;
+  return outcome;
 }
 
 // A Python expression for the text, whatever bytes it holds.
@@ -154,13 +170,22 @@ std::string py_str(const std::string& s) {
 // come"; a SyntaxError is complete (running it shows the error).
 bool is_complete(const std::string& src) {
   std::string out;
-  const int finish = run_code("print(__import__('codeop').compile_command(" + py_str(src) +
-                                  ", '<stdin>', 'single') is not None)",
-                              Mode::Capture, &out);
-  return finish != SHMREPL_FINISH_OK || out.rfind("False", 0) != 0;
+  const Outcome o = run_code("print(__import__('codeop').compile_command(" + py_str(src) +
+                                 ", '<stdin>', 'single') is not None)",
+                             Mode::Capture, &out);
+  return o.finish != SHMREPL_FINISH_OK || out.rfind("False", 0) != 0;
 }
 
-enum class Read { Line, Eof, Interrupt };
+enum class Read { Line, Eof, Interrupt, Signal };
+
+// What a signal that came at the prompt means: none (Line), SIGINT, or the end.
+Read pending_signal() {
+  const int sig = take_signal();
+  if (sig == 0) return Read::Line;
+  if (sig == SIGINT) return Read::Interrupt;
+  g_ending_signal = sig;
+  return Read::Signal;
+}
 
 #ifdef SHMREPL_HAVE_LIBEDIT
 // libedit, loaded by the REPL alone: linked, it and the libraries it needs (libtinfo,
@@ -227,7 +252,7 @@ char* complete_name(const char* text, int state) {
     const std::string code =
         "print('\\n'.join(sorted(n for n in set(dir(__import__('builtins')) + list(globals())) "
         "if n.startswith(" + py_str(text) + "))))";
-    if (run_code(code, Mode::Capture, &out) == SHMREPL_FINISH_OK) {
+    if (run_code(code, Mode::Capture, &out).finish == SHMREPL_FINISH_OK) {
       size_t b = 0;
       while (b < out.size()) {
         size_t e = out.find('\n', b);
@@ -257,12 +282,7 @@ Read read_line(const char* prompt, std::string* line) {
         result = Read::Eof;
         break;
       }
-      if (fds[1].revents != 0 || g_sigint.load()) {
-        drain_sigpipe();
-        g_sigint.store(false);
-        result = Read::Interrupt;
-        break;
-      }
+      if (fds[1].revents != 0 && (result = pending_signal()) != Read::Line) break;
       if (fds[0].revents == 0) continue;
       g_rl.callback_read_char();
       if (g_done) {
@@ -282,10 +302,8 @@ Read read_line(const char* prompt, std::string* line) {
   for (;;) {
     pollfd fds[2] = {{0, POLLIN, 0}, {g_sigpipe[0], POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) return Read::Eof;
-    if (fds[1].revents != 0 || g_sigint.load()) {
-      drain_sigpipe();
-      g_sigint.store(false);
-      return Read::Interrupt;
+    if (fds[1].revents != 0) {
+      if (const Read r = pending_signal(); r != Read::Line) return r;
     }
     if (fds[0].revents == 0) continue;
     char c;
@@ -327,11 +345,7 @@ int cmd_repl(const Global& g, const std::vector<std::string>& args) {
     std::fprintf(stderr, "shmrepl repl: pipe: %s\n", std::strerror(errno));
     return 1;
   }
-  struct sigaction sa {};
-  sa.sa_handler = on_sigint;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: poll() returns at once
-  sigaction(SIGINT, &sa, nullptr);
+  start_signal_relay(on_idle_signal);
 
   shmrepl_status_t st = connect_engine(connect_args, &g_client);
   if (st != SHMREPL_OK) {
@@ -366,30 +380,31 @@ int cmd_repl(const Global& g, const std::vector<std::string>& args) {
   std::string buffer;  // the statement being typed
   std::string line;
   for (;;) {
-    const Read r = read_line(buffer.empty() ? ">>> " : "... ", &line);
+    Read r = read_line(buffer.empty() ? ">>> " : "... ", &line);
+    if (r == Read::Line) {
+      if (buffer.empty() && line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      buffer += buffer.empty() ? line : "\n" + line;
+      if (!is_complete(buffer)) continue;
+      r = pending_signal();  // one that came while it was compiled, as python3 compiles
+    }
     if (r == Read::Eof) {
       if (isatty(0)) write_all(1, "\n", 1);
       break;
     }
+    if (r == Read::Signal) break;
     if (r == Read::Interrupt) {
       write_all(1, "\nKeyboardInterrupt\n", 19);
       buffer.clear();
       continue;
     }
-    if (buffer.empty() && line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    buffer += buffer.empty() ? line : "\n" + line;
-    if (!is_complete(buffer)) continue;
-    g_sigint.store(false);
-    drain_sigpipe();
-    int code = 0;
-    const int finish = run_code(buffer + "\n", Mode::Show, nullptr, &code);
-    // As python3: exit() / sys.exit(n) / os._exit(n) end the REPL with that status.
-    if (finish == SHMREPL_FINISH_EXITED || finish == SHMREPL_FINISH_ABORTED) {
-      rc = code;
+    const Outcome o = run_code(buffer + "\n", Mode::Show, nullptr);
+    // As python3: exit() / sys.exit(n) / os._exit(n) end the REPL with that status, a
+    // signal that kills the code kills it.
+    if (o.finish == SHMREPL_FINISH_EXITED || o.finish == SHMREPL_FINISH_ABORTED) {
+      rc = o.exit_code;
+      g_ending_signal = o.died_of;
       break;
     }
-    drain_sigpipe();
-    g_sigint.store(false);
     buffer.clear();
   }
 
@@ -399,6 +414,7 @@ int cmd_repl(const Global& g, const std::vector<std::string>& args) {
 #endif
   shmrepl_session_close(g_client, g_session);
   shmrepl_client_close(g_client);
+  if (g_ending_signal != 0) die_of(g_ending_signal);
   return rc;
 }
 

@@ -1,5 +1,4 @@
 // `shmrepl run`: a Python program through the engine, output as python3 gives it.
-#include <pthread.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,9 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <mutex>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 #include "cli.hpp"
@@ -41,69 +38,17 @@ const char* const kRunUsage =
     "  --no-autostart   fail instead of starting an engine when none listens\n"
     "  -h, --help       print this help\n";
 
-// Signals that reach the program as they would reach python3: SIGINT cancels the
-// execution (KeyboardInterrupt); these are sent on to the program's worker process,
-// where they kill it (the ring's FINISHED then carries the signal) or run the
-// program's handler.
-constexpr int kForwarded[] = {SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-
-// The execution a SIGINT cancels and the worker the others go to; shared with the
-// signal thread.
-std::mutex g_mu;
-shmrepl_execution_t* g_exec = nullptr;
-bool g_interrupted = false;
-pid_t g_worker = 0;          // 0: not known yet, none (an in-process engine), or ended
-std::vector<int> g_pending;  // came before the program started
-bool g_program_started = false;
-
-// Ring names are shmrepl.<uid>.<worker pid>.<id>.<random> (docs/architecture.md).
-pid_t worker_of_ring(const char* name) {
-  const char* p = std::strchr(name, '.');
-  p = p != nullptr ? std::strchr(p + 1, '.') : nullptr;
-  if (p == nullptr) return 0;
-  char* end = nullptr;
-  const long pid = std::strtol(p + 1, &end, 10);
-  return end != p + 1 && *end == '.' && pid > 1 ? static_cast<pid_t>(pid) : 0;
-}
-
-// Dies of `sig` by its default action (the calling thread takes it).
-[[noreturn]] void die_of(int sig) {
-  std::fflush(nullptr);
-  ::signal(sig, SIG_DFL);
-  sigset_t one;
-  sigemptyset(&one);
-  sigaddset(&one, sig);
-  pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
-  ::raise(sig);
-  std::_Exit(128 + sig);
+// What no execution takes: SIGINT is ignored (python3 has not started, or has ended);
+// the others end shmrepl run by their default action.
+void on_idle_signal(int sig) {
+  if (sig != SIGINT) die_of(sig);
 }
 
 // A signal that came before a program that then never starts (no engine, a refused
 // session) ends shmrepl run by its default action when cmd_run returns.
-struct PendingSignals {
-  ~PendingSignals() {
-    std::lock_guard lock(g_mu);
-    if (!g_program_started && !g_pending.empty()) die_of(g_pending.front());
-  }
+struct IdleAtReturn {
+  ~IdleAtReturn() { relay_idle(); }
 };
-
-void signal_thread(sigset_t set) {
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) continue;
-    std::lock_guard lock(g_mu);
-    if (sig == SIGINT) {
-      g_interrupted = true;
-      if (g_exec != nullptr) shmrepl_execution_cancel(g_exec);
-    } else if (g_worker != 0) {
-      ::kill(g_worker, sig);
-    } else if (!g_program_started) {
-      g_pending.push_back(sig);
-    } else {
-      die_of(sig);  // no worker to give it to: its default action, as before we took it
-    }
-  }
-}
 
 bool read_file(const std::string& path, std::string* out, std::string* error) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -236,15 +181,10 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   }
   for (; i < args.size(); ++i) argv.push_back(args[i]);
 
-  // SIGINT and the forwarded signals are taken by a thread of ours (blocked
-  // everywhere else).
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  for (int sig : kForwarded) sigaddset(&set, sig);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread(signal_thread, set).detach();
-  PendingSignals pending_signals;
+  // SIGINT and the forwarded signals are taken by the relay's thread.
+  start_signal_relay(on_idle_signal);
+  relay_starting();
+  IdleAtReturn idle_at_return;
 
   shmrepl_client_t* client = nullptr;
   shmrepl_status_t st = connect_engine(connect_args, &client);
@@ -283,16 +223,7 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
     shmrepl_client_close(client);
     return 1;
   }
-  {
-    std::lock_guard lock(g_mu);
-    g_exec = exec;
-    g_program_started = true;
-    g_worker = worker_of_ring(shmrepl_execution_ring_name(exec));
-    if (g_worker == static_cast<pid_t>(shmrepl_client_engine_pid(client))) g_worker = 0;  // no worker process
-    if (g_interrupted) shmrepl_execution_cancel(exec);  // Ctrl-C came before the engine took it
-    for (int sig : g_pending) ::kill(g_worker != 0 ? g_worker : ::getpid(), sig);
-    g_pending.clear();
-  }
+  relay_running(client, exec);
   shmrepl_reader_t* reader = nullptr;
   st = shmrepl_execution_reader(exec, nullptr, &reader);
   int rc = 1;
@@ -303,25 +234,11 @@ int cmd_run(const Global& g, const std::vector<std::string>& args) {
   } else {
     report("cannot read the execution's ring", st);
   }
-  {
-    std::lock_guard lock(g_mu);
-    g_exec = nullptr;
-    g_worker = 0;  // its pid may be reused from here on
-  }
+  relay_idle();
   shmrepl_execution_close(exec);
   shmrepl_client_close(client);
-  if (died_of != 0) {
-    // Die of the program's signal, so a shell sees what python3 would give it.
-    std::fflush(nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    sigaction(died_of, &dfl, nullptr);
-    sigset_t unblock;
-    sigemptyset(&unblock);
-    sigaddset(&unblock, died_of);
-    pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
-    raise(died_of);
-  }
+  // Die of the program's signal, so a shell sees what python3 would give it.
+  if (died_of != 0) die_of(died_of);
   return rc;
 }
 

@@ -43,9 +43,10 @@ std::string ring_of_execution(const Global& g, const std::string& id) {
   for (const RingView& r : list_rings(pids)) {
     // shmrepl.<uid>.<pid>.<id>.<random> (list_rings names a reused ring after the
     // execution in its header)
-    const std::size_t a = r.name.find('.', r.name.find('.', r.name.find('.') + 1) + 1);
-    const std::size_t b = a == std::string::npos ? a : r.name.find('.', a + 1);
-    if (b != std::string::npos && r.name.compare(a + 1, b - a - 1, id) == 0) found.push_back(r.name);
+    int pid = 0;
+    const std::size_t a = parse_ring_name(r.name, &pid);
+    const std::size_t b = a == 0 ? std::string::npos : r.name.find('.', a);
+    if (b != std::string::npos && r.name.compare(a, b - a, id) == 0) found.push_back(r.name);
   }
   if (found.size() == 1) return found[0];
   if (found.empty())
@@ -55,18 +56,6 @@ std::string ring_of_execution(const Global& g, const std::string& id) {
     std::fprintf(stderr, "shmrepl tail: %zu rings of execution %s (%s, %s...): give the ring's name\n",
                  found.size(), id.c_str(), found[0].c_str(), found[1].c_str());
   return {};
-}
-
-const char* kind_name(uint32_t k) {
-  switch (k) {
-    case SHMREPL_RECORD_STARTED: return "STARTED";
-    case SHMREPL_RECORD_OUTPUT: return "OUTPUT";
-    case SHMREPL_RECORD_RESULT: return "RESULT";
-    case SHMREPL_RECORD_ERROR: return "ERROR";
-    case SHMREPL_RECORD_INPUT_REQUEST: return "INPUT_REQUEST";
-    case SHMREPL_RECORD_FINISHED: return "FINISHED";
-    default: return "UNKNOWN";
-  }
 }
 
 std::string escaped(const uint8_t* p, size_t n) {
@@ -167,39 +156,18 @@ int cmd_tail(const Global& g, const std::vector<std::string>& args) {
     ring = ring_of_execution(g, execution);
     if (ring.empty()) return 1;
   }
-  // A sealed ring comes from the engine at the default socket: make it this one.
-  if (!g.socket.empty()) ::setenv("SHMREPL_SOCKET", g.socket.c_str(), 1);
-  shmrepl_reader_t* reader = nullptr;
-  shmrepl_status_t st = shmrepl_reader_open(ring.c_str(), nullptr, &reader);
-  if (st != SHMREPL_OK) {
-    report("cannot open ring " + ring, st);
-    return 1;
-  }
-  constexpr size_t kBatch = 256;
-  shmrepl_record_t records[kBatch];
-  int code = 0;
-  for (;;) {
-    size_t n = 0;
-    // Without -f, what the ring holds now: a live execution's ring ends at E_AGAIN.
-    st = shmrepl_reader_next_batch(reader, records, kBatch, &n, follow ? -1 : 0);
-    if (st == SHMREPL_E_EOF || st == SHMREPL_E_AGAIN) break;
-    if (st != SHMREPL_OK) {
-      report("reading ring " + ring, st);
-      code = 1;
-      break;
-    }
+  int code = 0;  // the program's, from FINISHED (not with --raw)
+  const int rc = read_ring(g, ring, nullptr, follow, [&](const shmrepl_record_t* records, size_t n) {
     if (raw) {
       for (size_t i = 0; i < n; ++i) print_raw(records[i]);
-    } else if (!write_outputs(records, n)) {
-      code = 1;
-      break;
+      return true;
     }
+    if (!write_outputs(records, n)) return false;
     for (size_t i = 0; i < n; ++i)
-      if (records[i].kind == SHMREPL_RECORD_FINISHED && !raw) code = exit_code_of(records[i]);
-    shmrepl_reader_release(reader, n);
-  }
-  shmrepl_reader_close(reader);
-  return code;
+      if (records[i].kind == SHMREPL_RECORD_FINISHED) code = exit_code_of(records[i]);
+    return true;
+  });
+  return rc != 0 ? rc : code;
 }
 
 }  // namespace shmrepl::cli
