@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -64,12 +65,11 @@ struct ExitNotice {
 // kRingCreated comes with the ring's descriptor (SCM_RIGHTS); kRingGone: the worker
 // released it (finished, and released by its client).
 enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4, kNoMemory = 5,
-                  kKillingForTimeout = 6, kRefused = 7, kRingCreated = 8, kRingGone = 9, kRingRenamed = 10 };
+                  kKillingForTimeout = 6, kRefused = 7, kRingCreated = 8, kRingGone = 9 };
 struct WorkerMessage {
   uint32_t kind;
   int32_t pid;
-  // kReady: the background ring; kFailed: why; kRing*: the ring's name (as created);
-  // kRingRenamed: that, NUL, its new name
+  // kReady: the background ring; kFailed: why; kRing*: the ring's name (as created)
   char text[240];
 };
 // Supervisor -> worker: end the session.
@@ -436,16 +436,6 @@ sigset_t worker_process_init(pid_t zygote) {
   eo.sealed_rings = true;
   eo.ring_created = [sup_fd](const std::string& name, int fd) { send_message(sup_fd, kRingCreated, name, fd); };
   eo.ring_gone = [sup_fd](const std::string& name) { send_message(sup_fd, kRingGone, name); };
-  eo.ring_renamed = [sup_fd](const std::string& created_as, const std::string& name) {
-    WorkerMessage m{};
-    m.kind = kRingRenamed;
-    m.pid = static_cast<int32_t>(::getpid());
-    if (created_as.size() + name.size() + 2 > sizeof m.text) return;  // names are short
-    std::memcpy(m.text, created_as.data(), created_as.size());
-    std::memcpy(m.text + created_as.size() + 1, name.data(), name.size());
-    ssize_t ignored = ::send(sup_fd, &m, sizeof m, MSG_NOSIGNAL);
-    (void)ignored;
-  };
   std::unique_ptr<engine::Engine> engine;
   std::string bg;
   try {
@@ -957,15 +947,6 @@ void WorkerPool::drain(Worker& w) {
       return;
     }
     m.text[sizeof m.text - 1] = '\0';
-    if (m.kind == kRingRenamed) {
-      const std::string created_as = m.text;
-      const std::size_t at = created_as.size() + 1;
-      if (at < sizeof m.text) {
-        std::erase_if(w.aliases, [&](const auto& kv) { return kv.second == created_as; });
-        w.aliases[std::string(m.text + at)] = created_as;
-      }
-      continue;
-    }
     if (m.kind == kRingCreated && nfd == 1) {
       auto [it, added] = w.rings.emplace(m.text, fd);
       if (!added) ::close(fd);
@@ -977,8 +958,6 @@ void WorkerPool::drain(Worker& w) {
         ::close(it->second);
         w.rings.erase(it);
       }
-      const std::string created_as = m.text;
-      std::erase_if(w.aliases, [&](const auto& kv) { return kv.second == created_as; });
     } else if (m.kind == kKillingForCancel) {
       w.killing_for_cancel = true;
     } else if (m.kind == kKillingForTimeout) {
@@ -994,14 +973,30 @@ int WorkerPool::open_ring(const std::string& name) {
   if (const std::size_t a = name.find('.', name.find('.') + 1); a != std::string::npos)
     pid = static_cast<pid_t>(std::strtol(name.c_str() + a + 1, nullptr, 10));
   std::lock_guard<std::mutex> l(mu_);
-  // Its name: the one it was created with until a reset for another execution,
-  // then that execution's; an earlier execution's name is gone.
+  // A background ring keeps the name it was created with. An execution's ring is
+  // reset for the session's next executions (ring reuse) and takes each one's name,
+  // with the same random part, without a word to us: the ring created with that random
+  // part is the one, if its header says it now serves the execution the name gives
+  // (an earlier execution's name is gone).
   auto find = [&](Worker& w) -> int {
-    auto it = w.rings.find(name);
-    if (auto alias = w.aliases.find(name); alias != w.aliases.end()) it = w.rings.find(alias->second);
-    else if (std::any_of(w.aliases.begin(), w.aliases.end(), [&](const auto& kv) { return kv.second == name; }))
-      return -1;  // created for an earlier execution, renamed since
-    return it == w.rings.end() ? -1 : ::fcntl(it->second, F_DUPFD_CLOEXEC, 0);
+    if (auto it = w.rings.find(name); it != w.rings.end() && name.find(".bg") != std::string::npos)
+      return ::fcntl(it->second, F_DUPFD_CLOEXEC, 0);
+    const std::size_t last = name.rfind('.');
+    const std::size_t id_at = last != std::string::npos ? name.rfind('.', last - 1) : std::string::npos;
+    if (id_at == std::string::npos) return -1;
+    char* end = nullptr;
+    const uint64_t id = std::strtoull(name.c_str() + id_at + 1, &end, 10);
+    if (end != name.c_str() + last || id == 0) return -1;
+    const std::string_view random = std::string_view(name).substr(last);
+    for (const auto& [created_as, fd] : w.rings) {
+      if (!created_as.ends_with(random)) continue;
+      uint64_t serves = 0;
+      if (::pread(fd, &serves, sizeof serves, offsetof(shm::RingHeader, execution_id)) != sizeof serves ||
+          serves != id)
+        return -1;
+      return ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    }
+    return -1;
   };
   if (auto it = pids_.find(pid); it != pids_.end()) {
     drain(*it->second);

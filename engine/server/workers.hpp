@@ -124,8 +124,6 @@ class WorkerPool {
     // Its live rings (sealed memfds it sent us), by name: kept until it says it is
     // done with one, or until the session closes (after its death: taken over).
     std::map<std::string, int> rings;
-    // A reused ring's current name (its execution's) -> the name it was created with.
-    std::map<std::string, std::string> aliases;
   };
   // A warm spare: forked ahead by the zygote, prepared, waiting on its supervisor
   // channel for a session (docs/architecture.md, "Zygote").

@@ -689,8 +689,9 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
     // from the ring's label and header): a late reader of the previous one's name is
     // told it is gone, as when a ring was unlinked.
     const std::string& label = ex->sink.producer->name();
+    // Nobody is told: the supervisor finds it by the random part and the header's
+    // execution id (WorkerPool::open_ring).
     ex->ring_name = prefix_ + std::to_string(ex->id) + label.substr(label.rfind('.'));
-    if (options_.ring_renamed) options_.ring_renamed(ex->sink.producer->name(), ex->ring_name);
   } else {
     init_sink(ex->sink, create_ring(prefix_ + std::to_string(ex->id), capacity, ex->id,
                                     options_.guardian_pid, options_));
@@ -1053,6 +1054,7 @@ void EngineImpl::report_error(Execution& ex, PyObject* type, PyObject* value, Py
 
 void EngineImpl::finish(Execution& ex, shmrepl_finish_status_t status, int32_t exit_code) {
   acquire_owner(ex.sink);
+  FdCapture::execution_ending();
   drain_fds(ex.sink, ex, true);
   std::vector<std::byte> rec;
   records::encode_finished(rec, {ex.id, ex.sink.seq++, RecordClock::now()}, status, exit_code,

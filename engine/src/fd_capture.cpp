@@ -139,13 +139,9 @@ void restore_closed_fds(FdCapture::State* st) {
 
 // Drain hook: called while owning the sink `ex` writes to.
 void drain(Sink& sink, Execution& ex, uint64_t now, Drain mode) {
-  const bool force = mode == Drain::kForce;
   FdCapture::State* st = g_active;
   if (st == nullptr) return;
   if (st->gate.target != &ex) return;
-  // Forced drains come before Result/Error/Finished: fds are back before a client
-  // can see the end and make the engine open a descriptor (its next ring).
-  if (force) restore_closed_fds(st);
   if (!st->gate.due(ex, now, true) && mode == Drain::kIfNeeded) return;
   std::string data[3];
   {
@@ -415,7 +411,10 @@ void FdCapture::execution_finished(Execution* ex) {
     }
   }
   st->publish_target();
-  restore_closed_fds(st);
+}
+
+void FdCapture::execution_ending() {
+  if (State* st = g_active) restore_closed_fds(st);
 }
 
 }  // namespace shmrepl::engine

@@ -42,6 +42,10 @@ class FdCapture {
   // [GIL] An execution starts running user code / has finished.
   static void execution_started(const std::shared_ptr<Execution>& ex);
   static void execution_finished(Execution* ex);
+  // [GIL] Just before an execution's FINISHED record: puts back a capture pipe that
+  // C code of it closed (fd 1 or 2), before its client can see the end and make the
+  // engine open a descriptor that would take the free number.
+  static void execution_ending();
 
   struct State;
 

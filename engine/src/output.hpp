@@ -107,7 +107,7 @@ bool request_input(Execution& ex, std::string_view prompt, bool password, std::s
 // pipes: kIfNeeded when the forwarder saw bytes or the writer was quiet for a while
 // (text writes: no system call in a tight loop); kLook always (bytes writes: os.write,
 // .buffer.write, exact against C writes); kForce also before an execution's closing
-// records (and puts a closed fd 1/2 back).
+// records (FdCapture::execution_ending puts a closed fd 1/2 back before FINISHED).
 enum class Drain { kIfNeeded, kLook, kForce };
 using DrainHook = void (*)(Sink& sink, Execution& ex, uint64_t now, Drain mode);
 

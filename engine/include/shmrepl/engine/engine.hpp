@@ -61,9 +61,6 @@ struct EngineOptions {
   bool sealed_rings = false;
   std::function<void(const std::string& name, int fd)> ring_created;
   std::function<void(const std::string& name)> ring_gone;
-  // A ring (by the name it was created with) reset for another execution, known by
-  // `name` from now on (the execution's; the old one is no longer its name).
-  std::function<void(const std::string& created_as, const std::string& name)> ring_renamed;
 };
 
 // Worker mode, before any thread exists: initialises CPython in this process (the
