@@ -64,6 +64,19 @@ struct EngineOptions {
   // A ring (by the name it was created with) reset for another execution, known by
   // `name` from now on (the execution's; the old one is no longer its name).
   std::function<void(const std::string& created_as, const std::string& name)> ring_renamed;
+  // Asked before an execution gets a new ring (not one reused, not a background ring)
+  // of `capacity` data bytes (as the ring will have them: a power of two); may throw
+  // (LimitExceeded: over a limit), and execute() then throws that. What ring_created
+  // then tells of takes the reservation; if no ring comes of it, ring_unreserve gets
+  // it back.
+  std::function<void(uint64_t capacity)> ring_reserve;
+  std::function<void(uint64_t capacity)> ring_unreserve;
+};
+
+// A request over a limit of the engine's owner (e.g. ring bytes, from ring_reserve).
+class LimitExceeded : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 // Worker mode, before any thread exists: initialises CPython in this process (the
