@@ -308,18 +308,36 @@ TEST_F(ControlPlaneTest, BackgroundRingsCountAgainstRingBytes) {
   shmrepl_client_t* c = nullptr;
   ASSERT_EQ(try_connect(socket, &c), SHMREPL_OK) << shmrepl_last_error();
   uint64_t s[4] = {};
-  for (int i = 0; i < 3; ++i) ASSERT_EQ(shmrepl_session_open(c, &s[i]), SHMREPL_OK) << shmrepl_last_error();
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(shmrepl_session_open(c, &s[i]), SHMREPL_OK) << shmrepl_last_error();
+  // The third in a fresh worker (a start-up-only variable of its own): the same rules.
+  const std::string path = std::string("PATH=") + (getenv("PATH") != nullptr ? getenv("PATH") : "/usr/bin");
+  const char* env[] = {path.c_str(), "PYTHONHASHSEED=7"};
+  shmrepl_session_options_t so{};
+  so.struct_size = sizeof so;
+  so.env = env;
+  so.envc = 2;
+  ASSERT_EQ(shmrepl_session_open_ex(c, &so, &s[2]), SHMREPL_OK) << shmrepl_last_error();
   shmrepl_status_t st = shmrepl_session_open(c, &s[3]);
   EXPECT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
   EXPECT_TRUE(last_error_has("--max-client-ring-bytes")) << shmrepl_last_error();
   shmrepl_execution_t* e = nullptr;
-  st = execute_in_ring(c, s[0], 0, &e);
+  for (uint64_t session : {s[0], s[2]}) {
+    st = execute_in_ring(c, session, 0, &e);
+    EXPECT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
+  }
+  ASSERT_EQ(shmrepl_session_close(c, s[1]), SHMREPL_OK) << shmrepl_last_error();
+  ASSERT_EQ(execute_once_room(c, s[2], 0, &e), SHMREPL_OK) << shmrepl_last_error();
+  Collected fresh = finish(e);
+  EXPECT_EQ(fresh.end, SHMREPL_E_EOF);
+  shmrepl_execution_close(e);
+  st = execute_in_ring(c, s[0], 0, &e);  // the fresh session's kept ring holds the room
   EXPECT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
   ASSERT_EQ(shmrepl_session_close(c, s[2]), SHMREPL_OK) << shmrepl_last_error();
   ASSERT_EQ(execute_once_room(c, s[0], 0, &e), SHMREPL_OK) << shmrepl_last_error();
   EXPECT_EQ(finish(e).end, SHMREPL_E_EOF);
   shmrepl_execution_close(e);
-  // A warm session reuses its ring: nothing more to count.
+  // A warm session reuses its ring: nothing more to count (a new one would not fit).
+  ASSERT_EQ(shmrepl_session_open(c, &s[1]), SHMREPL_OK) << shmrepl_last_error();
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(execute_in_ring(c, s[0], 0, &e), SHMREPL_OK) << shmrepl_last_error();
     EXPECT_EQ(finish(e).end, SHMREPL_E_EOF);
