@@ -86,7 +86,7 @@ struct ReserveReply {
   uint32_t granted;
   uint64_t reservation;
   uint64_t bytes;
-  char why[240];  // refused: which limit, for the client
+  char why[512];  // refused: which limit, for the client
 };
 // How long a worker waits for a ReserveReply. The supervisor's reaper answers at once
 // unless it is closing a dead worker's rings (up to 2 s per ring a reader holds full).
