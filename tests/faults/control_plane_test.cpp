@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -343,6 +344,31 @@ TEST_F(ControlPlaneTest, BackgroundRingsCountAgainstRingBytes) {
     EXPECT_EQ(finish(e).end, SHMREPL_E_EOF);
     shmrepl_execution_close(e);
   }
+  shmrepl_client_close(c);
+}
+
+// A supervisor that does not answer a ring reservation (stopped): the Execute gets
+// E_TIMEOUT after 10 s, not a limit and not a hang; once the supervisor runs again its
+// late grant is given back, so the bytes it counted do not stay.
+TEST_F(ControlPlaneTest, UnansweredRingReservationTimesOutAndIsGivenBack) {
+  start({"--ring-capacity", "64K", "--max-client-ring-bytes", "6M"});
+  shmrepl_client_t* c = nullptr;
+  ASSERT_EQ(try_connect(socket, &c), SHMREPL_OK) << shmrepl_last_error();
+  uint64_t s = 0;
+  ASSERT_EQ(shmrepl_session_open(c, &s), SHMREPL_OK) << shmrepl_last_error();
+  ASSERT_EQ(kill(engine->pid(), SIGSTOP), 0);
+  shmrepl_execution_t* e = nullptr;
+  const auto t0 = Clock::now();
+  const shmrepl_status_t st = execute_in_ring(c, s, 4 * kMiB, &e);
+  const auto waited = Clock::now() - t0;
+  kill(engine->pid(), SIGCONT);
+  EXPECT_EQ(st, SHMREPL_E_TIMEOUT) << status_text(st);
+  EXPECT_GE(waited, 9s);
+  // The connection and the session go on. Had the late grant stayed counted, 4 MiB
+  // more would not fit in 6 MiB.
+  ASSERT_EQ(execute_once_room(c, s, 4 * kMiB, &e), SHMREPL_OK) << shmrepl_last_error();
+  EXPECT_EQ(finish(e).end, SHMREPL_E_EOF);
+  shmrepl_execution_close(e);
   shmrepl_client_close(c);
 }
 
