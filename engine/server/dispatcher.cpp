@@ -48,6 +48,8 @@ Reply Dispatcher::handle(std::span<const uint8_t> body, const int* received_fds)
     return error(request_id, SHMREPL_E_NOT_FOUND, e.what());
   } catch (const SessionRefused& e) {
     return error(request_id, SHMREPL_E_INVALID, e.what());
+  } catch (const engine::LimitExceeded& e) {
+    return error(request_id, SHMREPL_E_LIMIT, e.what());
   } catch (const std::bad_alloc&) {
     return error(request_id, SHMREPL_E_NOMEM, "out of memory");
   } catch (const std::system_error& e) {
@@ -56,6 +58,8 @@ Reply Dispatcher::handle(std::span<const uint8_t> body, const int* received_fds)
     const int c = e.code().value();
     if (c == EMFILE || c == ENFILE)
       return error(request_id, SHMREPL_E_LIMIT, std::string("the engine is out of file descriptors: ") + e.what());
+    // The supervisor did not answer a ring reservation in time: retry later.
+    if (c == ETIMEDOUT) return error(request_id, SHMREPL_E_TIMEOUT, e.what());
     return error(request_id, c == ENOSPC || c == ENOMEM ? SHMREPL_E_NOMEM : SHMREPL_E_SYSTEM, e.what());
   } catch (const std::exception& e) {
     return error(request_id, SHMREPL_E_INTERNAL, e.what());
@@ -133,6 +137,7 @@ Reply Dispatcher::dispatch(uint64_t rid, const ctl::Message& m, const int* recei
         setup.stdin_fd = stdin_fd;
         setup.stdout_fd = stdout_fd;
         setup.stderr_fd = stderr_fd;
+        setup.client = client_;
         WorkerPool::Spawned w = pool_->spawn(setup);
         sessions_.insert(w.session_id);
         counted.quota = nullptr;

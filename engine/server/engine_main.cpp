@@ -92,7 +92,7 @@ int run(const shmrepl::server::Options& opt, const shmrepl::server::EngineFactor
   // The zygote is forked first, while this process has one thread.
   std::unique_ptr<shmrepl::server::WorkerPool> pool;
   std::unique_ptr<shmrepl::engine::Engine> engine;
-  if (hooks != nullptr) pool = shmrepl::server::WorkerPool::start(*hooks, factory, eo);
+  if (hooks != nullptr) pool = shmrepl::server::WorkerPool::start(*hooks, factory, eo, opt.limits);
   else engine = factory(eo);
 
   std::unique_ptr<shmrepl::server::Server> owned_server =

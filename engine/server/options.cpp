@@ -32,6 +32,13 @@ const char* const kUsage =
     "  --max-client-sessions N\n"
     "                         ... opened by one client process (default 128)\n"
     "                         [SHMREPL_MAX_CLIENT_SESSIONS]\n"
+    "  --max-ring-bytes SIZE  capacity of all rings in all (default 32G): background\n"
+    "                         rings, rings of executions not yet released, the ring a\n"
+    "                         session keeps for its next execution; suffixes K, M, G\n"
+    "                         [SHMREPL_MAX_RING_BYTES]\n"
+    "  --max-client-ring-bytes SIZE\n"
+    "                         ... of the sessions of one client process (default 8G)\n"
+    "                         [SHMREPL_MAX_CLIENT_RING_BYTES]\n"
     "  --hello-timeout SECONDS\n"
     "                         close a connection that has not said Hello this long\n"
     "                         after connecting, or whose message stays unfinished this\n"
@@ -84,9 +91,15 @@ bool set_limit(const std::string& name, const std::string& v, Limits* l, std::st
   else if (name == "--max-client-connections") ok = parse_count(v, &l->max_client_connections);
   else if (name == "--max-sessions") ok = parse_count(v, &l->max_sessions);
   else if (name == "--max-client-sessions") ok = parse_count(v, &l->max_client_sessions);
+  else if (name == "--max-ring-bytes") ok = parse_size(v, &l->max_ring_bytes) && l->max_ring_bytes != 0;
+  else if (name == "--max-client-ring-bytes")
+    ok = parse_size(v, &l->max_client_ring_bytes) && l->max_client_ring_bytes != 0;
   else if (name == "--hello-timeout") ok = parse_seconds(v, &l->hello_timeout_ms);
   if (!ok)
-    *error = name + (name == "--hello-timeout" ? ": not a number of seconds > 0: " : ": not a count >= 1: ") + v;
+    *error = name + (name == "--hello-timeout"    ? ": not a number of seconds > 0: "
+                     : name.ends_with("-bytes") ? ": not a size > 0 (bytes, or with K, M, G): "
+                                                : ": not a count >= 1: ") +
+             v;
   return ok;
 }
 
@@ -95,6 +108,8 @@ const char* const kLimitFlags[][2] = {
     {"--max-client-connections", "SHMREPL_MAX_CLIENT_CONNECTIONS"},
     {"--max-sessions", "SHMREPL_MAX_SESSIONS"},
     {"--max-client-sessions", "SHMREPL_MAX_CLIENT_SESSIONS"},
+    {"--max-ring-bytes", "SHMREPL_MAX_RING_BYTES"},
+    {"--max-client-ring-bytes", "SHMREPL_MAX_CLIENT_RING_BYTES"},
     {"--hello-timeout", "SHMREPL_HELLO_TIMEOUT"},
 };
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstddef>
 #include <chrono>
@@ -29,6 +30,7 @@
 #include "dispatcher.hpp"
 #include "log.hpp"
 #include "records.hpp"
+#include "shmrepl/shm/layout.hpp"
 #include "shmrepl/shm/producer.hpp"
 #include "shmrepl/shm/sys.hpp"
 #include "shmrepl/shmrepl_generated.h"
@@ -63,17 +65,32 @@ struct ExitNotice {
 };
 // Worker -> supervisor, on the supervisor channel.
 // kRingCreated comes with the ring's descriptor (SCM_RIGHTS); kRingGone: the worker
-// released it (finished, and released by its client).
+// released it (finished, and released by its client). kRingReserve: may it create a
+// ring of `bytes` (answered with a ReserveReply); kRingUnreserve: a granted one that
+// it did not create after all.
 enum : uint32_t { kReady = 1, kFailed = 2, kKillingForCancel = 3, kNoSuchFolder = 4, kNoMemory = 5,
-                  kKillingForTimeout = 6, kRefused = 7, kRingCreated = 8, kRingGone = 9 };
+                  kKillingForTimeout = 6, kRefused = 7, kRingCreated = 8, kRingGone = 9,
+                  kRingReserve = 10, kRingUnreserve = 11 };
 struct WorkerMessage {
   uint32_t kind;
   int32_t pid;
+  uint64_t bytes;        // kRingReserve, kRingUnreserve: ring data bytes
+  uint64_t reservation;  // kRingReserve: its number, echoed in the reply
   // kReady: the background ring; kFailed: why; kRing*: the ring's name (as created)
   char text[240];
 };
-// Supervisor -> worker: end the session.
-enum : uint32_t { kClose = 1 };
+// Supervisor -> worker: end the session (the kind alone), or the answer to a kRingReserve.
+enum : uint32_t { kClose = 1, kReserveReply = 2 };
+struct ReserveReply {
+  uint32_t kind;  // kReserveReply
+  uint32_t granted;
+  uint64_t reservation;
+  uint64_t bytes;
+  char why[512];  // refused: which limit, for the client
+};
+// How long a worker waits for a ReserveReply. The supervisor's reaper answers at once
+// unless it is closing a dead worker's rings (up to 2 s per ring a reader holds full).
+constexpr int kReserveTimeoutMs = 10'000;
 
 void send_fds(int sock, const void* data, std::size_t len, const int* fds, std::size_t nfds) {
   iovec iov{const_cast<void*>(data), len};
@@ -234,6 +251,72 @@ class Canceller {
   std::thread thread_;
 };
 
+// The worker's end of its supervisor channel. Read only by the thread that serves
+// the client (it runs the Executes whose rings are reserved), so a reply to a
+// reservation never meets another reader.
+struct SupervisorChannel {
+  int fd = -1;
+  bool close_asked = false;    // a kClose came while a reservation waited: end the session
+  uint64_t reservations = 0;   // the last kRingReserve's number
+};
+
+// The supervisor is gone: end now, as if killed with it (readers see the producer
+// die; nobody is left to close the rings).
+[[noreturn]] void supervisor_gone() {
+  ::kill(::getpid(), SIGKILL);
+  _exit(137);
+}
+
+void unreserve(const SupervisorChannel& ch, uint64_t bytes) {
+  WorkerMessage m{};
+  m.kind = kRingUnreserve;
+  m.pid = static_cast<int32_t>(::getpid());
+  m.bytes = bytes;
+  ssize_t ignored = ::send(ch.fd, &m, sizeof m, MSG_NOSIGNAL);
+  (void)ignored;
+}
+
+// A reply to an earlier reservation, whose wait timed out: a grant is given back.
+void stale_reply(const SupervisorChannel& ch, const ReserveReply& r) {
+  if (r.granted != 0) unreserve(ch, r.bytes);
+}
+
+// engine::EngineOptions::ring_reserve: asks the supervisor, waits for its answer.
+void reserve_ring(SupervisorChannel& ch, uint64_t bytes) {
+  WorkerMessage m{};
+  m.kind = kRingReserve;
+  m.pid = static_cast<int32_t>(::getpid());
+  m.bytes = bytes;
+  m.reservation = ++ch.reservations;
+  if (::send(ch.fd, &m, sizeof m, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof m)) supervisor_gone();
+  const uint64_t deadline = shm::monotonic_ns() / 1'000'000 + kReserveTimeoutMs;
+  for (;;) {
+    const uint64_t now = shm::monotonic_ns() / 1'000'000;
+    pollfd p{ch.fd, POLLIN, 0};
+    const int rc = now >= deadline ? 0 : ::poll(&p, 1, static_cast<int>(deadline - now));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc == 0)
+      throw std::system_error(ETIMEDOUT, std::generic_category(),
+                              "the engine did not answer this execution's ring reservation in " +
+                                  std::to_string(kReserveTimeoutMs / 1000) + " s");
+    ReserveReply r{};
+    const ssize_t n = ::recv(ch.fd, &r, sizeof r, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+    if (n == static_cast<ssize_t>(sizeof(uint32_t)) && r.kind == kClose) {
+      ch.close_asked = true;
+      throw std::runtime_error("session is closing");
+    }
+    if (n != static_cast<ssize_t>(sizeof r) || r.kind != kReserveReply) supervisor_gone();
+    if (r.reservation != m.reservation) {
+      stale_reply(ch, r);
+      continue;
+    }
+    if (r.granted != 0) return;
+    r.why[sizeof r.why - 1] = '\0';
+    throw engine::LimitExceeded(r.why);
+  }
+}
+
 [[noreturn]] void kill_self_for_cancel(int sup_fd, uint32_t why = kKillingForCancel) {
   send_message(sup_fd, why, "");
   ::kill(::getpid(), SIGKILL);
@@ -247,7 +330,8 @@ constexpr int64_t kPeerIoTimeoutNs = 5'000'000'000;
 
 // The worker's connection to its client (Execute, Cancel, Release) and to the
 // supervisor (close). Returns when either side ends the session.
-void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, int sup_fd) {
+void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, SupervisorChannel& sup) {
+  const int sup_fd = sup.fd;
   Dispatcher dispatcher(engine, static_cast<uint32_t>(::getpid()), session_id);
   auto* canceller = new Canceller(engine);  // lives as long as the process
   // What happens when: an execution's timeout (interrupt it), then the end of the
@@ -291,13 +375,15 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
       break;
     }
     if (p[1].revents != 0) {
-      uint32_t kind = 0;
-      if (::recv(sup_fd, &kind, sizeof kind, MSG_DONTWAIT) == static_cast<ssize_t>(sizeof kind) && kind == kClose)
-        break;
-      // The supervisor is gone: end now, as if killed with it (readers see the
-      // producer die; nobody is left to close the rings).
-      ::kill(::getpid(), SIGKILL);
-      _exit(137);
+      ReserveReply r{};
+      const ssize_t n = ::recv(sup_fd, &r, sizeof r, MSG_DONTWAIT);
+      if (n == static_cast<ssize_t>(sizeof(uint32_t)) && r.kind == kClose) break;
+      if (n == static_cast<ssize_t>(sizeof r) && r.kind == kReserveReply) {
+        stale_reply(sup, r);
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+      supervisor_gone();
     }
     if (p[0].revents == 0) continue;
     const control::ctl::Message* m = nullptr;
@@ -334,7 +420,8 @@ void serve_worker(engine::Engine& engine, uint64_t session_id, int client_fd, in
                              Due::kTimeout});
       engine.go(reply.held_execution);
     }
-    if (sent != SHMREPL_OK || reply.close) break;
+    // A close that came while this request waited for a ring reservation: refused, now ended.
+    if (sent != SHMREPL_OK || reply.close || sup.close_asked) break;
   }
   // Closing cancels what runs; if that does not end it in time, the kill does.
   std::thread([sup_fd] {
@@ -436,6 +523,9 @@ sigset_t worker_process_init(pid_t zygote) {
   eo.sealed_rings = true;
   eo.ring_created = [sup_fd](const std::string& name, int fd) { send_message(sup_fd, kRingCreated, name, fd); };
   eo.ring_gone = [sup_fd](const std::string& name) { send_message(sup_fd, kRingGone, name); };
+  SupervisorChannel channel{sup_fd};
+  eo.ring_reserve = [&channel](uint64_t bytes) { reserve_ring(channel, bytes); };
+  eo.ring_unreserve = [&channel](uint64_t bytes) { unreserve(channel, bytes); };
   std::unique_ptr<engine::Engine> engine;
   std::string bg;
   try {
@@ -455,7 +545,7 @@ sigset_t worker_process_init(pid_t zygote) {
     _exit(1);
   }
   send_message(sup_fd, kReady, bg);
-  std::thread control([&] { serve_worker(*engine, session_id, client_fd, sup_fd); });
+  std::thread control([&] { serve_worker(*engine, session_id, client_fd, channel); });
   ::pthread_sigmask(SIG_UNBLOCK, &program, nullptr);
   engine->run_session(session_id);  // user code runs here, on the main thread
   control.join();
@@ -619,8 +709,10 @@ bool startup_only(const std::string& name) {
 // ---- the supervisor ----------------------------------------------------------------
 
 std::unique_ptr<WorkerPool> WorkerPool::start(const ZygoteHooks& hooks, const EngineFactory& factory,
-                                              const engine::EngineOptions& options) {
-  std::unique_ptr<WorkerPool> pool(new WorkerPool());
+                                              const engine::EngineOptions& options, const Limits& limits) {
+  std::unique_ptr<WorkerPool> pool(new WorkerPool(limits));
+  pool->background_ring_bytes_ =
+      std::bit_ceil(std::clamp<uint64_t>(options.ring_capacity, shm::kMinCapacity, shm::kMaxCapacity));
   // Ids shared with every worker: sessions here, executions in the workers. A memfd,
   // so that a fresh worker maps the same page after its exec.
   const int ids_fd = ::memfd_create("shmrepl-ids", MFD_CLOEXEC);
@@ -672,6 +764,25 @@ WorkerPool::~WorkerPool() {
 }
 
 WorkerPool::Spawned WorkerPool::spawn(const Setup& setup) {
+  // Its background ring is counted before the worker exists (it cannot be refused
+  // after); the worker's own count of it takes this over (start_worker).
+  std::string why;
+  if (!budget_.reserve(setup.client, background_ring_bytes_, &why))
+    throw engine::LimitExceeded("cannot open a session: " + why);
+  struct Reserved {
+    WorkerPool* pool;
+    pid_t client;
+    bool kept = false;
+    ~Reserved() {
+      if (!kept) pool->budget_.release(client, pool->background_ring_bytes_);
+    }
+  } reserved{this, setup.client};
+  Spawned s = spawn_reserved(setup);
+  reserved.kept = true;
+  return s;
+}
+
+WorkerPool::Spawned WorkerPool::spawn_reserved(const Setup& setup) {
   const bool fresh = needs_fresh(setup);
   const uint64_t session_id = counters_[0].fetch_add(1);
   std::optional<Spawned> spawned;
@@ -803,11 +914,15 @@ std::optional<WorkerPool::Spawned> WorkerPool::start_worker(uint64_t session_id,
   w->pid = m.pid;
   w->session_id = session_id;
   w->sup_fd = sup[0];
-  w->rings = std::move(rings);
+  w->client = setup.client;
+  w->pending = background_ring_bytes_;  // spawn() counted it
   int bg_fd = -1;
-  if (auto it = w->rings.find(m.text); it != w->rings.end()) bg_fd = ::fcntl(it->second, F_DUPFD_CLOEXEC, 0);
+  if (auto it = rings.find(m.text); it != rings.end()) bg_fd = ::fcntl(it->second, F_DUPFD_CLOEXEC, 0);
   {
     std::lock_guard<std::mutex> l(mu_);
+    for (auto& [name, fd] : rings) add_ring(*w, name, fd);
+    // What it was granted and did not use (no background ring?) is given back.
+    budget_.release(w->client, std::exchange(w->pending, 0));
     sessions_[session_id] = w;
     pids_[w->pid] = w;
   }
@@ -921,9 +1036,10 @@ void WorkerPool::close(uint64_t session_id) {
   pids_.erase(w->pid);
   ::close(w->sup_fd);
   w->sup_fd = -1;
-  // The last descriptors of its rings here: their memory goes with the last mapping.
-  for (auto& [name, fd] : w->rings) ::close(fd);
-  w->rings.clear();
+  // The last descriptors of its rings here: their memory goes with the last mapping,
+  // and their bytes back to the client's count.
+  while (!w->rings.empty()) drop_ring(*w, w->rings.begin()->first);
+  budget_.release(w->client, std::exchange(w->pending, 0));
   wake_reaper();
 }
 
@@ -948,21 +1064,66 @@ void WorkerPool::drain(Worker& w) {
     }
     m.text[sizeof m.text - 1] = '\0';
     if (m.kind == kRingCreated && nfd == 1) {
-      auto [it, added] = w.rings.emplace(m.text, fd);
-      if (!added) ::close(fd);
+      add_ring(w, m.text, fd);
       continue;
     }
     if (nfd > 0) ::close(fd);
     if (m.kind == kRingGone) {
-      if (auto it = w.rings.find(m.text); it != w.rings.end()) {
-        ::close(it->second);
-        w.rings.erase(it);
-      }
+      drop_ring(w, m.text);
+    } else if (m.kind == kRingReserve) {
+      answer_reservation(w, m.reservation, m.bytes);
+    } else if (m.kind == kRingUnreserve) {
+      const uint64_t back = std::min(m.bytes, w.pending);
+      w.pending -= back;
+      budget_.release(w.client, back);
     } else if (m.kind == kKillingForCancel) {
       w.killing_for_cancel = true;
     } else if (m.kind == kKillingForTimeout) {
       w.killing_for_timeout = true;
     }
+  }
+}
+
+void WorkerPool::add_ring(Worker& w, const std::string& name, int fd) {
+  auto [it, added] = w.rings.emplace(name, fd);
+  if (!added) {
+    ::close(fd);
+    return;
+  }
+  // Its data bytes: a sealed memfd's size cannot change.
+  struct stat st {};
+  const uint64_t size = ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  const uint64_t bytes = size > shm::kDataOffset ? size - shm::kDataOffset : 0;
+  const uint64_t granted = std::min(bytes, w.pending);
+  w.pending -= granted;
+  budget_.charge(w.client, bytes - granted);  // more than it asked for: counted all the same
+  w.ring_bytes[name] = bytes;
+}
+
+void WorkerPool::drop_ring(Worker& w, std::string name) {
+  if (auto it = w.ring_bytes.find(name); it != w.ring_bytes.end()) {
+    budget_.release(w.client, it->second);
+    w.ring_bytes.erase(it);
+  }
+  if (auto it = w.rings.find(name); it != w.rings.end()) {
+    ::close(it->second);
+    w.rings.erase(it);
+  }
+}
+
+void WorkerPool::answer_reservation(Worker& w, uint64_t reservation, uint64_t bytes) {
+  ReserveReply r{};
+  r.kind = kReserveReply;
+  r.reservation = reservation;
+  r.bytes = bytes;
+  std::string why;
+  if (budget_.reserve(w.client, bytes, &why)) r.granted = 1;
+  if (r.granted == 0) std::strncpy(r.why, why.c_str(), sizeof r.why - 1);
+  // Never blocks under mu_: the worker reads its channel while it waits for this.
+  if (::send(w.sup_fd, &r, sizeof r, MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(sizeof r)) {
+    if (r.granted != 0) w.pending += bytes;
+  } else if (r.granted != 0) {
+    budget_.release(w.client, bytes);
   }
 }
 
@@ -1093,6 +1254,8 @@ void WorkerPool::on_exit(pid_t pid, int status) {
     drain(*w);
     cancelled = cancelled || w->killing_for_cancel;
     timed_out = w->killing_for_timeout;
+    // Granted rings it never created; those it did count until the session closes.
+    budget_.release(w->client, std::exchange(w->pending, 0));
     // Its descriptors stay open until the session closes (close() needs `exited`,
     // set below): late readers still get these rings, ended.
     rings = w->rings;

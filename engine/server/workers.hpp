@@ -6,7 +6,9 @@
 // main thread and is the only producer of its rings; the client talks to it over a
 // socket pair that the supervisor hands over (SCM_RIGHTS). The zygote reaps workers
 // and reports each exit to the supervisor, which then closes every ring the dead
-// worker left open (it is the rings' guardian) with a Finished record.
+// worker left open (it is the rings' guardian) with a Finished record. The
+// supervisor also counts every ring's bytes against the ring-byte limits: a worker
+// asks it before it creates a ring (docs/engine.md, "Limits").
 #pragma once
 
 #include <sys/types.h>
@@ -24,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "limits.hpp"
 #include "shmrepl/engine/engine.hpp"
 
 namespace shmrepl::server {
@@ -72,8 +75,9 @@ class WorkerPool {
  public:
   // Forks the zygote. Call before any thread of this process exists.
   // Throws std::system_error.
+  // `limits`: its ring-byte limits (max_ring_bytes, max_client_ring_bytes).
   static std::unique_ptr<WorkerPool> start(const ZygoteHooks& hooks, const EngineFactory& factory,
-                                           const engine::EngineOptions& options);
+                                           const engine::EngineOptions& options, const Limits& limits = {});
   ~WorkerPool();  // closes every worker (killing what lingers) and ends the zygote
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
@@ -94,11 +98,13 @@ class WorkerPool {
     // The caller's stdout/stderr: only asked isatty() and the terminal size (not owned).
     int stdout_fd = -1;
     int stderr_fd = -1;
+    pid_t client = 0;  // the client process whose ring bytes its rings count as
   };
   // Whether a session with this environment needs a fresh worker (see above).
   bool needs_fresh(const Setup& setup) const;
   // A new session in a new worker. Throws std::invalid_argument (a working folder
-  // that does not exist), std::runtime_error, std::system_error.
+  // that does not exist), engine::LimitExceeded (its background ring would pass a
+  // ring-byte limit), std::runtime_error, std::system_error.
   Spawned spawn(const Setup& setup);
   // Asks the session's worker to end; kills it after kGraceMs. Its rings are closed
   // (Cancelled if it had to be killed) and unlinked. Unknown sessions are ignored.
@@ -109,9 +115,12 @@ class WorkerPool {
   // A new descriptor (close-on-exec, the caller's) of the live ring `name` of one of
   // the workers, or -1 if no worker holds such a ring (late readers: OpenRing).
   int open_ring(const std::string& name);
+  // Ring bytes counted now: `client`'s, and in all.
+  uint64_t ring_bytes_used(pid_t client) { return budget_.used_by(client); }
+  uint64_t ring_bytes_used() { return budget_.used(); }
 
  private:
-  WorkerPool() = default;
+  explicit WorkerPool(const Limits& limits) : budget_(limits) {}
   struct Worker {
     pid_t pid = 0;
     uint64_t session_id = 0;
@@ -124,6 +133,11 @@ class WorkerPool {
     // Its live rings (sealed memfds it sent us), by name: kept until it says it is
     // done with one, or until the session closes (after its death: taken over).
     std::map<std::string, int> rings;
+    // Ring bytes, counted in budget_ as `client`'s: granted to it for a ring not yet
+    // created, and each of `rings`' data bytes.
+    pid_t client = 0;
+    uint64_t pending = 0;
+    std::map<std::string, uint64_t> ring_bytes;
   };
   // A warm spare: forked ahead by the zygote, prepared, waiting on its supervisor
   // channel for a session (docs/architecture.md, "Zygote").
@@ -131,6 +145,7 @@ class WorkerPool {
     int client_fd = -1;  // the client's end of its connection
     int sup_fd = -1;     // its supervisor channel; -1: no spare
   };
+  Spawned spawn_reserved(const Setup& setup);
   std::optional<Spawned> start_worker(uint64_t session_id, const Setup& setup, bool fresh, const Spare* spare);
   void request_spare();
   Spare take_spare();
@@ -140,6 +155,13 @@ class WorkerPool {
   void end_worker(const std::shared_ptr<Worker>& w, bool ask);
   // [mu_ held] Takes what the worker sent on its supervisor channel so far.
   void drain(Worker& w);
+  // [mu_ held] Keeps a ring it created (`fd` owned) and counts its bytes, out of
+  // what it was granted first.
+  void add_ring(Worker& w, const std::string& name, int fd);
+  // [mu_ held] Closes a ring it is done with and gives back its bytes.
+  void drop_ring(Worker& w, std::string name);  // a copy: it may be a key it erases
+  // [mu_ held] Answers a kRingReserve.
+  void answer_reservation(Worker& w, uint64_t reservation, uint64_t bytes);
   void wake_reaper();
 
   int zygote_fd_ = -1;
@@ -148,6 +170,8 @@ class WorkerPool {
   bool fresh_possible_ = false;
   bool keep_spare_ = false;  // [mu_] false once close_all() began
   std::map<std::string, std::string> zygote_startup_env_;  // its kStartupOnlyVariables set, by name
+  RingBudget budget_;
+  uint64_t background_ring_bytes_ = 0;  // each session's background ring
   std::mutex mu_;
   std::condition_variable cv_;  // a worker exited
   std::map<uint64_t, std::shared_ptr<Worker>> sessions_;  // [mu_]

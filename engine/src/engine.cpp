@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
@@ -667,7 +668,59 @@ int EngineImpl::session_background_ring_fd(uint64_t session_id) {
   return options_.sealed_rings ? it->second->background->producer->fd() : -1;
 }
 
+// A ring reservation (EngineOptions::ring_reserve), given back unless a ring took it.
+class RingReservation {
+ public:
+  explicit RingReservation(const EngineOptions& o) : o_(o) {}
+  ~RingReservation() {
+    if (bytes_ != 0 && o_.ring_unreserve) o_.ring_unreserve(bytes_);
+  }
+  RingReservation(const RingReservation&) = delete;
+  RingReservation& operator=(const RingReservation&) = delete;
+  // Asks for `capacity` unless held already (0: a capacity no ring can have; its
+  // creation fails on its own).
+  void take(uint64_t capacity) {
+    if (bytes_ != 0 || capacity == 0 || !o_.ring_reserve) return;
+    o_.ring_reserve(capacity);
+    bytes_ = capacity;
+  }
+  void consumed() noexcept { bytes_ = 0; }
+
+ private:
+  const EngineOptions& o_;
+  uint64_t bytes_ = 0;
+};
+
+// The data bytes of a ring asked for with `capacity`, 0 if too large for any.
+uint64_t ring_bytes(uint64_t capacity) {
+  return capacity > shm::kMaxCapacity ? 0 : std::bit_ceil(std::max<uint64_t>(capacity, shm::kMinCapacity));
+}
+
 Accepted EngineImpl::execute(const ExecuteRequest& request) {
+  const uint64_t capacity = request.ring_capacity != 0 ? request.ring_capacity : options_.ring_capacity;
+  const uint64_t bytes = ring_bytes(capacity);
+  // A new ring is asked for before the lock (a round trip to the supervisor), and
+  // only when the session's kept ring will not do: a warm session asks nothing.
+  RingReservation reservation(options_);
+  if (options_.sealed_rings) {
+    std::unique_lock<std::mutex> l(mu_);
+    // A released execution whose ring is finished becomes the kept ring as soon as
+    // its executor is done with it: a client that read FINISHED, released it and
+    // executed again at once would otherwise get a new ring (and ask for its bytes).
+    auto handing_over = [&] {
+      for (const auto& [id, ex] : executions_)
+        if (ex->session_id == request.session_id && ex->released && ex->state != ExecState::kFinished &&
+            ex->sink.producer->capacity() == bytes && ex->sink.producer->finished())
+          return true;
+      return false;
+    };
+    finished_cv_.wait_for(l, std::chrono::seconds(1), [&] { return !handing_over(); });
+    auto sit = sessions_.find(request.session_id);
+    const bool reusable = sit == sessions_.end() ||
+                          (sit->second->spare != nullptr && sit->second->spare->capacity() == bytes);
+    l.unlock();
+    if (!reusable) reservation.take(bytes);
+  }
   std::lock_guard<std::mutex> l(mu_);
   auto sit = sessions_.find(request.session_id);
   if (sit == sessions_.end()) throw std::invalid_argument("unknown session");
@@ -678,11 +731,8 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
   ex->session_id = s.id;
   ex->request = request;
   ex->background = s.background;
-  uint64_t capacity = request.ring_capacity != 0 ? request.ring_capacity : options_.ring_capacity;
   bool reused = false;
-  if (s.spare != nullptr && capacity <= shm::kMaxCapacity &&
-      s.spare->capacity() == std::bit_ceil(std::max<uint64_t>(capacity, shm::kMinCapacity)) &&
-      s.spare->try_reset(ex->id)) {
+  if (s.spare != nullptr && bytes != 0 && s.spare->capacity() == bytes && s.spare->try_reset(ex->id)) {
     init_sink(ex->sink, std::move(s.spare));
     reused = true;
     // Its name is this execution's (the random part kept, so `shmrepl ls` tells it
@@ -693,8 +743,10 @@ Accepted EngineImpl::execute(const ExecuteRequest& request) {
     // execution id (WorkerPool::open_ring).
     ex->ring_name = prefix_ + std::to_string(ex->id) + label.substr(label.rfind('.'));
   } else {
+    reservation.take(bytes);  // the kept ring could not be reset after all (rare): asked under the lock
     init_sink(ex->sink, create_ring(prefix_ + std::to_string(ex->id), capacity, ex->id,
                                     options_.guardian_pid, options_));
+    reservation.consumed();
   }
   if (ex->ring_name.empty()) ex->ring_name = ex->sink.producer->name();
   const std::string name = ex->ring_name;

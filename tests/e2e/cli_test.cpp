@@ -122,6 +122,17 @@ TEST_F(CliTest, HelpAndBadUsage) {
   EXPECT_EQ(eh.out_text.rfind("usage: shmrepl-engine", 0), 0u);
   EXPECT_EQ(run_process({engine_binary(), "--bogus"}, kBuffered).exit_code, 2);
   EXPECT_EQ(run_process({engine_binary(), "--ring-capacity", "12"}, kBuffered).exit_code, 2);
+  // The ring-byte limits: in the help; a bad value, by flag or environment, says which.
+  EXPECT_NE(eh.out_text.find("--max-client-ring-bytes SIZE"), std::string::npos) << eh.out_text;
+  EXPECT_NE(eh.out_text.find("[SHMREPL_MAX_RING_BYTES]"), std::string::npos) << eh.out_text;
+  ProcessResult bad = run_process({engine_binary(), "--max-client-ring-bytes", "0"}, kBuffered, false, true);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err_text.find("--max-client-ring-bytes: not a size > 0"), std::string::npos) << bad.err_text;
+  EnvChanges env = kBuffered;
+  env["SHMREPL_MAX_RING_BYTES"] = "2X";
+  bad = run_process({engine_binary(), "--version"}, env, false, true);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err_text.find("SHMREPL_MAX_RING_BYTES"), std::string::npos) << bad.err_text;
 }
 
 // Ctrl-C cancels the execution; the CLI exits 130 like python3 after a

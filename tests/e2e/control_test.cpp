@@ -307,6 +307,85 @@ TEST(EngineLimits, QuotaCountsPerClientAndInAll) {
   EXPECT_TRUE(q.add_connection(12, &why));
 }
 
+// Ring bytes: per client and in all, sizes near 2^64 refused without overflow,
+// charges beyond the limits counted, releases never below zero.
+TEST(EngineLimits, RingBudgetCountsBytesPerClientAndInAll) {
+  shmrepl::server::Limits l;
+  l.max_client_ring_bytes = 100;
+  l.max_ring_bytes = 150;
+  shmrepl::server::RingBudget b(l);
+  std::string why;
+  EXPECT_TRUE(b.reserve(10, 60, &why));
+  EXPECT_TRUE(b.reserve(10, 40, &why));  // exactly the limit
+  EXPECT_FALSE(b.reserve(10, 1, &why));
+  EXPECT_NE(why.find("--max-client-ring-bytes"), std::string::npos) << why;
+  EXPECT_NE(why.find("100 bytes"), std::string::npos) << why;
+  EXPECT_EQ(b.used_by(10), 100u);
+  EXPECT_TRUE(b.reserve(11, 50, &why));
+  why.clear();
+  EXPECT_FALSE(b.reserve(12, 1, &why));
+  EXPECT_NE(why.find("--max-ring-bytes"), std::string::npos) << why;
+  EXPECT_EQ(b.used(), 150u);
+  // Sizes whose sum with what is held would wrap around.
+  for (uint64_t huge : {UINT64_MAX, UINT64_MAX - 50, uint64_t{1} << 63}) {
+    EXPECT_FALSE(b.reserve(11, huge, &why)) << huge;
+    EXPECT_FALSE(b.reserve(13, huge, &why)) << huge;
+  }
+  EXPECT_EQ(b.used(), 150u);
+  b.release(10, 60);
+  EXPECT_TRUE(b.reserve(12, 60, &why)) << why;
+  b.release(12, 1000);  // more than it holds: down to zero, no further
+  EXPECT_EQ(b.used_by(12), 0u);
+  EXPECT_EQ(b.used(), 90u);
+  b.release(99, 10);  // a client with nothing counted
+  EXPECT_EQ(b.used(), 90u);
+  // What exists already is counted past the limits (and then refuses more).
+  b.charge(10, UINT64_MAX);
+  EXPECT_EQ(b.used_by(10), UINT64_MAX);
+  EXPECT_FALSE(b.reserve(10, 1, &why));
+  EXPECT_FALSE(b.reserve(14, 1, &why));
+  EXPECT_NE(why.find("--max-ring-bytes"), std::string::npos) << why;
+  b.release(10, UINT64_MAX);
+  EXPECT_EQ(b.used_by(10), 0u);
+  EXPECT_TRUE(b.reserve(14, 1, &why)) << why;
+}
+
+// The ring-byte limits: defaults, sizes with suffixes, the environment, bad values.
+TEST(EngineOptions, RingByteLimits) {
+  shmrepl::server::Options o;
+  std::string err;
+  EXPECT_EQ(o.limits.max_client_ring_bytes, 8ull << 30);
+  EXPECT_EQ(o.limits.max_ring_bytes, 32ull << 30);
+  EXPECT_TRUE(shmrepl::server::parse_options({"--max-client-ring-bytes", "512M", "--max-ring-bytes=3G"}, &o, &err))
+      << err;
+  EXPECT_EQ(o.limits.max_client_ring_bytes, 512ull << 20);
+  EXPECT_EQ(o.limits.max_ring_bytes, 3ull << 30);
+  EXPECT_TRUE(shmrepl::server::parse_options({"--max-ring-bytes", "65536"}, &o, &err)) << err;
+  EXPECT_EQ(o.limits.max_ring_bytes, 65536u);
+  for (const char* bad : {"0", "-1", "x", "1T", "12Q", "", "18446744073709551615G"}) {
+    shmrepl::server::Options b;
+    err.clear();
+    EXPECT_FALSE(shmrepl::server::parse_options({"--max-client-ring-bytes", bad}, &b, &err)) << bad;
+    EXPECT_NE(err.find("--max-client-ring-bytes"), std::string::npos) << err;
+  }
+  setenv("SHMREPL_MAX_RING_BYTES", "2G", 1);
+  setenv("SHMREPL_MAX_CLIENT_RING_BYTES", "1G", 1);
+  shmrepl::server::Options e;
+  err.clear();
+  EXPECT_TRUE(shmrepl::server::parse_limits_env(&e, &err)) << err;
+  EXPECT_EQ(e.limits.max_ring_bytes, 2ull << 30);
+  EXPECT_EQ(e.limits.max_client_ring_bytes, 1ull << 30);
+  EXPECT_TRUE(shmrepl::server::parse_options({"--max-ring-bytes", "4G"}, &e, &err));  // the flag wins
+  EXPECT_EQ(e.limits.max_ring_bytes, 4ull << 30);
+  setenv("SHMREPL_MAX_CLIENT_RING_BYTES", "lots", 1);
+  shmrepl::server::Options f;
+  err.clear();
+  EXPECT_FALSE(shmrepl::server::parse_limits_env(&f, &err));
+  EXPECT_NE(err.find("SHMREPL_MAX_CLIENT_RING_BYTES"), std::string::npos) << err;
+  unsetenv("SHMREPL_MAX_RING_BYTES");
+  unsetenv("SHMREPL_MAX_CLIENT_RING_BYTES");
+}
+
 // ---- the Dispatcher over a fake engine ----
 
 class DispatcherTest : public ::testing::Test {

@@ -651,3 +651,66 @@ TEST(Engine, ManyExecutionsFromManyThreads) {
   for (auto& t : clients) t.join();
   EXPECT_EQ(good.load(), 80);
 }
+
+// Rings the engine's owner counts (EngineOptions::ring_reserve, as a worker asks its
+// supervisor): asked before each new execution ring with its real size, never for a
+// reused one nor the background ring; a refusal is LimitExceeded and leaves the
+// session usable; a reservation no ring came of is given back.
+TEST(Engine, RingReservations) {
+  engine::EngineOptions o;
+  o.capture_fds = false;
+  o.ring_capacity = 64 << 10;
+  o.sealed_rings = true;
+  std::vector<uint64_t> asked, returned;
+  int created = 0;
+  bool fail_create = false;
+  uint64_t refuse_above = UINT64_MAX;
+  o.ring_reserve = [&](uint64_t bytes) {
+    if (bytes > refuse_above) throw engine::LimitExceeded("over the limit");
+    asked.push_back(bytes);
+  };
+  o.ring_unreserve = [&](uint64_t bytes) { returned.push_back(bytes); };
+  o.ring_created = [&](const std::string&, int) {
+    if (fail_create) throw std::runtime_error("no ring today");
+    ++created;
+  };
+  auto e = engine::Engine::start(o);
+  const uint64_t s = e->open_session();
+  EXPECT_TRUE(asked.empty());
+  EXPECT_EQ(created, 1);  // the background ring
+  auto run_released = [&](uint64_t capacity) {
+    engine::ExecuteRequest req;
+    req.session_id = s;
+    req.code = "x = 1";
+    req.ring_capacity = capacity;
+    const engine::Accepted a = e->execute(req);
+    e->wait(a.execution_id);
+    e->release(a.execution_id);
+  };
+  run_released(0);
+  EXPECT_EQ(asked, std::vector<uint64_t>{64 << 10});
+  for (int i = 0; i < 5; ++i) run_released(0);  // the kept ring, reset
+  EXPECT_EQ(asked.size(), 1u);
+  EXPECT_EQ(created, 2);
+  run_released(5000);  // another size: a new ring, asked as it will be (a power of two)
+  EXPECT_EQ(asked.back(), 8192u);
+  refuse_above = 1 << 20;
+  engine::ExecuteRequest big;
+  big.session_id = s;
+  big.code = "pass";
+  big.ring_capacity = 4 << 20;
+  EXPECT_THROW(e->execute(big), engine::LimitExceeded);
+  EXPECT_EQ(asked.size(), 2u);
+  run_released(8192);  // still usable; and the kept ring again
+  EXPECT_EQ(asked.size(), 2u);
+  fail_create = true;
+  big.ring_capacity = 16384;
+  EXPECT_THROW(e->execute(big), std::runtime_error);
+  EXPECT_EQ(asked.back(), 16384u);
+  EXPECT_EQ(returned, std::vector<uint64_t>{16384});
+  fail_create = false;
+  run_released(16384);
+  EXPECT_EQ(asked.back(), 16384u);
+  EXPECT_EQ(returned.size(), 1u);  // the ring took this one
+  e->close_session(s);
+}

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -181,6 +182,193 @@ TEST_F(ControlPlaneTest, SessionHogGetsELimitOthersAreUnaffected) {
       },
       5s));
   shmrepl_client_close(c2);
+  shmrepl_client_close(c);
+}
+
+namespace {
+
+constexpr uint64_t kKiB = 1024, kMiB = 1024 * kKiB;
+
+// Executes `code` with a ring of `capacity` data bytes; *out on success.
+shmrepl_status_t execute_in_ring(shmrepl_client_t* c, uint64_t session, uint64_t capacity,
+                                 shmrepl_execution_t** out, const std::string& code = "pass\n") {
+  shmrepl_execute_options_t o{};
+  o.struct_size = sizeof o;
+  o.script = 1;
+  o.session_id = session;
+  o.code = code.data();
+  o.code_len = code.size();
+  o.ring_capacity = capacity;
+  *out = nullptr;
+  return shmrepl_execute(c, &o, out);
+}
+
+// Reads the execution's ring to its end (it has finished then).
+Collected finish(shmrepl_execution_t* e) {
+  shmrepl_reader_t* reader = nullptr;
+  if (shmrepl_execution_reader(e, nullptr, &reader) != SHMREPL_OK) return {};
+  Collected r = collect(reader, shmrepl_execution_id(e), false, 60s);
+  shmrepl_reader_close(reader);
+  return r;
+}
+
+// Executes as execute_in_ring, again while refused with E_LIMIT for up to 5 s: a
+// release or close is told to the supervisor a moment after the client sent it.
+shmrepl_status_t execute_once_room(shmrepl_client_t* c, uint64_t session, uint64_t capacity,
+                                   shmrepl_execution_t** out) {
+  shmrepl_status_t st = SHMREPL_E_LIMIT;
+  const auto deadline = Clock::now() + 5s;
+  while ((st = execute_in_ring(c, session, capacity, out)) == SHMREPL_E_LIMIT && Clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  return st;
+}
+
+bool last_error_has(const char* what) { return std::string(shmrepl_last_error()).find(what) != std::string::npos; }
+
+}  // namespace
+
+// Ring bytes per client: executions whose rings are never released pass the client's
+// limit and get E_LIMIT naming it, the session stays usable for a smaller ring, and
+// released rings give their bytes back. Another client is not held to the first's
+// bytes, only to the limit in all. A killed worker's rings count until its session
+// closes. (Background rings are 64 KiB, counted as well.)
+TEST_F(ControlPlaneTest, RingBytesAreLimitedPerClientAndInAll) {
+  start({"--ring-capacity", "64K", "--max-client-ring-bytes", "10M", "--max-ring-bytes=14M"});
+  shmrepl_client_t* c = nullptr;
+  ASSERT_EQ(try_connect(socket, &c), SHMREPL_OK) << shmrepl_last_error();
+  uint64_t s1 = 0;
+  ASSERT_EQ(shmrepl_session_open(c, &s1), SHMREPL_OK) << shmrepl_last_error();  // 64K
+  shmrepl_execution_t *e1 = nullptr, *e2 = nullptr, *e3 = nullptr;
+  ASSERT_EQ(execute_in_ring(c, s1, 4 * kMiB, &e1), SHMREPL_OK) << shmrepl_last_error();  // 4M + 64K
+  ASSERT_EQ(execute_in_ring(c, s1, 4 * kMiB, &e2), SHMREPL_OK) << shmrepl_last_error();  // 8M + 64K
+  shmrepl_status_t st = execute_in_ring(c, s1, 4 * kMiB, &e3);
+  ASSERT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
+  EXPECT_TRUE(last_error_has("--max-client-ring-bytes")) << shmrepl_last_error();
+  EXPECT_TRUE(last_error_has("4 MiB")) << shmrepl_last_error();
+  // The session still runs what fits.
+  shmrepl_execution_t* small = nullptr;
+  ASSERT_EQ(execute_in_ring(c, s1, 64 * kKiB, &small, "print('small')\n"), SHMREPL_OK) << shmrepl_last_error();
+  Collected r = finish(small);
+  EXPECT_EQ(r.end, SHMREPL_E_EOF);
+  EXPECT_EQ(r.out.head, "small\n");
+  shmrepl_execution_close(small);
+  EXPECT_EQ(finish(e1).end, SHMREPL_E_EOF);
+  EXPECT_EQ(finish(e2).end, SHMREPL_E_EOF);
+  shmrepl_execution_close(e1);
+  shmrepl_execution_close(e2);
+  // Released: the session keeps one 4 MiB ring for its next execution, the rest goes.
+  // Two more fit (the first reuses the kept ring), which they would not if the
+  // released bytes still counted.
+  shmrepl_execution_t *e4 = nullptr, *e5 = nullptr;
+  ASSERT_EQ(execute_once_room(c, s1, 4 * kMiB, &e4), SHMREPL_OK) << shmrepl_last_error();
+  ASSERT_EQ(execute_once_room(c, s1, 4 * kMiB, &e5), SHMREPL_OK) << shmrepl_last_error();  // 8M + 64K
+
+  // Another client: its own 10M, but 14M in all.
+  const pid_t child = fork();
+  if (child == 0) {
+    alarm(60);
+    shmrepl_client_t* b = nullptr;
+    if (try_connect(socket, &b) != SHMREPL_OK) _exit(10);
+    uint64_t s = 0;
+    if (shmrepl_session_open(b, &s) != SHMREPL_OK) _exit(11);  // 8M + 128K in all
+    shmrepl_execution_t *x = nullptr, *y = nullptr;
+    if (execute_in_ring(b, s, 4 * kMiB, &x) != SHMREPL_OK) _exit(12);  // 12M + 128K
+    if (execute_in_ring(b, s, 4 * kMiB, &y) != SHMREPL_E_LIMIT) _exit(13);
+    if (!last_error_has("--max-ring-bytes")) _exit(14);
+    if (finish(x).end != SHMREPL_E_EOF) _exit(15);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the other client's step " << status;
+
+  // A worker killed: its rings count until its session is closed.
+  uint64_t s2 = 0;
+  ASSERT_EQ(shmrepl_session_open(c, &s2), SHMREPL_OK) << shmrepl_last_error();  // 8M + 128K
+  shmrepl_execution_t* killer = nullptr;
+  ASSERT_EQ(execute_in_ring(c, s1, 0, &killer, "import os\nos.kill(os.getpid(), 9)\n"), SHMREPL_OK)
+      << shmrepl_last_error();
+  r = finish(killer);  // the supervisor's takeover ends it
+  EXPECT_EQ(r.end, SHMREPL_E_EOF);
+  EXPECT_EQ(r.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_ABORTED));
+  shmrepl_execution_t* e6 = nullptr;
+  st = execute_in_ring(c, s2, 4 * kMiB, &e6);
+  EXPECT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
+  for (shmrepl_execution_t* e : {e4, e5, killer}) shmrepl_execution_close(e);
+  shmrepl_session_close(c, s1);  // the dead session's rings go, and their bytes
+  ASSERT_EQ(execute_once_room(c, s2, 4 * kMiB, &e6), SHMREPL_OK) << shmrepl_last_error();
+  EXPECT_EQ(finish(e6).end, SHMREPL_E_EOF);
+  shmrepl_execution_close(e6);
+  shmrepl_client_close(c);
+}
+
+// A session's background ring counts too: an OpenSession it would not fit in is
+// refused with E_LIMIT, as is an execution's ring; a closed session gives room back.
+TEST_F(ControlPlaneTest, BackgroundRingsCountAgainstRingBytes) {
+  start({"--ring-capacity", "64K", "--max-client-ring-bytes", "200K"});
+  shmrepl_client_t* c = nullptr;
+  ASSERT_EQ(try_connect(socket, &c), SHMREPL_OK) << shmrepl_last_error();
+  uint64_t s[4] = {};
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(shmrepl_session_open(c, &s[i]), SHMREPL_OK) << shmrepl_last_error();
+  // The third in a fresh worker (a start-up-only variable of its own): the same rules.
+  const std::string path = std::string("PATH=") + (getenv("PATH") != nullptr ? getenv("PATH") : "/usr/bin");
+  const char* env[] = {path.c_str(), "PYTHONHASHSEED=7"};
+  shmrepl_session_options_t so{};
+  so.struct_size = sizeof so;
+  so.env = env;
+  so.envc = 2;
+  ASSERT_EQ(shmrepl_session_open_ex(c, &so, &s[2]), SHMREPL_OK) << shmrepl_last_error();
+  shmrepl_status_t st = shmrepl_session_open(c, &s[3]);
+  EXPECT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
+  EXPECT_TRUE(last_error_has("--max-client-ring-bytes")) << shmrepl_last_error();
+  shmrepl_execution_t* e = nullptr;
+  for (uint64_t session : {s[0], s[2]}) {
+    st = execute_in_ring(c, session, 0, &e);
+    EXPECT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
+  }
+  ASSERT_EQ(shmrepl_session_close(c, s[1]), SHMREPL_OK) << shmrepl_last_error();
+  ASSERT_EQ(execute_once_room(c, s[2], 0, &e), SHMREPL_OK) << shmrepl_last_error();
+  Collected fresh = finish(e);
+  EXPECT_EQ(fresh.end, SHMREPL_E_EOF);
+  shmrepl_execution_close(e);
+  st = execute_in_ring(c, s[0], 0, &e);  // the fresh session's kept ring holds the room
+  EXPECT_EQ(st, SHMREPL_E_LIMIT) << status_text(st);
+  ASSERT_EQ(shmrepl_session_close(c, s[2]), SHMREPL_OK) << shmrepl_last_error();
+  ASSERT_EQ(execute_once_room(c, s[0], 0, &e), SHMREPL_OK) << shmrepl_last_error();
+  EXPECT_EQ(finish(e).end, SHMREPL_E_EOF);
+  shmrepl_execution_close(e);
+  // A warm session reuses its ring: nothing more to count (a new one would not fit).
+  ASSERT_EQ(shmrepl_session_open(c, &s[1]), SHMREPL_OK) << shmrepl_last_error();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(execute_in_ring(c, s[0], 0, &e), SHMREPL_OK) << shmrepl_last_error();
+    EXPECT_EQ(finish(e).end, SHMREPL_E_EOF);
+    shmrepl_execution_close(e);
+  }
+  shmrepl_client_close(c);
+}
+
+// A supervisor that does not answer a ring reservation (stopped): the Execute gets
+// E_TIMEOUT after 10 s, not a limit and not a hang; once the supervisor runs again its
+// late grant is given back, so the bytes it counted do not stay.
+TEST_F(ControlPlaneTest, UnansweredRingReservationTimesOutAndIsGivenBack) {
+  start({"--ring-capacity", "64K", "--max-client-ring-bytes", "6M"});
+  shmrepl_client_t* c = nullptr;
+  ASSERT_EQ(try_connect(socket, &c), SHMREPL_OK) << shmrepl_last_error();
+  uint64_t s = 0;
+  ASSERT_EQ(shmrepl_session_open(c, &s), SHMREPL_OK) << shmrepl_last_error();
+  ASSERT_EQ(kill(engine->pid(), SIGSTOP), 0);
+  shmrepl_execution_t* e = nullptr;
+  const auto t0 = Clock::now();
+  const shmrepl_status_t st = execute_in_ring(c, s, 4 * kMiB, &e);
+  const auto waited = Clock::now() - t0;
+  kill(engine->pid(), SIGCONT);
+  EXPECT_EQ(st, SHMREPL_E_TIMEOUT) << status_text(st);
+  EXPECT_GE(waited, 9s);
+  // The connection and the session go on. Had the late grant stayed counted, 4 MiB
+  // more would not fit in 6 MiB.
+  ASSERT_EQ(execute_once_room(c, s, 4 * kMiB, &e), SHMREPL_OK) << shmrepl_last_error();
+  EXPECT_EQ(finish(e).end, SHMREPL_E_EOF);
+  shmrepl_execution_close(e);
   shmrepl_client_close(c);
 }
 

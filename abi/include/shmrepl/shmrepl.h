@@ -58,8 +58,9 @@ typedef int32_t shmrepl_status_t;
 #define SHMREPL_E_TOO_LARGE (-17)     /* a request exceeds a documented limit */
 #define SHMREPL_E_SESSION_DIED (-18)  /* the session's worker process died (crash, kill,
                                        * os._exit): open a new session */
-#define SHMREPL_E_LIMIT (-19)         /* an engine limit (connections, sessions) is reached:
-                                       * retry after closing some (since 1.2) */
+#define SHMREPL_E_LIMIT (-19)         /* an engine limit (connections, sessions, ring
+                                       * bytes) is reached: retry after closing some
+                                       * (since 1.2) */
 #define SHMREPL_E_INTERNAL (-99)      /* a bug in shmrepl: please report it */
 
 /* ---- records ---------------------------------------------------------- */
@@ -363,7 +364,7 @@ typedef struct shmrepl_execute_options {
 /* Queues code in a session. Returns OK and *out (owned by the caller; close it with
  * shmrepl_execution_close()). The ring exists, holding the STARTED record, when
  * this returns. E_NOT_FOUND (unknown session), E_TOO_LARGE (the request exceeds
- * 64 MiB), E_INVALID. A client_execution_id longer than one record of the ring
+ * 64 MiB), E_INVALID, E_LIMIT (its ring would pass the engine's ring-byte limit). A client_execution_id longer than one record of the ring
  * holds (capacity / 4 - 264 bytes, the capacity rounded up to a power of two)
  * arrives in STARTED shortened, ending in "[... N bytes omitted ...]". */
 SHMREPL_API shmrepl_status_t shmrepl_execute(shmrepl_client_t* client,

@@ -61,6 +61,19 @@ struct EngineOptions {
   bool sealed_rings = false;
   std::function<void(const std::string& name, int fd)> ring_created;
   std::function<void(const std::string& name)> ring_gone;
+  // Asked before an execution gets a new ring (not one reused, not a background ring)
+  // of `capacity` data bytes (as the ring will have them: a power of two); may throw
+  // (LimitExceeded: over a limit), and execute() then throws that. What ring_created
+  // then tells of takes the reservation; if no ring comes of it, ring_unreserve gets
+  // it back.
+  std::function<void(uint64_t capacity)> ring_reserve;
+  std::function<void(uint64_t capacity)> ring_unreserve;
+};
+
+// A request over a limit of the engine's owner (e.g. ring bytes, from ring_reserve).
+class LimitExceeded : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 // Worker mode, before any thread exists: initialises CPython in this process (the
