@@ -378,6 +378,47 @@ TEST_F(WorkerTest, CancelWhileAProgramWaitsForItsThreads) {
   EXPECT_EQ(stdout_of(stopped), "stopped\n");
 }
 
+// The same while the end waits for a thread pool (concurrent.futures' exit hook joins its
+// threads, before _shutdown() joins the others): the next program's end waits neither
+// for that pool nor for the program's other thread.
+TEST_F(WorkerTest, CancelWhileAProgramWaitsForItsThreadPool) {
+  Client a(socket);
+  Session s(a.c);
+  Job r(s,
+        "import threading, time\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "stop = threading.Event()\n"
+        "threading.Thread(target=stop.wait).start()\n"
+        "def task():\n"
+        "    while not threading._SHUTTING_DOWN: time.sleep(0.01)\n"
+        "    print('at the end', flush=True)\n"
+        "    stop.wait()\n"
+        "pool = ThreadPoolExecutor(1)\n"
+        "pool.submit(task)\n");
+  std::string out;
+  while (out.find("at the end") == std::string::npos) {
+    shmrepl_record_t rec;
+    ASSERT_EQ(shmrepl_reader_next(r.reader, 10'000'000'000, &rec), SHMREPL_OK);
+    if (rec.kind == SHMREPL_RECORD_OUTPUT) out.append(reinterpret_cast<const char*>(rec.data), rec.data_len);
+    shmrepl_reader_release(r.reader, 1);
+  }
+  ASSERT_EQ(shmrepl_execution_cancel(r.ex), SHMREPL_OK);
+  const Finish f = read_all(r.reader, 10);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+
+  Job next(s,
+           "from concurrent.futures import ThreadPoolExecutor\n"
+           "with ThreadPoolExecutor(1) as p:\n"
+           "    print(p.submit(pow, 2, 5).result())\n");
+  const Collected c = next.collect(true, 20);
+  EXPECT_EQ(c.end, SHMREPL_E_EOF) << "its end waits for the cancelled program's threads";
+  EXPECT_EQ(c.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(stdout_of(c), "32\n") << stderr_of(c);
+  if (c.end != SHMREPL_E_EOF) (void)shmrepl_execution_cancel(next.ex);
+  Collected stopped = execute_and_collect(s, "stop.set()\nprint('stopped')", true, {}, {}, true);
+  EXPECT_EQ(stdout_of(stopped), "stopped\n");
+}
+
 TEST_F(WorkerTest, CancelThatCannotInterruptKillsAfterTheGracePeriod) {
   Client a(socket);
   Session s(a.c);
