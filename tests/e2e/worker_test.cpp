@@ -338,6 +338,22 @@ TEST_F(WorkerTest, EachProgramOfASessionEndsAsAFreshPython) {
   EXPECT_EQ(stdout_of(five), "cannot schedule new futures after shutdown\n27\n") << stderr_of(five);
 }
 
+// concurrent.futures.process has an exit hook and a refuse-new-work flag of its own.
+TEST_F(WorkerTest, ProcessPoolsWorkInEachProgramOfASession) {
+  Client a(socket);
+  Session s(a.c);
+  const std::string code =
+      "from concurrent.futures import ProcessPoolExecutor\n"
+      "with ProcessPoolExecutor(1) as pool:\n"
+      "    print(pool.submit(pow, 2, 3).result())\n";
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    Collected c = execute_and_collect(s, code, true, {}, {}, true);
+    EXPECT_EQ(c.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+    EXPECT_EQ(stdout_of(c), "8\n") << stderr_of(c);
+  }
+}
+
 // A cancel while a program's end waits for a thread ends the wait; the thread it left
 // is not waited for again by the session's next program.
 TEST_F(WorkerTest, CancelWhileAProgramWaitsForItsThreads) {
