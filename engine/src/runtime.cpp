@@ -77,6 +77,16 @@ def program_ended(threading, interrupted):
     process = sys.modules.get('concurrent.futures.process')
     if process is not None:
         process._global_shutdown = False
+    # Modules that register with atexit once, at import: again, for the next program's
+    # end (registered first, they run last, as after an import at a program's top).
+    import atexit
+    logging = sys.modules.get('logging')
+    if logging is not None:  # flushes and closes the handlers, after the others
+        atexit.register(logging.shutdown)
+    util = sys.modules.get('multiprocessing.util')
+    if util is not None:  # joins the non-daemon child processes
+        util._exiting = False
+        atexit.register(util._exit_function)
 )PY";
 
 Helpers g_helpers{};

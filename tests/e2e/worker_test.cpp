@@ -354,6 +354,29 @@ TEST_F(WorkerTest, ProcessPoolsWorkInEachProgramOfASession) {
   }
 }
 
+// multiprocessing registers its exit hook (join the non-daemon children) with atexit
+// once, at import; logging its own (flush the handlers). Each program's end runs them.
+TEST_F(WorkerTest, ModulesExitHooksRunAtEachProgramsEnd) {
+  Client a(socket);
+  Session s(a.c);
+  const std::string code =
+      "import logging, multiprocessing, time\n"
+      "def child():\n"
+      "    time.sleep(0.3)\n"
+      "    print('child', flush=True)\n"
+      "multiprocessing.Process(target=child).start()\n"
+      "class Flushed(logging.Handler):\n"
+      "    def flush(self): print('flushed')\n"
+      "logging.getLogger().handlers = [Flushed()]\n"
+      "print('parent')\n";
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    Collected c = execute_and_collect(s, code, true, {}, {}, true);
+    EXPECT_EQ(c.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+    EXPECT_EQ(stdout_of(c), "parent\nchild\nflushed\n") << stderr_of(c);
+  }
+}
+
 // A cancel while a program's end waits for a thread ends the wait; the thread it left
 // is not waited for again by the session's next program.
 TEST_F(WorkerTest, CancelWhileAProgramWaitsForItsThreads) {
