@@ -1038,29 +1038,64 @@ void EngineImpl::run(Session& s, const std::shared_ptr<Execution>& ex_ref) {
   set_current_execution(nullptr, false);
 }
 
+// [GIL] sys.modules[name] (a new reference), or nullptr if it was never imported.
+PyObject* imported_module(const char* name) {
+  PyObject* n = PyUnicode_FromString(name);
+  PyObject* m = n != nullptr ? PyImport_GetModule(n) : nullptr;
+  Py_XDECREF(n);
+  if (m == nullptr) PyErr_Clear();
+  return m;
+}
+
 // [GIL] A program ends as python3 ends one: wait for its non-daemon threads (their
 // output still goes to this execution), then run its atexit handlers. Cancellable
-// like the code itself.
+// like the code itself. Then threading is live again for the session's next program.
 void EngineImpl::end_program(Execution& ex, shmrepl_finish_status_t* status) {
-  ex.phase = Phase::kUser;
-  set_sigint_blocked(false);
-  PyObject* threading = PyImport_ImportModule("threading");
-  PyObject* r = threading != nullptr ? PyObject_CallMethod(threading, "_shutdown", nullptr) : nullptr;
-  if (r == nullptr && PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) && ex.cancel_requested)
-    *status = SHMREPL_FINISH_CANCELLED;
-  if (r == nullptr) PyErr_Clear();
-  Py_XDECREF(r);
-  Py_XDECREF(threading);
-  PyObject* atexit = PyImport_ImportModule("atexit");
-  r = atexit != nullptr ? PyObject_CallMethod(atexit, "_run_exitfuncs", nullptr) : nullptr;
-  if (r == nullptr) PyErr_Clear();
-  Py_XDECREF(r);
+  // A module the program never imported has nothing to do at its end (CPython's own
+  // end asks sys.modules for threading too).
+  PyObject* threading = imported_module("threading");
+  PyObject* atexit = imported_module("atexit");
+  PyObject* pending = PyObject_CallFunctionObjArgs(helpers().program_end_pending,
+                                                   threading != nullptr ? threading : Py_None,
+                                                   atexit != nullptr ? atexit : Py_None, nullptr);
+  // Nothing to wait for or run (most programs): no window for SIGINT to open and close.
+  const bool work = pending == nullptr || PyObject_IsTrue(pending) != 0;
+  Py_XDECREF(pending);
+  PyErr_Clear();
+  if (work) {
+    ex.phase = Phase::kUser;
+    set_sigint_blocked(false);
+    bool interrupted = false;
+    if (threading != nullptr) {
+      PyObject* r = PyObject_CallMethod(threading, "_shutdown", nullptr);
+      if (r == nullptr) {
+        interrupted = true;
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) && ex.cancel_requested)
+          *status = SHMREPL_FINISH_CANCELLED;
+        PyErr_Clear();
+      }
+      Py_XDECREF(r);
+    }
+    if (atexit != nullptr) {
+      PyObject* r = PyObject_CallMethod(atexit, "_run_exitfuncs", nullptr);
+      if (r == nullptr) PyErr_Clear();
+      Py_XDECREF(r);
+    }
+    ex.phase = Phase::kPost;
+    set_sigint_blocked(true);
+    drain_sigint();
+    if (raise_pending_async()) PyErr_Clear();
+    ex.cancel_pending.store(false);
+    // With SIGINT blocked again: a late cancel cannot stop this half way.
+    if (threading != nullptr) {
+      PyObject* r = PyObject_CallFunctionObjArgs(helpers().program_ended, threading,
+                                                 interrupted ? Py_True : Py_False, nullptr);
+      if (r == nullptr) PyErr_Clear();
+      Py_XDECREF(r);
+    }
+  }
   Py_XDECREF(atexit);
-  ex.phase = Phase::kPost;
-  set_sigint_blocked(true);
-  drain_sigint();
-  if (raise_pending_async()) PyErr_Clear();
-  ex.cancel_pending.store(false);
+  Py_XDECREF(threading);
 }
 
 // The traceback on the execution's stderr exactly as python3 prints an uncaught

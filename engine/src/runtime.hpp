@@ -12,9 +12,11 @@ void ensure_python();
 
 // Functions of the engine's helper module (GIL held; borrowed references).
 struct Helpers {
-  PyObject* compile_cell;      // (source: bytes, filename, script) -> (code, expr code | None)
-  PyObject* format_exception;  // traceback.format_exception
-  PyObject* builtins;          // the builtins module
+  PyObject* compile_cell;         // (source: bytes, filename, script) -> (code, expr code | None)
+  PyObject* format_exception;     // traceback.format_exception
+  PyObject* program_end_pending;  // (threading | None, atexit | None) -> the end has work
+  PyObject* program_ended;        // (threading, interrupted: bool): threading live again after it
+  PyObject* builtins;             // the builtins module
 };
 const Helpers& helpers();
 

@@ -287,6 +287,179 @@ TEST_F(WorkerTest, CancelInterruptsABlockingWait) {
   EXPECT_EQ(stdout_of(after), "next\n");
 }
 
+// Every program of a warm session ends as `python3 FILE` would, not only the first:
+// its non-daemon threads are waited for (their output is its own), its atexit handlers
+// run once, and threading and concurrent.futures work again in the next one.
+TEST_F(WorkerTest, EachProgramOfASessionEndsAsAFreshPython) {
+  Client a(socket);
+  Session s(a.c);
+  Collected one = execute_and_collect(s, "print('one')", true, {}, {}, true);
+  EXPECT_EQ(stdout_of(one), "one\n") << stderr_of(one);
+
+  Collected two = execute_and_collect(s,
+                                      "import atexit, threading, time\n"
+                                      "def late():\n"
+                                      "    time.sleep(0.3)\n"
+                                      "    print('late')\n"
+                                      "threading.Thread(target=late).start()\n"
+                                      "atexit.register(print, 'atexit two')\n"
+                                      "print('main done')\n",
+                                      true, {}, {}, true);
+  EXPECT_EQ(two.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_FALSE(two.record_after_finished);
+  EXPECT_EQ(stdout_of(two), "main done\nlate\natexit two\n") << stderr_of(two);
+
+  Collected three = execute_and_collect(s,
+                                        "import threading\n"
+                                        "from concurrent.futures import ThreadPoolExecutor\n"
+                                        "with ThreadPoolExecutor(2) as pool:\n"
+                                        "    print(pool.submit(pow, 2, 10).result())\n"
+                                        "print(threading.main_thread().is_alive())\n",
+                                        true, {}, {}, true);
+  EXPECT_EQ(three.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(stdout_of(three), "1024\nTrue\n") << stderr_of(three);
+
+  // A pool left open: its threads are joined at the program's end (concurrent.futures'
+  // exit hook), so the pool is shut down for the next program, which can make its own.
+  Collected four = execute_and_collect(s,
+                                       "from concurrent.futures import ThreadPoolExecutor\n"
+                                       "old = ThreadPoolExecutor(1)\n"
+                                       "print(old.submit(pow, 3, 2).result())\n",
+                                       true, {}, {}, true);
+  EXPECT_EQ(stdout_of(four), "9\n") << stderr_of(four);
+  Collected five = execute_and_collect(s,
+                                       "from concurrent.futures import ThreadPoolExecutor\n"
+                                       "try:\n"
+                                       "    old.submit(pow, 3, 3)\n"
+                                       "except RuntimeError as e:\n"
+                                       "    print(e)\n"
+                                       "with ThreadPoolExecutor(1) as pool:\n"
+                                       "    print(pool.submit(pow, 3, 3).result())\n",
+                                       true, {}, {}, true);
+  EXPECT_EQ(five.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(stdout_of(five), "cannot schedule new futures after shutdown\n27\n") << stderr_of(five);
+}
+
+// concurrent.futures.process has an exit hook and a refuse-new-work flag of its own.
+TEST_F(WorkerTest, ProcessPoolsWorkInEachProgramOfASession) {
+  Client a(socket);
+  Session s(a.c);
+  const std::string code =
+      "from concurrent.futures import ProcessPoolExecutor\n"
+      "with ProcessPoolExecutor(1) as pool:\n"
+      "    print(pool.submit(pow, 2, 3).result())\n";
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    Collected c = execute_and_collect(s, code, true, {}, {}, true);
+    EXPECT_EQ(c.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+    EXPECT_EQ(stdout_of(c), "8\n") << stderr_of(c);
+  }
+}
+
+// multiprocessing registers its exit hook (join the non-daemon children) with atexit
+// once, at import; logging its own (flush the handlers). Each program's end runs them.
+TEST_F(WorkerTest, ModulesExitHooksRunAtEachProgramsEnd) {
+  Client a(socket);
+  Session s(a.c);
+  const std::string code =
+      "import logging, multiprocessing, time\n"
+      "def child():\n"
+      "    time.sleep(0.3)\n"
+      "    print('child', flush=True)\n"
+      "multiprocessing.Process(target=child).start()\n"
+      "class Flushed(logging.Handler):\n"
+      "    def flush(self): print('flushed')\n"
+      "logging.getLogger().handlers = [Flushed()]\n"
+      "print('parent')\n";
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    Collected c = execute_and_collect(s, code, true, {}, {}, true);
+    EXPECT_EQ(c.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+    EXPECT_EQ(stdout_of(c), "parent\nchild\nflushed\n") << stderr_of(c);
+  }
+}
+
+// A cancel while a program's end waits for a thread ends the wait; the thread it left
+// is not waited for again by the session's next program.
+TEST_F(WorkerTest, CancelWhileAProgramWaitsForItsThreads) {
+  Client a(socket);
+  Session s(a.c);
+  // The thread says when the program's end waits for it (the main thread is stopped).
+  Job r(s,
+        "import threading, time\n"
+        "stop = threading.Event()\n"
+        "def wait():\n"
+        "    while threading.main_thread().is_alive(): time.sleep(0.01)\n"
+        "    print('at the end', flush=True)\n"
+        "    stop.wait()\n"
+        "threading.Thread(target=wait).start()\n");
+  std::string out;
+  while (out.find("at the end") == std::string::npos) {
+    shmrepl_record_t rec;
+    ASSERT_EQ(shmrepl_reader_next(r.reader, 10'000'000'000, &rec), SHMREPL_OK);
+    if (rec.kind == SHMREPL_RECORD_OUTPUT) out.append(reinterpret_cast<const char*>(rec.data), rec.data_len);
+    shmrepl_reader_release(r.reader, 1);
+  }
+  ASSERT_EQ(shmrepl_execution_cancel(r.ex), SHMREPL_OK);
+  const Finish f = read_all(r.reader, 10);
+  EXPECT_EQ(f.end, SHMREPL_E_EOF);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+
+  Collected next = execute_and_collect(s,
+                                       "import threading, time\n"
+                                       "def late():\n"
+                                       "    time.sleep(0.2)\n"
+                                       "    print('late')\n"
+                                       "threading.Thread(target=late).start()\n"
+                                       "print('next')\n",
+                                       true, {}, {}, true);
+  EXPECT_EQ(next.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(stdout_of(next), "next\nlate\n") << stderr_of(next);
+  Collected stopped = execute_and_collect(s, "stop.set()\nprint('stopped')", true, {}, {}, true);
+  EXPECT_EQ(stdout_of(stopped), "stopped\n");
+}
+
+// The same while the end waits for a thread pool (concurrent.futures' exit hook joins its
+// threads, before _shutdown() joins the others): the next program's end waits neither
+// for that pool nor for the program's other thread.
+TEST_F(WorkerTest, CancelWhileAProgramWaitsForItsThreadPool) {
+  Client a(socket);
+  Session s(a.c);
+  Job r(s,
+        "import threading, time\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "stop = threading.Event()\n"
+        "threading.Thread(target=stop.wait).start()\n"
+        "def task():\n"
+        "    while not threading._SHUTTING_DOWN: time.sleep(0.01)\n"
+        "    print('at the end', flush=True)\n"
+        "    stop.wait()\n"
+        "pool = ThreadPoolExecutor(1)\n"
+        "pool.submit(task)\n");
+  std::string out;
+  while (out.find("at the end") == std::string::npos) {
+    shmrepl_record_t rec;
+    ASSERT_EQ(shmrepl_reader_next(r.reader, 10'000'000'000, &rec), SHMREPL_OK);
+    if (rec.kind == SHMREPL_RECORD_OUTPUT) out.append(reinterpret_cast<const char*>(rec.data), rec.data_len);
+    shmrepl_reader_release(r.reader, 1);
+  }
+  ASSERT_EQ(shmrepl_execution_cancel(r.ex), SHMREPL_OK);
+  const Finish f = read_all(r.reader, 10);
+  EXPECT_EQ(f.status, static_cast<uint32_t>(SHMREPL_FINISH_CANCELLED));
+
+  Job next(s,
+           "from concurrent.futures import ThreadPoolExecutor\n"
+           "with ThreadPoolExecutor(1) as p:\n"
+           "    print(p.submit(pow, 2, 5).result())\n");
+  const Collected c = next.collect(true, 20);
+  EXPECT_EQ(c.end, SHMREPL_E_EOF) << "its end waits for the cancelled program's threads";
+  EXPECT_EQ(c.finish_status, static_cast<uint32_t>(SHMREPL_FINISH_OK));
+  EXPECT_EQ(stdout_of(c), "32\n") << stderr_of(c);
+  if (c.end != SHMREPL_E_EOF) (void)shmrepl_execution_cancel(next.ex);
+  Collected stopped = execute_and_collect(s, "stop.set()\nprint('stopped')", true, {}, {}, true);
+  EXPECT_EQ(stdout_of(stopped), "stopped\n");
+}
+
 TEST_F(WorkerTest, CancelThatCannotInterruptKillsAfterTheGracePeriod) {
   Client a(socket);
   Session s(a.c);
