@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <climits>
@@ -22,7 +23,11 @@ RingMap::~RingMap() {
 
 namespace {
 constexpr int64_t kLivenessCheckNs = 100'000'000;  // how often a waiting reader checks the producer
-constexpr int kSpins = 256;
+// A reader that catches up spins this long before it sleeps: a record that comes
+// meanwhile costs it no wake-up (tens of µs on a loaded or virtual machine) and the
+// producer no futex call. Long enough for a warm session's next execution to start
+// and end (`pass` round trips, back to back); short against a reader's idle time.
+constexpr int64_t kSpinNs = 100'000;
 // A sleep whose fence the kernel refused (see Reader::wait) is this short.
 constexpr int64_t kUnfencedSleepNs = 1'000'000;
 
@@ -285,11 +290,13 @@ shmrepl_status_t Reader::wait(int64_t timeout_ns, std::string* error) {
   if (ready()) return SHMREPL_OK;
   if (end_of_stream()) return SHMREPL_E_EOF;
   if (timeout_ns == 0) return SHMREPL_E_AGAIN;
-  for (int i = 0; i < kSpins; ++i) {
+  const uint64_t start = monotonic_ns();
+  const uint64_t spin_until = start + static_cast<uint64_t>(timeout_ns > 0 ? std::min(timeout_ns, kSpinNs) : kSpinNs);
+  for (int i = 1;; ++i) {
     cpu_relax();
     if (ready()) return SHMREPL_OK;
+    if ((i & 63) == 0 && monotonic_ns() >= spin_until) break;
   }
-  const uint64_t start = monotonic_ns();
   for (;;) {
     // A flag, not a count: the producer clears it when it wakes the sleepers, so a
     // reader that dies asleep costs the producer one wake-up, not one per record.
